@@ -1,0 +1,206 @@
+"""Release gates: threshold specs per language, and pass/fail records against a summary.
+
+A threshold spec is a bare number (every language and `overall`), or `LANG=FLOAT` pairs where
+`*` sets the default for every language and for `overall`; without `*` only the named keys
+(languages, or `overall` itself) are gated. A language named in a spec but absent from the
+results yields a failed gate, so a typo ("swa" for "sw") cannot silently pass.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+EXPECTED_FORM = "expected FLOAT or LANG=FLOAT[,LANG=FLOAT...] with * for every language"
+DEFAULT_KEY = "*"
+OVERALL = "overall"
+GATE_ON = ("point", "ci95")
+DISSOCIATION_BOUNDS = (0.0, 1.0)
+RETENTION_BOUNDS = (0.0, 1.0)
+DELTA_PR_BOUNDS = (-1.0, 1.0)
+
+_LANG = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class _Metric:
+    """Where a gated metric lives in a Summary and which way it must go."""
+
+    name: str
+    value_key: str
+    ci_key: str
+    direction: str  # "max": value <= threshold; "min": value >= threshold
+
+
+METRICS = {
+    "dissociation": _Metric("dissociation", "dissociation_rate", "dissociation_ci95", "max"),
+    "delta_pr": _Metric("delta_pr", "delta_pr", "delta_pr_ci95", "max"),
+    "retention": _Metric("retention", "retention", "retention_ci95", "min"),
+}
+
+
+def _number(option_name: str, piece: str, raw: str, bounds: tuple[float, float]) -> float:
+    """raw as a finite float within bounds, or a ValueError naming the option and the piece."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{option_name}: {piece!r} is not a number; {EXPECTED_FORM}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{option_name}: {piece!r} is not a finite number; {EXPECTED_FORM}")
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise ValueError(f"{option_name}: {piece!r} is out of range; "
+                         f"values must be within [{lo:g}, {hi:g}]")
+    return value
+
+
+def parse_thresholds(option_name: str, text: str,
+                     bounds: tuple[float, float] = (0.0, 1.0)) -> dict[str, float]:
+    """Parse `0.15`, `sw=0.2,*=0.15` or `en=0.1,ar=0.3` into {lang or '*': threshold}."""
+    pieces = [p.strip() for p in text.split(",")]
+    if pieces == [""]:
+        raise ValueError(f"{option_name}: empty value; {EXPECTED_FORM}")
+    if len(pieces) == 1 and "=" not in pieces[0]:
+        return {DEFAULT_KEY: _number(option_name, pieces[0], pieces[0], bounds)}
+    out: dict[str, float] = {}
+    for piece in pieces:
+        if not piece:
+            raise ValueError(f"{option_name}: empty entry in {text!r}; {EXPECTED_FORM}")
+        if "=" not in piece:
+            raise ValueError(f"{option_name}: {piece!r} needs a language (a bare number must "
+                             f"stand alone; write *={piece} for the default); {EXPECTED_FORM}")
+        lang, raw = (part.strip() for part in piece.split("=", 1))
+        if lang != DEFAULT_KEY and not _LANG.match(lang):
+            raise ValueError(f"{option_name}: {lang!r} in {piece!r} is not a language code; "
+                             f"{EXPECTED_FORM}")
+        if lang in out:
+            raise ValueError(f"{option_name}: language {lang!r} is given twice in {text!r}")
+        out[lang] = _number(option_name, piece, raw, bounds)
+    return out
+
+
+def threshold_for(thresholds: Mapping[str, float], key: str) -> float | None:
+    """The threshold for a language (or `overall`): its own, else the `*` default, else none."""
+    return thresholds.get(key, thresholds.get(DEFAULT_KEY))
+
+
+def _fmt(x: float) -> str:
+    """Three decimals, dropping one trailing zero (0.21, 0.30, 0.125)."""
+    text = f"{x:.3f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One metric for one language (or `overall`) checked against one threshold."""
+
+    name: str
+    lang: str
+    value: float | None
+    ci95: tuple[float, float] | None
+    threshold: float
+    direction: str
+    gate_on: str
+    compared: float | None
+    passed: bool
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Gate record of docs/results-schema.md (plus `reason`, null unless undefined)."""
+        return {"name": self.name, "lang": self.lang, "value": self.value,
+                "ci95": list(self.ci95) if self.ci95 is not None else None,
+                "threshold": self.threshold, "direction": self.direction,
+                "gate_on": self.gate_on, "compared": self.compared, "passed": self.passed,
+                "reason": self.reason}
+
+    def describe(self) -> str:
+        """One line for the terminal, e.g. `dissociation[sw] = 0.21 (95% CI 0.12-0.30) > ...`."""
+        verdict = "PASS" if self.passed else "FAIL"
+        head = f"{self.name}[{self.lang}]"
+        bound = f"{self.direction} {_fmt(self.threshold)} on {self.gate_on}"
+        if self.value is None or self.compared is None:
+            shown = "n/a" if self.value is None else _fmt(self.value)
+            return f"{head} = {shown}, needs {bound}: {verdict} ({self.reason})"
+        ci = ""
+        if self.ci95 is not None:
+            lo, hi = self.ci95
+            sep = " to " if lo < 0 or hi < 0 else "-"
+            ci = f" (95% CI {_fmt(lo)}{sep}{_fmt(hi)})"
+        ops = {("max", True): "<=", ("max", False): ">", ("min", True): ">=", ("min", False): "<"}
+        op = ops[(self.direction, self.passed)]
+        return f"{head} = {_fmt(self.value)}{ci} {op} {bound}: {verdict}"
+
+
+def _undefined_reason(metric: _Metric, lang: str, summary: Mapping[str, Any] | None) -> str:
+    """Why a metric has no value for this language, in the user's terms."""
+    if summary is None or not summary.get("n_items"):
+        return (f"no items in {lang!r}: the results hold no items for it, "
+                f"so {metric.name} is undefined")
+    if metric.name == "delta_pr":
+        if lang == OVERALL:
+            return ("no language has a defined delta_pr (each needs reference FF and MC "
+                    "accuracy above 0), so the overall mean is undefined")
+        acc = summary.get("acc", {}).get("reference", {})
+        for probe in ("ff", "mc"):
+            if not acc.get(probe):
+                return (f"the reference model's {probe.upper()} accuracy in {lang!r} is 0, "
+                        f"so d_hat.{probe} and delta_pr are undefined")
+        return f"delta_pr is undefined in {lang!r}"
+    return (f"no reference-both-correct items in {lang!r}: the reference model answers none "
+            f"of them in both FF and MC, so {metric.name} is undefined")
+
+
+def _gate(metric: _Metric, lang: str, summary: Mapping[str, Any] | None, threshold: float,
+          gate_on: str) -> Gate:
+    """Evaluate one metric for one language against its threshold."""
+    value = summary.get(metric.value_key) if summary is not None else None
+    raw_ci = summary.get(metric.ci_key) if summary is not None else None
+    ci = (float(raw_ci[0]), float(raw_ci[1])) if raw_ci is not None else None
+    common = dict(name=metric.name, lang=lang, value=value, ci95=ci, threshold=threshold,
+                  direction=metric.direction, gate_on=gate_on)
+    if value is None:
+        return Gate(**common, compared=None, passed=False,
+                    reason=_undefined_reason(metric, lang, summary))
+    if gate_on == "point":
+        compared = value
+    elif ci is None:
+        return Gate(**common, compared=None, passed=False,
+                    reason=f"no bootstrap interval for {metric.name} in {lang!r} "
+                           f"(n_resamples is 0 or every resample was undefined), "
+                           f"so the ci95 gate cannot be checked")
+    else:
+        # The conservative end: the worst value the interval still allows.
+        compared = ci[1] if metric.direction == "max" else ci[0]
+    passed = compared <= threshold if metric.direction == "max" else compared >= threshold
+    return Gate(**common, compared=compared, passed=passed)
+
+
+def _gated_keys(per_language: Mapping[str, Any], thresholds: Mapping[str, float]) -> list[str]:
+    """Languages present or named in the spec (sorted), then `overall`."""
+    named = {k for k in thresholds if k not in (DEFAULT_KEY, OVERALL)}
+    return [*sorted(set(per_language) | named), OVERALL]
+
+
+def evaluate_gates(summary: Mapping[str, Any], max_dissociation: Mapping[str, float] | None,
+                   max_delta_pr: Mapping[str, float] | None,
+                   min_retention: Mapping[str, float] | None, gate_on: str) -> list[Gate]:
+    """Gate records for every (metric, language or overall) that has a threshold."""
+    if gate_on not in GATE_ON:
+        raise ValueError(f"gate_on must be one of {', '.join(GATE_ON)}, but is {gate_on!r}")
+    per_language = summary.get("per_language", {})
+    gates: list[Gate] = []
+    specs = (("dissociation", max_dissociation), ("delta_pr", max_delta_pr),
+             ("retention", min_retention))
+    for name, thresholds in specs:
+        if not thresholds:
+            continue
+        for key in _gated_keys(per_language, thresholds):
+            threshold = threshold_for(thresholds, key)
+            if threshold is None:
+                continue
+            stats = summary.get(OVERALL) if key == OVERALL else per_language.get(key)
+            gates.append(_gate(METRICS[name], key, stats, threshold, gate_on))
+    return gates
