@@ -364,3 +364,12 @@ def test_recompute_check_uses_stored_bootstrap_settings() -> None:
     # The stored CIs came from seed 3, so recomputing with seed 4 disagrees on intervals only.
     diffs = recompute_check(results)
     assert diffs and all("ci95" in d or "bootstrap.seed" in d for d in diffs)
+
+
+def test_interval_has_95_percent_width() -> None:
+    # 400 both-correct items, half mc_only: the binomial 95% interval is p +/- 1.96 * 0.025,
+    # about 0.098 wide; a 90% interval would be about 0.082.
+    items = [item("en", f"{i:03d}", outcome(1, 1), outcome(i % 2, 1)) for i in range(400)]
+    lo, hi = summarize(items, n_resamples=1000, seed=42)["per_language"]["en"]["dissociation_ci95"]
+    assert 0.09 < hi - lo < 0.106
+    assert lo < 0.5 < hi
