@@ -1,0 +1,92 @@
+"""Quantize the decoder Linears: torch-only group-wise RTN int4, or bitsandbytes int8 / NF4."""
+
+from __future__ import annotations
+
+import tempfile
+
+import torch
+from torch import nn
+
+from .catcher import decoder_layers
+from .prune import layer_linears
+from .spec import CompressionSpec
+
+RTN_BITS = 4
+RTN_GROUP_SIZE = 128
+
+
+@torch.no_grad()
+def rtn_quantize(weight: torch.Tensor, bits: int = RTN_BITS, group_size: int = RTN_GROUP_SIZE) -> torch.Tensor:
+    """Round-to-nearest asymmetric quantization per group of `group_size` input columns; returns dequantized fp32.
+
+    A last group narrower than `group_size` (in_features not a multiple of it) gets its own scale.
+    """
+    if group_size < 1:
+        raise ValueError(f"group_size must be at least 1, but is {group_size}")
+    W = weight.detach().float()
+    rows, columns = W.shape
+    maxq = 2**bits - 1
+    out = torch.empty_like(W)
+    for start in range(0, columns, group_size):
+        group = W[:, start : start + group_size]
+        # Widen the range to include 0 so that zero weights (e.g. pruned ones) stay exactly zero.
+        low = group.min(dim=1, keepdim=True).values.clamp(max=0)
+        high = group.max(dim=1, keepdim=True).values.clamp(min=0)
+        scale = (high - low) / maxq
+        scale[scale == 0] = 1.0  # an all-zero group: any scale reproduces it
+        zero = torch.round(-low / scale)
+        q = torch.clamp(torch.round(group / scale) + zero, 0, maxq)
+        out[:, start : start + group_size] = (q - zero) * scale
+    return out
+
+
+@torch.no_grad()
+def rtn_model(model: nn.Module, device: torch.device) -> None:
+    """Replace every decoder Linear weight by its RTN int4 (group 128) dequantization, in place."""
+    for layer in decoder_layers(model):
+        for linear in layer_linears(layer).values():
+            weight = linear.weight
+            weight.copy_(rtn_quantize(weight.to(device)).to(weight.device, weight.dtype))
+
+
+def _bnb_config(spec: CompressionSpec, compute_dtype: torch.dtype):
+    from transformers import BitsAndBytesConfig
+
+    # Only the decoder Linears are quantized, as with pruning: lm_head (often tied) stays dense.
+    if spec.method == "bnb-int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"])
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=compute_dtype,
+        llm_int8_skip_modules=["lm_head"],
+    )
+
+
+def _require_bitsandbytes(spec: CompressionSpec) -> None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise RuntimeError(
+            f"{spec} needs bitsandbytes: pip install 'bitsandbytes>=0.45' (CPU wheels run on x86-64 too) ({err})"
+        ) from err
+
+
+@torch.no_grad()
+def bnb_model(model: nn.Module, spec: CompressionSpec, device: torch.device) -> nn.Module:
+    """A new model: `model` saved and reloaded through transformers' BitsAndBytesConfig on `device`.
+
+    The reload is what transformers supports for quantizing (and later saving) a checkpoint;
+    the input model is left untouched.
+    """
+    _require_bitsandbytes(spec)
+    from transformers import AutoModelForCausalLM
+
+    dtype = next(model.parameters()).dtype
+    with tempfile.TemporaryDirectory(prefix="illusion-bnb-") as tmp:
+        model.save_pretrained(tmp)
+        quantized = AutoModelForCausalLM.from_pretrained(
+            tmp, quantization_config=_bnb_config(spec, dtype), device_map={"": str(device)}, dtype=dtype
+        )
+    quantized.eval()
+    return quantized
