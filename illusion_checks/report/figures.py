@@ -1,0 +1,180 @@
+"""The paper's figures for one run, per language plus 'overall', as `svg.Chart`s and table rows.
+
+Fig. 8 fate breakdown, Fig. 2 output-mode ladder, Fig. 3 gold-rank distribution, Fig. 4
+greedy vs beam/sample reachability and recovery, Table 1 prune gap, and the dissociation /
+ΔPR intervals. Every value label names its summary field in `data-metric` (a dotted path
+into `summary.per_language[lang]` or `summary.overall`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from illusion_checks.fates import FATE_ORDER
+from illusion_checks.report import item_stats, svg
+from illusion_checks.report.charts import (IntervalRow, Series, StackRow, grouped_bars,
+                                           interval_rows, stacked_rows)
+from illusion_checks.report.formats import pct, points, rank, signed
+
+Summary = Mapping[str, Any]
+
+FATE_LABELS = {"kept": "kept", "mc_only": "MC-only", "produced_only": "produced-only", "lost": "lost"}
+FATE_SERIES = tuple(Series(FATE_LABELS[f.value], f"fate-{f.value}") for f in FATE_ORDER)
+OVERALL = "overall"
+
+
+def _per_lang(summary: Summary, langs: Sequence[str]) -> list[tuple[str, Summary]]:
+    """(label, Summary) for each language, then the pooled 'overall'."""
+    return [(lang, summary["per_language"][lang]) for lang in langs] + [(OVERALL, summary["overall"])]
+
+
+def _get(s: Summary, path: str) -> Any:
+    for key in path.split("."):
+        s = s[key]
+    return s
+
+
+def _tag(lang: str, metric: str) -> dict[str, str]:
+    return {"metric": metric, "lang": lang}
+
+
+def fate_chart(summary: Summary, langs: Sequence[str]) -> svg.Chart:
+    """Fig. 8: each language's both-correct items split into the four fates, MC-only labelled."""
+    rows = [StackRow(label=lang, counts=[s["fates"][f.value] for f in FATE_ORDER], highlight=1,
+                     highlight_text=pct(s["dissociation_rate"]),
+                     highlight_data=_tag(lang, "dissociation_rate"),
+                     empty_text="no both-correct items")
+            for lang, s in _per_lang(summary, langs)]
+    return stacked_rows("fig-fates", "Fate of the reference's both-correct items", FATE_SERIES, rows,
+                        width=900,
+                        caption="Items the reference both produced (FF) and recognized (MC), by what "
+                                "the compressed model still does. The MC-only share is the "
+                                "dissociation rate (labelled).")
+
+
+def ladder_chart(summary: Summary, langs: Sequence[str]) -> svg.Chart:
+    """Fig. 2: headroom-normalized drop d̂ for FF, CS and MC; more answer support, less damage."""
+    modes = (("ff", Series("FF (open)", "mode-ff")), ("cs", Series("CS (candidates shown)", "mode-cs")),
+             ("mc", Series("MC (scored)", "mode-mc")))
+    rows = _per_lang(summary, langs)
+    return grouped_bars(
+        "fig-ladder", "Output-mode ladder: normalized drop d̂", [lang for lang, _ in rows],
+        [ser for _, ser in modes], [[s["d_hat"][m] for m, _ in modes] for _, s in rows],
+        lambda v: "n/a" if v is None else f"{v:.2f}", bar_width=26,
+        data=[[_tag(lang, f"d_hat.{m}") for m, _ in modes] for lang, _ in rows],
+        caption="d̂ = (reference acc - compressed acc) / reference acc. Open generation should "
+                "drop most and MC least if compression hurts production more than selection.")
+
+
+RANK_SERIES = (("mc_only", Series("MC-only (compressed rank)", "rank-mc-only")),
+               ("kept", Series("kept (compressed rank)", "rank-kept")),
+               ("reference_failures", Series("reference FF failures (reference rank)", "rank-ref-fail")))
+RANK_SHORT = {"mc_only": "MC-only", "kept": "kept", "reference_failures": "ref. failures"}
+
+
+def rank_panels(items_by_lang: Mapping[str, Sequence[Mapping[str, Any]]], summary: Summary,
+                langs: Sequence[str]) -> list[svg.Chart]:
+    """Fig. 3 as small multiples: share of each group's gold ranks per log-scale bucket, with medians."""
+    buckets = [item_stats.bucket_label(lo, hi) for lo, hi in item_stats.RANK_BUCKETS]
+    panels = []
+    for lang, s in _per_lang(summary, langs):
+        groups = item_stats.rank_groups(items_by_lang[lang])
+        shares = [item_stats.bucket_shares(groups[key]) for key, _ in RANK_SERIES]
+        chart = grouped_bars(
+            f"fig-ranks-{len(panels)}", lang, buckets, [ser for _, ser in RANK_SERIES],
+            [[shares[g][b] for g in range(len(RANK_SERIES))] for b in range(len(buckets))],
+            pct, bar_width=11, height=190, show_values=False, domain=(0.0, 1.0),
+            caption=" · ".join(f"{RANK_SHORT[key]} n={len(groups[key])}" for key, _ in RANK_SERIES))
+        # Medians come from the summary, written top-right in the series' colours.
+        medians = [svg.text(chart.width - 10, 14 + 12 * i, f"{RANK_SHORT[key]} median {rank(s['median_gold_rank'][key])}",
+                            f"median {ser.cls}", "end", _tag(lang, f"median_gold_rank.{key}"))
+                   for i, (key, ser) in enumerate(RANK_SERIES)]
+        panels.append(_with_marks(chart, medians, legend=False))
+    return panels
+
+
+def reach_panels(summary: Summary, langs: Sequence[str]) -> list[svg.Chart]:
+    """Fig. 4a as small multiples: greedy accuracy vs beam-5 / 10-sample reachability, both models."""
+    probes = (("ff", Series("greedy", "probe-greedy")), ("beam", Series("beam-5", "probe-beam")),
+              ("sample", Series("10-sample", "probe-sample")))
+    models = ("reference", "compressed")
+    panels = [grouped_bars(f"fig-reach-{i}", lang, list(models), [ser for _, ser in probes],
+                           [[s["acc"][m][p] for p, _ in probes] for m in models], pct,
+                           data=[[_tag(lang, f"acc.{m}.{p}") for p, _ in probes] for m in models],
+                           domain=(0.0, 1.0), bar_width=26, height=180)
+              for i, (lang, s) in enumerate(_per_lang(summary, langs))]
+    return [_with_marks(p, [], legend=False) for p in panels]
+
+
+def recovery_chart(summary: Summary, langs: Sequence[str]) -> svg.Chart:
+    """Fig. 4b: among each model's greedy FF failures, the share beam-5 / sampling still reach."""
+    keys = (("compressed", "beam", Series("compressed · beam-5", "rec-comp-beam")),
+            ("compressed", "sample", Series("compressed · 10-sample", "rec-comp-sample")),
+            ("reference", "beam", Series("reference · beam-5", "rec-ref-beam")),
+            ("reference", "sample", Series("reference · 10-sample", "rec-ref-sample")))
+    rows = _per_lang(summary, langs)
+    return grouped_bars(
+        "fig-recovery", "Recovery among greedy failures", [lang for lang, _ in rows],
+        [ser for *_, ser in keys], [[s["recovery"][m][p] for m, p, _ in keys] for _, s in rows], pct,
+        data=[[_tag(lang, f"recovery.{m}.{p}") for m, p, _ in keys] for lang, _ in rows],
+        notes=[f"{s['recovery']['compressed']['n_failures']}/{s['recovery']['reference']['n_failures']}"
+               for _, s in rows],
+        bar_width=24, tick_fmt=pct,
+        caption="Under each language: number of greedy FF failures, compressed/reference. If "
+                "compression demotes answers, its failures recover more often than the reference's own.")
+
+
+def interval_charts(summary: Summary, langs: Sequence[str]) -> list[svg.Chart]:
+    """Dissociation rate and ΔPR per language with their 95% bootstrap intervals."""
+    rows = _per_lang(summary, langs)
+    diss = [IntervalRow(lang, s["dissociation_rate"], s["dissociation_ci95"],
+                        _tag(lang, "dissociation_rate"), lang == OVERALL) for lang, s in rows]
+    dpr = [IntervalRow(lang, s["delta_pr"], s["delta_pr_ci95"], _tag(lang, "delta_pr"), lang == OVERALL)
+           for lang, s in rows]
+    return [
+        interval_rows("fig-ci-dissociation", "Dissociation rate, 95% CI", diss, pct,
+                      caption="MC-only / both-correct; overall is pooled."),
+        interval_rows("fig-ci-delta-pr", "ΔPR = d̂(FF) - d̂(MC), 95% CI", dpr, signed,
+                      caption="Positive: open generation degrades more than MC. Overall is the "
+                              "mean over languages."),
+    ]
+
+
+def prune_gap_rows(summary: Summary, langs: Sequence[str]) -> list[dict[str, Any]]:
+    """Table 1: 0-shot (500-char context) and 1-shot FF accuracy for both models and the prune gap."""
+    cells = (("acc.reference.zero_shot_short", pct), ("acc.compressed.zero_shot_short", pct),
+             ("acc.reference.one_shot", pct), ("acc.compressed.one_shot", pct),
+             ("prune_gap.zero_shot", points), ("prune_gap.one_shot", points))
+    return [{"lang": lang, "cells": [{"metric": path, "text": fmt(_get(s, path))} for path, fmt in cells]}
+            for lang, s in _per_lang(summary, langs)]
+
+
+def _with_marks(chart: svg.Chart, extra: Sequence[svg.Mark], legend: bool = True) -> svg.Chart:
+    return dataclasses.replace(chart, marks=chart.marks + tuple(extra),
+                               legend=chart.legend if legend else ())
+
+
+def _nonempty(values: Sequence[Any]) -> bool:
+    return any(v is not None for v in values)
+
+
+def all_figures(results: Mapping[str, Any], langs: Sequence[str]) -> dict[str, Any]:
+    """Every figure of the report, keyed by template slot."""
+    summary = results["summary"]
+    items_by_lang = item_stats.by_language(results["items"], langs)
+    ranks = rank_panels(items_by_lang, summary, langs)
+    return {
+        "fates": fate_chart(summary, langs),
+        "ladder": ladder_chart(summary, langs),
+        "ranks": ranks,
+        "rank_legend": tuple((ser.label, ser.cls) for _, ser in RANK_SERIES),
+        "reach": reach_panels(summary, langs),
+        "reach_legend": (("greedy", "probe-greedy"), ("beam-5", "probe-beam"), ("10-sample", "probe-sample")),
+        "recovery": recovery_chart(summary, langs),
+        "intervals": interval_charts(summary, langs),
+        "prune_gap": prune_gap_rows(summary, langs),
+        "has_search": _nonempty([summary["overall"]["acc"]["compressed"]["beam"],
+                                 summary["overall"]["acc"]["compressed"]["sample"]]),
+    }

@@ -1,0 +1,79 @@
+"""The few numbers the report needs that `summary` does not hold, computed from `items`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from illusion_checks.fates import Fate
+
+Item = Mapping[str, Any]
+
+# Log-scale rank buckets for the gold first-token rank (paper Fig. 3); the last is open-ended.
+RANK_BUCKETS: tuple[tuple[int, float], ...] = (
+    (1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, 64), (65, math.inf))
+
+
+def bucket_label(lo: int, hi: float) -> str:
+    """'1', '3-4', '65+'."""
+    if hi == math.inf:
+        return f"{lo}+"
+    return str(lo) if lo == hi else f"{lo}-{int(hi)}"
+
+
+def rank_groups(items: Iterable[Item]) -> dict[str, list[int]]:
+    """Gold ranks of Fig. 3's three groups (items without a rank are left out).
+
+    MC-only and kept items use the compressed model's rank; reference failures (items whose
+    reference FF is wrong) use the reference's own rank, the paper's "already failed" baseline.
+    """
+    groups: dict[str, list[int]] = {"mc_only": [], "kept": [], "reference_failures": []}
+    for it in items:
+        comp_rank, ref_rank = it["compressed"].get("gold_rank"), it["reference"].get("gold_rank")
+        if it["fate"] in (Fate.MC_ONLY.value, Fate.KEPT.value) and comp_rank is not None:
+            groups[it["fate"]].append(comp_rank)
+        if not it["reference"]["ff"]["correct"] and ref_rank is not None:
+            groups["reference_failures"].append(ref_rank)
+    return groups
+
+
+def bucket_shares(ranks: Sequence[int]) -> list[float | None]:
+    """Share of `ranks` in each RANK_BUCKETS bucket (None for every bucket when empty)."""
+    if not ranks:
+        return [None] * len(RANK_BUCKETS)
+    return [sum(lo <= r <= hi for r in ranks) / len(ranks) for lo, hi in RANK_BUCKETS]
+
+
+@dataclasses.dataclass(frozen=True)
+class Recovery:
+    """Among the compressed model's MC-only items that ran a probe: how many it reached."""
+
+    n_items: int  # MC-only items
+    n_beam: int  # of those, with a beam probe
+    beam: float | None
+    n_sample: int
+    sample: float | None
+
+
+def mc_only_recovery(items: Iterable[Item]) -> Recovery:
+    """Beam-5 / 10-sample reachability of the gold on MC-only items (probes may cover a subset)."""
+    mc_only = [it for it in items if it["fate"] == Fate.MC_ONLY.value]
+    shares: dict[str, tuple[int, float | None]] = {}
+    for probe in ("beam", "sample"):
+        ran = [it["compressed"][probe] for it in mc_only if it["compressed"].get(probe) is not None]
+        shares[probe] = (len(ran), sum(r["reached"] for r in ran) / len(ran) if ran else None)
+    return Recovery(len(mc_only), shares["beam"][0], shares["beam"][1],
+                    shares["sample"][0], shares["sample"][1])
+
+
+def by_language(items: Iterable[Item], langs: Sequence[str]) -> dict[str, list[Item]]:
+    """Items grouped by language, in `langs` order, plus 'overall' holding them all."""
+    groups: dict[str, list[Item]] = {lang: [] for lang in langs}
+    every: list[Item] = []
+    for it in items:
+        groups.setdefault(it["lang"], []).append(it)
+        every.append(it)
+    groups["overall"] = every
+    return groups

@@ -1,0 +1,134 @@
+"""`make_report` / `write_report`: a results JSON in, one self-contained HTML page out."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from illusion_checks import __version__
+from illusion_checks.report import explorer, figures, findings, item_stats, sweep as sweep_mod
+from illusion_checks.report.formats import interval, spec_value
+
+SCHEMA = "illusion-checks/results/v1"
+_REQUIRED = ("schema", "config", "items", "summary", "gates")
+FATE_CHOICES = (("kept", "kept"), ("mc_only", "MC-only"), ("produced_only", "produced-only"),
+                ("lost", "lost"), ("none", "not both-correct"))
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("illusion_checks", "report"),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+@functools.cache
+def _asset(name: str, closing_tag: str) -> Markup:
+    """A package CSS/JS file, trusted, inlined verbatim; it must not close its own element."""
+    text = resources.files("illusion_checks.report").joinpath(name).read_text("utf-8")
+    assert closing_tag not in text.lower(), f"{name} contains {closing_tag}"
+    return Markup(text)
+
+
+def content_security_policy(script: str) -> str:
+    """Nothing may load or connect; only our one inline script (by hash) runs."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    return ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+            f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'")
+
+
+def check_results(results: Mapping[str, Any], name: str = "results") -> None:
+    """Raise ValueError naming the field when `results` is not a v1 results dict."""
+    if not isinstance(results, Mapping):
+        raise ValueError(f"{name}: expected a JSON object, got {type(results).__name__}")
+    missing = [k for k in _REQUIRED if k not in results]
+    if missing:
+        raise ValueError(f"{name}: missing field {missing[0]!r}")
+    if results["schema"] != SCHEMA:
+        raise ValueError(f"{name}: schema is {results['schema']!r}, expected {SCHEMA!r}")
+
+
+def report_langs(results: Mapping[str, Any]) -> list[str]:
+    """Languages in the dataset's order, then any others the summary holds, sorted."""
+    per = results["summary"]["per_language"]
+    declared = [lang for lang in results["config"]["dataset"]["langs"] if lang in per]
+    return declared + sorted(set(per) - set(declared))
+
+
+def gate_rows(gates: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each gate's verdict with its numbers in the metric's format."""
+    rows = []
+    for g in gates:
+        fmt = functools.partial(spec_value, name=g["name"])
+        rows.append({"name": g["name"], "lang": g["lang"], "value": fmt(g["value"]),
+                     "ci": interval(g["ci95"], fmt), "compared": fmt(g["compared"]),
+                     "rule": f"{'≤' if g['direction'] == 'max' else '≥'} {fmt(g['threshold'])}",
+                     "gate_on": g["gate_on"], "passed": bool(g["passed"])})
+    return rows
+
+
+def _verdict(gates: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    if not gates:
+        return "none", "no gates configured"
+    failed = sum(not g["passed"] for g in gates)
+    if failed:
+        return "fail", f"FAIL: {failed} of {len(gates)} gates failed"
+    return "pass", f"PASS: all {len(gates)} gates passed"
+
+
+def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Render the fate report for `results` (and a spec comparison with `sweep`) as one HTML page."""
+    check_results(results)
+    for i, other in enumerate(sweep):
+        check_results(other, f"sweep[{i}]")
+    langs = report_langs(results)
+    items_by_lang = item_stats.by_language(results["items"], langs)
+    per_lang = [findings.language_finding(lang, results["summary"]["per_language"][lang],
+                                          item_stats.mc_only_recovery(items_by_lang[lang]))
+                for lang in langs]
+    config = results["config"]
+    script = _asset("report.js", "</script")
+    verdict_class, verdict_text = _verdict(results["gates"])
+    return _env().get_template("report.html.j2").render(
+        config=config,
+        langs=langs,
+        n_items=len(results["items"]),
+        gates=gate_rows(results["gates"]),
+        verdict_class=verdict_class,
+        verdict_text=verdict_text,
+        headline=findings.headline(results["summary"], per_lang, config["compressed"]["spec"]),
+        findings=per_lang,
+        fig=figures.all_figures(results, langs),
+        sweep=sweep_mod.sweep_section(results, sweep),
+        fate_choices=FATE_CHOICES,
+        items_json=explorer.script_json(explorer.explorer_data(results["items"])),
+        css=_asset("report.css", "</style"),
+        js=script,
+        csp=content_security_policy(str(script)),
+        renderer_version=__version__,
+    )
+
+
+def write_report(path: str | os.PathLike[str], results: Mapping[str, Any],
+                 sweep: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Render and write atomically: a temp file in the same directory, then os.replace."""
+    html = make_report(results, sweep)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(html)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

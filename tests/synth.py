@@ -1,0 +1,276 @@
+"""Seeded synthetic results files (`illusion-checks/results/v1`) for tests that need no model.
+
+`make_results()` draws items with realistic, language-dependent outcomes (the paper's pattern:
+low-resource languages lose greedy production while keeping MC recognition, demoted answers
+keep a small gold rank and are often reached by beam search or sampling), then fills
+`summary` with `illusion_checks.metrics.summarize`, so the file is exactly what a real run
+would write. `with_payloads()` plants hostile strings in every text field, for escaping tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+# The nine TyDiQA languages of the paper.
+DEFAULT_LANGS = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
+
+
+@dataclasses.dataclass(frozen=True)
+class LangProfile:
+    """How one language fares: reference accuracy and what compression does to it."""
+
+    ref_ff: float  # reference greedy FF accuracy
+    ref_mc: float  # reference MC accuracy
+    dissociation: float  # P(mc_only | both-correct)
+    lost: float  # P(lost | both-correct)
+    produced_only: float = 0.03
+    demoted_rank: float = 3.5  # median compressed gold rank of MC-only items
+    recovery: float = 1.0  # scales how often beam/sampling reach a missed gold
+
+
+PROFILES: dict[str, LangProfile] = {
+    "ar": LangProfile(0.62, 0.90, 0.35, 0.05),
+    "bn": LangProfile(0.40, 0.85, 0.50, 0.08, demoted_rank=6, recovery=0.35),
+    "en": LangProfile(0.70, 0.94, 0.12, 0.02),
+    "fi": LangProfile(0.60, 0.90, 0.22, 0.04),
+    "id": LangProfile(0.66, 0.92, 0.18, 0.03),
+    "ko": LangProfile(0.55, 0.88, 0.27, 0.05),
+    "ru": LangProfile(0.58, 0.90, 0.34, 0.04),
+    "sw": LangProfile(0.63, 0.88, 0.39, 0.05),
+    "te": LangProfile(0.30, 0.80, 0.30, 0.20, demoted_rank=14, recovery=0.3),
+}
+_FALLBACK = LangProfile(0.6, 0.9, 0.25, 0.05)
+
+# Letters per script, so passages exercise non-Latin rendering.
+_SCRIPTS: dict[str, str] = {
+    "ar": "ابتثجحخدذرزسشصضطظعغفقكلمنهوي",
+    "bn": "কখগঘচছজঝটঠডঢণতথদধনপফবভমযরলশষসহ",
+    "ko": "가나다라마바사아자차카타파하고노도로모보소오조",
+    "ru": "абвгдежзиклмнопрстуфхцчшщэюя",
+    "te": "కఖగఘచఛజఝటఠడఢణతథదధనపఫబభమయరలవశషసహ",
+}
+_LATIN_SYLLABLES = ("ka", "mo", "ri", "ta", "le", "su", "na", "vi", "ko", "pe", "ja", "do", "mi")
+
+XSS_PAYLOADS = (
+    "<script>window.__pwned=1</script>",
+    '<img src=x onerror="window.__pwned=1">',
+    "</textarea><svg onload=window.__pwned=1>",
+    "\"'><img src=x onerror=window.__pwned=1>",
+    "</script><script>window.__pwned=1</script>",
+    "a\u2028b\u2029c & <b>bold</b>",
+)
+
+
+def _word(rng: random.Random, lang: str) -> str:
+    if lang in _SCRIPTS:
+        return "".join(rng.choice(_SCRIPTS[lang]) for _ in range(rng.randint(2, 6)))
+    return "".join(rng.choice(_LATIN_SYLLABLES) for _ in range(rng.randint(1, 3)))
+
+
+def _phrase(rng: random.Random, lang: str, n_words: int) -> str:
+    return " ".join(_word(rng, lang) for _ in range(n_words))
+
+
+def _rank(rng: random.Random, median: float) -> int:
+    """A rank >= 2 drawn log-normally around `median` (demoted, not rank 1)."""
+    return max(2, round(math.exp(rng.gauss(math.log(max(median, 2.0)), 0.7))))
+
+
+def _search(rng: random.Random, correct: bool, rank: int, gold: str, wrong: str, n: int,
+            recovery: float, spread: float) -> dict[str, Any]:
+    """Beam or sample outputs: greedy successes are reached; failures by a rank-driven chance."""
+    p_reach = 1.0 if correct else min(0.95, spread * recovery * rank ** -0.7)
+    reached = rng.random() < p_reach
+    outputs = [wrong if rng.random() < 0.5 else f"{wrong} {_word(rng, 'en')}" for _ in range(n)]
+    if reached:
+        outputs[rng.randrange(n)] = gold if rng.random() < 0.7 else f"{gold}."
+    return {"reached": reached, "outputs": outputs}
+
+
+def _outcome(rng: random.Random, lang: str, gold: str, options: list[str], gold_index: int,
+             ff: bool, mc: bool, cs: bool, one_shot: bool, zero_shot_short: bool,
+             rank: int, recovery: float, with_search: bool) -> dict[str, Any]:
+    """One model's outcome on one item, consistent with the given correctness flags."""
+    wrong_options = [o for i, o in enumerate(options) if i != gold_index]
+
+    def answer(correct: bool) -> str:
+        if correct:
+            return rng.choice((gold, f"{gold}.", f"The answer is {gold}"))
+        return rng.choice((rng.choice(wrong_options), _phrase(rng, lang, rng.randint(1, 4))))
+
+    choice = gold_index if mc else options.index(rng.choice(wrong_options))
+    scores = [round(-rng.uniform(6.0, 18.0), 3) for _ in options]
+    scores[choice] = round(max(scores) + rng.uniform(0.1, 3.0), 3)
+    wrong = answer(False)
+    ff_output = answer(ff) if ff else wrong
+    f1 = 1.0 if ff and ff_output == gold else (rng.uniform(0.4, 0.9) if ff else rng.uniform(0, 0.3))
+    margin = rng.uniform(0.2, 4.0) if rank == 1 else -math.log(rank) * rng.uniform(0.3, 1.2)
+    return {
+        "ff": {"correct": ff, "output": ff_output, "f1": round(f1, 3), "em": ff and ff_output == gold},
+        "cs": {"correct": cs, "output": answer(cs)},
+        "mc": {"correct": mc, "choice": choice, "scores": scores},
+        "gold_rank": rank,
+        "gold_margin": round(margin, 3),
+        "beam": _search(rng, ff, rank, gold, wrong, 5, recovery, 1.2) if with_search else None,
+        "sample": _search(rng, ff, rank, gold, wrong, 10, recovery, 1.6) if with_search else None,
+        "one_shot": {"correct": one_shot, "output": answer(one_shot)},
+        "zero_shot_short": {"correct": zero_shot_short, "output": answer(zero_shot_short)},
+        "ablations": {},
+    }
+
+
+def _item(rng: random.Random, lang: str, index: int, golds: list[str], profile: LangProfile,
+          with_search: bool) -> dict[str, Any]:
+    gold = golds[index]
+    distractors = rng.sample([g for g in golds if g != gold], 3)
+    options = [gold, *distractors]
+    rng.shuffle(options)
+    gold_index = options.index(gold)
+    sentences = [_phrase(rng, lang, rng.randint(6, 14)) for _ in range(rng.randint(3, 7))]
+    sentences.insert(rng.randrange(len(sentences)), f"{_phrase(rng, lang, 3)} {gold} {_word(rng, lang)}")
+    context = ". ".join(sentences) + "."
+
+    # Reference: FF correct with the profile's accuracy, MC mostly correct when FF is.
+    ref_ff = rng.random() < profile.ref_ff
+    ref_mc = rng.random() < (0.97 if ref_ff else profile.ref_mc - 0.1)
+    both = ref_ff and ref_mc
+    fate = None
+    if both:
+        fate = rng.choices(("kept", "mc_only", "produced_only", "lost"), weights=(
+            1 - profile.dissociation - profile.lost - profile.produced_only,
+            profile.dissociation, profile.produced_only, profile.lost))[0]
+        comp_ff = fate in ("kept", "produced_only")
+        comp_mc = fate in ("kept", "mc_only")
+    else:
+        comp_ff = ref_ff and rng.random() < 0.7
+        comp_mc = rng.random() < (0.9 if ref_mc else 0.15)
+
+    ref_rank = 1 if ref_ff else _rank(rng, 17)
+    if comp_ff:
+        comp_rank = 1
+    elif fate == "mc_only":
+        comp_rank = _rank(rng, profile.demoted_rank)
+    else:
+        comp_rank = _rank(rng, 30)
+    ref_cs = rng.random() < min(0.97, profile.ref_ff + 0.2)
+    ref_one = rng.random() < min(0.95, profile.ref_ff + 0.08)
+    ref_zero = ref_ff if rng.random() < 0.9 else not ref_ff
+    reference = _outcome(rng, lang, gold, options, gold_index, ref_ff, ref_mc, ref_cs, ref_one,
+                         ref_zero, ref_rank, 1.0, with_search)
+    compressed = _outcome(
+        rng, lang, gold, options, gold_index, comp_ff, comp_mc,
+        ref_cs and rng.random() < 1 - profile.dissociation / 2,
+        ref_one and rng.random() < 0.95,
+        comp_ff if rng.random() < 0.9 else not comp_ff,
+        comp_rank, profile.recovery, with_search)
+    return {
+        "id": f"{lang}-{index:04d}", "lang": lang,
+        "question": f"{_phrase(rng, lang, rng.randint(3, 8))}?", "context": context, "gold": gold,
+        "aliases": [gold.upper()] if rng.random() < 0.2 else [],
+        "options": options, "gold_index": gold_index,
+        "reference": reference, "compressed": compressed,
+        "both_correct": both, "fate": fate,
+    }
+
+
+def make_items(langs: Sequence[str] = DEFAULT_LANGS, items_per_language: int = 200, seed: int = 42,
+               *, search_items: int = 100,
+               profiles: dict[str, LangProfile] | None = None) -> list[dict[str, Any]]:
+    """Seeded items sorted by (lang, id); beam/sample probes run on the first `search_items`."""
+    profiles = {**PROFILES, **(profiles or {})}
+    items = []
+    for lang in langs:
+        rng = random.Random(f"{seed}:{lang}")
+        golds = list(dict.fromkeys(_phrase(rng, lang, rng.randint(1, 3)) for _ in range(items_per_language + 8)))
+        while len(golds) < items_per_language + 4:
+            golds.append(f"{_phrase(rng, lang, 2)} {len(golds)}")
+        profile = profiles.get(lang, _FALLBACK)
+        items += [_item(rng, lang, i, golds, profile, i < search_items) for i in range(items_per_language)]
+    return sorted(items, key=lambda it: (it["lang"], it["id"]))
+
+
+def make_gates(summary: dict[str, Any], langs: Sequence[str]) -> list[dict[str, Any]]:
+    """Dissociation (max 0.3, on the CI) per language plus overall ΔPR and retention gates."""
+    gates = []
+    per = summary["per_language"]
+    for lang in langs:
+        s = per[lang]
+        if s["dissociation_rate"] is None:
+            continue
+        hi = s["dissociation_ci95"][1]
+        gates.append({"name": "dissociation", "lang": lang, "value": s["dissociation_rate"],
+                      "ci95": s["dissociation_ci95"], "threshold": 0.3, "direction": "max",
+                      "gate_on": "ci95", "compared": hi, "passed": hi <= 0.3})
+    overall = summary["overall"]
+    if overall["delta_pr"] is not None:
+        gates.append({"name": "delta_pr", "lang": "overall", "value": overall["delta_pr"],
+                      "ci95": overall["delta_pr_ci95"], "threshold": 0.2, "direction": "max",
+                      "gate_on": "point", "compared": overall["delta_pr"],
+                      "passed": overall["delta_pr"] <= 0.2})
+    if overall["retention"] is not None:
+        gates.append({"name": "retention", "lang": "overall", "value": overall["retention"],
+                      "ci95": overall["retention_ci95"], "threshold": 0.6, "direction": "min",
+                      "gate_on": "point", "compared": overall["retention"],
+                      "passed": overall["retention"] >= 0.6})
+    return gates
+
+
+def make_results(langs: Sequence[str] = DEFAULT_LANGS, items_per_language: int = 200, seed: int = 42,
+                 *, spec: str = "wanda:0.5", calibration: str = "english", n_resamples: int = 200,
+                 search_items: int = 100, gates: bool = True,
+                 profiles: dict[str, LangProfile] | None = None) -> dict[str, Any]:
+    """A complete, valid results dict; `summary` comes from `illusion_checks.metrics.summarize`."""
+    from illusion_checks.metrics import summarize
+
+    items = make_items(langs, items_per_language, seed, search_items=search_items, profiles=profiles)
+    summary = summarize(items, n_resamples=n_resamples, seed=seed)
+    return {
+        "schema": "illusion-checks/results/v1",
+        "config": {
+            "reference": {"name": "gemma3-270m", "fingerprint": "sha256:" + "0" * 64},
+            "compressed": {"name": f"gemma3-270m+{spec}", "spec": spec,
+                           "calibration": calibration, "fingerprint": "sha256:" + "1" * 64},
+            "dataset": {"name": "synthetic", "sha256": "2" * 64, "langs": list(langs),
+                        "items_per_language": items_per_language, "distractors": "standard"},
+            "seed": seed,
+            "probes": {"max_new_tokens": 32, "max_prompt_tokens": 512, "one_shot_max_prompt_tokens": 1024,
+                       "num_beams": 5, "num_samples": 10, "top_p": 0.9, "chat_template": False,
+                       "stop_at_newline": True, "ablations": []},
+            "package_version": "0.1.0",
+            "created": "2026-11-22T06:30:00+00:00",
+        },
+        "items": items,
+        "summary": summary,
+        "gates": make_gates(summary, langs) if gates else [],
+    }
+
+
+def with_payloads(results: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy with XSS payloads in model names, the spec and every text field of the first items."""
+    out = copy.deepcopy(results)
+    payloads = XSS_PAYLOADS
+    out["config"]["reference"]["name"] = payloads[0]
+    out["config"]["compressed"]["name"] = payloads[1]
+    out["config"]["compressed"]["spec"] = payloads[3]
+    out["config"]["compressed"]["calibration"] = payloads[2]
+    out["config"]["dataset"]["name"] = payloads[4]
+    for k, item in enumerate(out["items"][: len(payloads)]):
+        p = payloads[k]
+        if k == 1:  # a hostile gold also exercises the highlighter
+            item["gold"] = item["options"][item["gold_index"]] = p
+        item["question"] = f"{p} question"
+        item["context"] = f"start {p} middle {item['gold']} end"
+        item["options"][(item["gold_index"] + 1) % 4] = p
+        for model in ("reference", "compressed"):
+            outcome = out["items"][k][model]
+            for probe in ("ff", "cs", "one_shot", "zero_shot_short"):
+                outcome[probe]["output"] = f"{p} {outcome[probe]['output']}"
+            for probe in ("beam", "sample"):
+                if outcome[probe] is not None:
+                    outcome[probe]["outputs"][0] = p
+    return out
