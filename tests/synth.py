@@ -16,6 +16,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from illusion_checks.metrics import summarize
+
 # The nine TyDiQA languages of the paper.
 DEFAULT_LANGS = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
 
@@ -124,73 +126,88 @@ def _outcome(rng: random.Random, lang: str, gold: str, options: list[str], gold_
     }
 
 
-def _item(rng: random.Random, lang: str, index: int, golds: list[str], profile: LangProfile,
+def _item(seed: int, lang: str, index: int, golds: list[str], profile: LangProfile,
           with_search: bool) -> dict[str, Any]:
+    # One RNG per role, so the text and the reference's outcome do not depend on how harsh the
+    # compression is: a sweep over `severity` shares its reference, as a real sweep would.
+    text_rng, ref_rng, comp_rng = (random.Random(f"{seed}:{lang}:{index}:{role}")
+                                   for role in ("text", "reference", "compressed"))
     gold = golds[index]
-    distractors = rng.sample([g for g in golds if g != gold], 3)
-    options = [gold, *distractors]
-    rng.shuffle(options)
+    options = [gold, *text_rng.sample([g for g in golds if g != gold], 3)]
+    text_rng.shuffle(options)
     gold_index = options.index(gold)
-    sentences = [_phrase(rng, lang, rng.randint(6, 14)) for _ in range(rng.randint(3, 7))]
-    sentences.insert(rng.randrange(len(sentences)), f"{_phrase(rng, lang, 3)} {gold} {_word(rng, lang)}")
-    context = ". ".join(sentences) + "."
+    sentences = [_phrase(text_rng, lang, text_rng.randint(6, 14)) for _ in range(text_rng.randint(3, 7))]
+    sentences.insert(text_rng.randrange(len(sentences)),
+                     f"{_phrase(text_rng, lang, 3)} {gold} {_word(text_rng, lang)}")
 
     # Reference: FF correct with the profile's accuracy, MC mostly correct when FF is.
-    ref_ff = rng.random() < profile.ref_ff
-    ref_mc = rng.random() < (0.97 if ref_ff else profile.ref_mc - 0.1)
+    ref_ff = ref_rng.random() < profile.ref_ff
+    ref_mc = ref_rng.random() < (0.97 if ref_ff else profile.ref_mc - 0.1)
+    ref_cs = ref_rng.random() < min(0.97, profile.ref_ff + 0.2)
+    ref_one = ref_rng.random() < min(0.95, profile.ref_ff + 0.08)
+    ref_zero = ref_ff if ref_rng.random() < 0.9 else not ref_ff
+    ref_rank = 1 if ref_ff else _rank(ref_rng, 17)
+    reference = _outcome(ref_rng, lang, gold, options, gold_index, ref_ff, ref_mc, ref_cs, ref_one,
+                         ref_zero, ref_rank, 1.0, with_search)
+
     both = ref_ff and ref_mc
     fate = None
     if both:
-        fate = rng.choices(("kept", "mc_only", "produced_only", "lost"), weights=(
+        fate = comp_rng.choices(("kept", "mc_only", "produced_only", "lost"), weights=(
             1 - profile.dissociation - profile.lost - profile.produced_only,
             profile.dissociation, profile.produced_only, profile.lost))[0]
         comp_ff = fate in ("kept", "produced_only")
         comp_mc = fate in ("kept", "mc_only")
     else:
-        comp_ff = ref_ff and rng.random() < 0.7
-        comp_mc = rng.random() < (0.9 if ref_mc else 0.15)
-
-    ref_rank = 1 if ref_ff else _rank(rng, 17)
+        comp_ff = ref_ff and comp_rng.random() < 0.7
+        comp_mc = comp_rng.random() < (0.9 if ref_mc else 0.15)
     if comp_ff:
         comp_rank = 1
     elif fate == "mc_only":
-        comp_rank = _rank(rng, profile.demoted_rank)
+        comp_rank = _rank(comp_rng, profile.demoted_rank)
     else:
-        comp_rank = _rank(rng, 30)
-    ref_cs = rng.random() < min(0.97, profile.ref_ff + 0.2)
-    ref_one = rng.random() < min(0.95, profile.ref_ff + 0.08)
-    ref_zero = ref_ff if rng.random() < 0.9 else not ref_ff
-    reference = _outcome(rng, lang, gold, options, gold_index, ref_ff, ref_mc, ref_cs, ref_one,
-                         ref_zero, ref_rank, 1.0, with_search)
+        comp_rank = _rank(comp_rng, 30)
     compressed = _outcome(
-        rng, lang, gold, options, gold_index, comp_ff, comp_mc,
-        ref_cs and rng.random() < 1 - profile.dissociation / 2,
-        ref_one and rng.random() < 0.95,
-        comp_ff if rng.random() < 0.9 else not comp_ff,
+        comp_rng, lang, gold, options, gold_index, comp_ff, comp_mc,
+        ref_cs and comp_rng.random() < 1 - profile.dissociation / 2,
+        ref_one and comp_rng.random() < 0.95,
+        comp_ff if comp_rng.random() < 0.9 else not comp_ff,
         comp_rank, profile.recovery, with_search)
     return {
         "id": f"{lang}-{index:04d}", "lang": lang,
-        "question": f"{_phrase(rng, lang, rng.randint(3, 8))}?", "context": context, "gold": gold,
-        "aliases": [gold.upper()] if rng.random() < 0.2 else [],
+        "question": f"{_phrase(text_rng, lang, text_rng.randint(3, 8))}?",
+        "context": ". ".join(sentences) + ".", "gold": gold,
+        "aliases": [gold.upper()] if text_rng.random() < 0.2 else [],
         "options": options, "gold_index": gold_index,
         "reference": reference, "compressed": compressed,
         "both_correct": both, "fate": fate,
     }
 
 
+def _scaled(profile: LangProfile, severity: float) -> LangProfile:
+    """A milder (< 1) or harsher (> 1) compression of the same language."""
+    damage = min(0.95, severity * (profile.dissociation + profile.lost + profile.produced_only))
+    share = damage / (profile.dissociation + profile.lost + profile.produced_only)
+    return dataclasses.replace(profile, dissociation=profile.dissociation * share,
+                               lost=profile.lost * share, produced_only=profile.produced_only * share)
+
+
 def make_items(langs: Sequence[str] = DEFAULT_LANGS, items_per_language: int = 200, seed: int = 42,
-               *, search_items: int = 100,
+               *, search_items: int = 100, severity: float = 1.0,
                profiles: dict[str, LangProfile] | None = None) -> list[dict[str, Any]]:
-    """Seeded items sorted by (lang, id); beam/sample probes run on the first `search_items`."""
-    profiles = {**PROFILES, **(profiles or {})}
+    """Seeded items sorted by (lang, id); beam/sample probes run on the first `search_items`.
+
+    `severity` scales how many both-correct items compression damages (1.0: the profiles).
+    """
+    profiles = {lang: _scaled(p, severity) for lang, p in {**PROFILES, **(profiles or {})}.items()}
     items = []
     for lang in langs:
         rng = random.Random(f"{seed}:{lang}")
         golds = list(dict.fromkeys(_phrase(rng, lang, rng.randint(1, 3)) for _ in range(items_per_language + 8)))
         while len(golds) < items_per_language + 4:
             golds.append(f"{_phrase(rng, lang, 2)} {len(golds)}")
-        profile = profiles.get(lang, _FALLBACK)
-        items += [_item(rng, lang, i, golds, profile, i < search_items) for i in range(items_per_language)]
+        profile = profiles.get(lang, _scaled(_FALLBACK, severity))
+        items += [_item(seed, lang, i, golds, profile, i < search_items) for i in range(items_per_language)]
     return sorted(items, key=lambda it: (it["lang"], it["id"]))
 
 
@@ -222,12 +239,11 @@ def make_gates(summary: dict[str, Any], langs: Sequence[str]) -> list[dict[str, 
 
 def make_results(langs: Sequence[str] = DEFAULT_LANGS, items_per_language: int = 200, seed: int = 42,
                  *, spec: str = "wanda:0.5", calibration: str = "english", n_resamples: int = 200,
-                 search_items: int = 100, gates: bool = True,
+                 search_items: int = 100, severity: float = 1.0, gates: bool = True,
                  profiles: dict[str, LangProfile] | None = None) -> dict[str, Any]:
     """A complete, valid results dict; `summary` comes from `illusion_checks.metrics.summarize`."""
-    from illusion_checks.metrics import summarize
-
-    items = make_items(langs, items_per_language, seed, search_items=search_items, profiles=profiles)
+    items = make_items(langs, items_per_language, seed, search_items=search_items,
+                       severity=severity, profiles=profiles)
     summary = summarize(items, n_resamples=n_resamples, seed=seed)
     return {
         "schema": "illusion-checks/results/v1",

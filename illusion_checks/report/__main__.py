@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from illusion_checks.report.render import write_report
-
-
-def _load(path: str) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SystemExit(f"error: cannot read {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"error: {path} is not valid JSON: {e}") from None
+from illusion_checks.results import load_results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,8 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     output = args.output or str(Path(args.results).with_suffix(".html"))
     try:
-        write_report(output, _load(args.results), [_load(p) for p in args.sweep])
-    except ValueError as e:
+        write_report(output, load_results(args.results), [load_results(p) for p in args.sweep])
+    except ValueError as e:  # ResultsError included: the message names the file and field
         raise SystemExit(f"error: {e}") from None
     print(output)
     return 0

@@ -94,7 +94,10 @@ def stacked_rows(chart_id: str, title: str, series: Sequence[Series], rows: Sequ
         marks.append(svg.text(left - 6, mid, row.label, "group", "end"))
         marks.append(svg.text(width - right + 6, mid, f"n={total}", "note", "start"))
         if total == 0:
-            marks.append(svg.text(left + 4, mid, row.empty_text, "val muted", "start", row.highlight_data))
+            marks.append(svg.text(left + 4, mid, row.empty_text, "val muted", "start"))
+            if row.highlight is not None:
+                marks.append(svg.text(width - right + 56, mid, row.highlight_text, "val", "start",
+                                      row.highlight_data))
             continue
         start = 0
         labelled = row.highlight is None

@@ -24,6 +24,8 @@ DEMOTED_MIN_RECOVERY = 0.4
 ERASED_MAX_RECOVERY = 0.15
 # A share of "lost in both formats" worth a sentence of its own.
 NOTABLE_LOST = 0.10
+# Fewer MC-only items than this support no verdict on demotion.
+MIN_ITEMS_FOR_VERDICT = 5
 
 VERDICTS = {
     "demoted": "the answers are demoted, not erased.",
@@ -97,7 +99,10 @@ def language_finding(lang: str, s: Mapping[str, Any], rec: Recovery) -> Finding:
     verdict = _verdict(median_rank, max(recoveries) if recoveries else None)
     text = (f"{lang}: {pct(s['dissociation_rate'])} of the answers the reference produced are now "
             f"MC-only ({fates['mc_only']} of {n}){_evidence(rec, median_rank)}")
-    if verdict is None:
+    if fates["mc_only"] < MIN_ITEMS_FOR_VERDICT:
+        verdict = None
+        text += ": too few to tell whether they are demoted or erased."
+    elif verdict is None:
         text += "."
     else:
         text += f": {VERDICTS[verdict]}"

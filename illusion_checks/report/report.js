@@ -24,6 +24,13 @@
     return node;
   }
 
+  // Model and dataset text, in whatever script: let the browser pick its direction (RTL for ar).
+  function textEl(tag, cls, text) {
+    var node = el(tag, cls, text);
+    node.dir = "auto";
+    return node;
+  }
+
   function mark(ok) {
     return el("span", ok ? "ok" : "bad", ok ? "\u2713" : "\u2717");
   }
@@ -108,8 +115,8 @@
     btn.appendChild(el("span", "lang", it.lang));
     btn.appendChild(el("span", "id", it.id));
     btn.appendChild(el("span", "fate fate-" + (it.fate || "none"), it.fate ? FATES[it.fate] : "\u2014"));
-    btn.appendChild(el("span", "question", it.question));
-    btn.appendChild(el("span", "goldcol", it.gold));
+    btn.appendChild(textEl("span", "question", it.question));
+    btn.appendChild(textEl("span", "goldcol", it.gold));
     var cells = [it.reference.ff.correct, it.compressed.ff.correct, it.compressed.mc.correct];
     cells.forEach(function (ok) { var s = el("span", "flag"); s.appendChild(mark(ok)); btn.appendChild(s); });
     btn.appendChild(el("span", "rank", rankText(it.reference.gold_rank) + " \u2192 " + rankText(it.compressed.gold_rank)));
@@ -144,7 +151,7 @@
     var gold = needles(it);
     var box = el("div", "item-detail");
     var q = section("Question");
-    q.appendChild(el("p", "question-full", it.question));
+    q.appendChild(textEl("p", "question-full", it.question));
     var g = el("p");
     g.appendChild(el("strong", null, "Gold: "));
     g.appendChild(el("mark", "gold", it.gold));
@@ -159,7 +166,7 @@
     box.appendChild(q);
 
     var p = section("Passage");
-    var passage = el("p", "passage");
+    var passage = textEl("p", "passage");
     passage.appendChild(highlighted(it.context, gold));
     p.appendChild(passage);
     box.appendChild(p);
@@ -190,7 +197,7 @@
     var t = table(["option", "reference", "compressed"]);
     it.options.forEach(function (opt, k) {
       var tr = el("tr", k === it.gold_index ? "gold-row" : null);
-      var td = el("td");
+      var td = textEl("td");
       if (k === it.gold_index) td.appendChild(el("mark", "gold", opt)); else td.textContent = opt;
       tr.appendChild(td);
       ["reference", "compressed"].forEach(function (m) {
@@ -206,7 +213,7 @@
   }
 
   function outputCell(probe, gold) {
-    var td = el("td");
+    var td = textEl("td");
     td.appendChild(mark(probe.correct));
     td.appendChild(document.createTextNode(" "));
     td.appendChild(highlighted(probe.output, gold));
@@ -255,7 +262,7 @@
         col.appendChild(h);
         var ol = el("ol", "outputs");
         res.outputs.forEach(function (out) {
-          var li = el("li");
+          var li = textEl("li");
           li.appendChild(highlighted(out, gold));
           ol.appendChild(li);
         });

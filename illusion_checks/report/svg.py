@@ -93,7 +93,8 @@ def nice_domain(values: list[float], floor: float = 0.0, ceil: float = 0.1) -> t
     raw = (hi - lo) / 4 or 1.0
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    return math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step, step
+    return (round(math.floor(lo / step + 1e-9) * step, 10), round(math.ceil(hi / step - 1e-9) * step, 10),
+            step)
 
 
 def ticks(lo: float, hi: float, step: float) -> list[float]:

@@ -36,14 +36,13 @@ def check_sweep(results: Results, sweep: Sequence[Results]) -> None:
 
 def _labels(runs: Sequence[Results]) -> list[str]:
     """The spec of each run, with its calibration when two runs share a spec."""
-    specs = [r["config"]["compressed"]["spec"] for r in runs]
-    labels = [f"{s} ({r['config']['compressed']['calibration']})" if specs.count(s) > 1 else s
-              for s, r in zip(specs, runs)]
-    dupes = sorted({label for label in labels if labels.count(label) > 1})
-    if dupes:
-        raise ValueError(f"sweep: config.compressed.spec {dupes[0]!r} appears more than once "
-                         "with the same calibration")
-    return labels
+    keys = [(r["config"]["compressed"]["spec"], r["config"]["compressed"]["calibration"]) for r in runs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise ValueError(f"sweep: config.compressed.spec {key[0]!r} with calibration {key[1]!r} "
+                             "appears more than once")
+    specs = [spec for spec, _ in keys]
+    return [f"{spec} ({cal})" if specs.count(spec) > 1 else spec for spec, cal in keys]
 
 
 METRICS = (("dissociation_rate", "dissociation_ci95", "Dissociation rate", pct),

@@ -1,0 +1,216 @@
+"""The report in headless Chromium: charts and rows render, filters and the keyboard work,
+hostile model outputs stay text, the console stays clean, and chart labels match the JSON.
+
+Needs the Debian `chromium` package at /usr/bin/chromium and the Python `playwright` package
+(no `playwright install`: we drive the system Chromium).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from illusion_checks.report import write_report
+from tests.synth import XSS_PAYLOADS, make_results, with_payloads
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is absent (install the Debian package: apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    # Imported here so collection works without the dev extra; a missing package then fails
+    # these tests loudly rather than skipping them.
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page with every console message, page error and dialog recorded."""
+
+    def __init__(self, browser: Any, path: Path, height: int = 900, bypass_csp: bool = False) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": height}, bypass_csp=bypass_csp)
+        self.page = self.context.new_page()
+        self.console: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+        self.page.on("dialog", self._dialog)
+        start = time.perf_counter()
+        self.page.goto(path.resolve().as_uri())
+        self.page.wait_for_selector(".item-row")
+        self.load_s = time.perf_counter() - start
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def close(self) -> None:
+        self.context.close()
+
+    def errors(self) -> list[str]:
+        return [m for m in self.console if m.startswith(("error", "pageerror"))]
+
+    def rows(self) -> int:
+        return self.page.locator(".item-row").count()
+
+
+@pytest.fixture
+def report(browser, small_results, artifacts) -> Iterator[tuple[Page, dict]]:
+    results = with_payloads(small_results)
+    path = artifacts / "report-browser.html"
+    write_report(path, results)
+    page = Page(browser, path)
+    yield page, results
+    page.close()
+
+
+def test_charts_rows_filters_keyboard_and_xss(report, artifacts):
+    from playwright.sync_api import expect
+
+    page, results = report
+    pg = page.page
+    n_items = len(results["items"])
+
+    # Charts and rows are there.
+    assert pg.locator("#fig-fates rect").count() >= 3 * 4
+    assert pg.locator("figure.chart svg").count() >= 12
+    assert page.rows() == min(200, n_items)
+    pg.screenshot(path=str(artifacts / "report-browser-top.png"))
+
+    # Filters are labelled form controls that change the visible rows.
+    for control in ("filter-lang", "filter-fate", "filter-text"):
+        assert pg.locator(f"label[for={control}]").count() == 1
+    pg.select_option("#filter-lang", "sw")
+    sw = results["summary"]["per_language"]["sw"]
+    assert page.rows() == sw["n_items"]
+    assert set(pg.locator(".item-row .lang").all_inner_texts()) == {"sw"}
+    pg.select_option("#filter-fate", "mc_only")
+    assert page.rows() == sw["fates"]["mc_only"]
+    pg.select_option("#filter-fate", "")
+    pg.select_option("#filter-lang", "")
+    # Search is debounced (expect() polls) and case-insensitive; five payloads mention it.
+    pg.fill("#filter-text", "PWNED")
+    expect(pg.locator(".item-row")).to_have_count(sum("pwned" in p for p in XSS_PAYLOADS))
+    pg.fill("#filter-text", "")
+    expect(pg.locator(".item-row")).to_have_count(min(200, n_items))
+
+    # Keyboard: Tab from the search box reaches the first row, which shows a focus ring;
+    # Enter expands it, Space collapses it.
+    pg.focus("#filter-text")
+    pg.keyboard.press("Tab")
+    first = pg.locator(".item-row").first
+    assert first.evaluate("el => el === document.activeElement")
+    assert first.evaluate("el => getComputedStyle(el).outlineStyle") != "none"
+    pg.keyboard.press("Enter")
+    assert first.get_attribute("aria-expanded") == "true"
+    assert pg.locator("#item-detail-0").is_visible()
+    pg.keyboard.press("Space")
+    assert first.get_attribute("aria-expanded") == "false"
+    assert not pg.locator("#item-detail-0").is_visible()
+
+    # Hostile outputs: expand every payload item; nothing runs, nothing becomes markup.
+    for k in range(6):
+        pg.locator(".item-row").nth(k).focus()
+        pg.keyboard.press("Enter")
+    detail = pg.locator("#item-detail-1")
+    assert "<img src=x onerror=" in detail.inner_text()
+    assert detail.locator("mark.gold").count() >= 3  # the hostile gold is highlighted as text
+    assert pg.evaluate("typeof window.__pwned") == "undefined"
+    assert pg.evaluate("document.images.length") == 0
+    assert pg.evaluate("document.scripts.length") == 2
+    assert pg.locator("#item-list script, #item-list svg, #item-list b, #item-list textarea").count() == 0
+    assert "<script>window.__pwned=1</script>" in pg.locator("header h1").inner_text()
+    assert page.dialogs == []
+    pg.locator("#item-0").scroll_into_view_if_needed()
+    pg.screenshot(path=str(artifacts / "report-browser-explorer.png"))
+    assert page.errors() == []
+
+
+def test_payloads_stay_text_even_without_the_csp(browser, small_results, artifacts):
+    # The CSP alone would block inline handlers; this proves the DOM building is safe by itself.
+    path = artifacts / "report-browser-nocsp.html"
+    write_report(path, with_payloads(small_results))
+    page = Page(browser, path, bypass_csp=True)
+    pg = page.page
+    for k in range(6):
+        pg.locator(".item-row").nth(k).click()
+    pg.wait_for_timeout(200)  # give any injected handler (img onerror) the chance to fire
+    assert pg.evaluate("typeof window.__pwned") == "undefined"
+    assert pg.evaluate("document.images.length") == 0
+    assert pg.evaluate("document.scripts.length") == 2
+    assert page.dialogs == [] and page.errors() == []
+    page.close()
+
+
+def _expected(summary: dict, lang: str, metric: str) -> Any:
+    s = summary["overall"] if lang == "overall" else summary["per_language"][lang]
+    for key in metric.split("."):
+        s = s[key]
+    return s
+
+
+def test_chart_labels_match_the_summary(report):
+    page, results = report
+    labels = page.page.eval_on_selector_all(
+        "[data-metric][data-lang]",
+        "els => els.map(e => [e.dataset.lang, e.dataset.metric, e.textContent.trim()])")
+    assert len(labels) >= 25 * 4  # 25 labelled numbers per language and overall
+    summary = results["summary"]
+    for lang, metric, text in labels:
+        value = _expected(summary, lang, metric)
+        number = text.split()[-1] if not text.endswith(" pp") else text[:-3]
+        if value is None:
+            assert number == "n/a", (lang, metric, text)
+        elif text.endswith(" pp"):
+            assert float(number) == pytest.approx(value * 100, abs=0.05 + 1e-9), (lang, metric, text)
+        elif number.endswith("%"):
+            assert float(number[:-1]) == pytest.approx(value * 100, abs=0.5 + 1e-9), (lang, metric, text)
+        else:
+            assert float(number) == pytest.approx(value, abs=0.005 + 1e-9), (lang, metric, text)
+    metrics = {(lang, metric) for lang, metric, _ in labels}
+    for lang in ("ar", "en", "sw", "overall"):
+        for metric in ("dissociation_rate", "delta_pr", "d_hat.ff", "d_hat.mc", "acc.compressed.beam",
+                       "recovery.compressed.sample", "median_gold_rank.mc_only", "prune_gap.one_shot"):
+            assert (lang, metric) in metrics
+
+
+def test_nine_languages_by_200_items_stay_fast(browser, artifacts):
+    results = make_results(items_per_language=200, n_resamples=50)
+    path = artifacts / "report-9x200.html"
+    write_report(path, results)
+    size_mb = path.stat().st_size / 1e6
+    page = Page(browser, path)
+    pg = page.page
+    assert page.rows() == 200
+    start = time.perf_counter()
+    pg.select_option("#filter-fate", "mc_only")
+    filter_s = time.perf_counter() - start
+    n_mc_only = results["summary"]["overall"]["fates"]["mc_only"]
+    assert page.rows() == min(200, n_mc_only)
+    pg.select_option("#filter-fate", "")
+    pg.click("#show-more")
+    assert page.rows() == 400
+    print(f"\n9x200 report: {size_mb:.1f} MB, load {page.load_s:.2f} s, filter {filter_s * 1000:.0f} ms")
+    (artifacts / "report-9x200-timing.txt").write_text(
+        f"size_mb={size_mb:.2f} load_s={page.load_s:.2f} filter_ms={filter_s * 1000:.0f}\n")
+    assert size_mb < 8
+    assert page.load_s < 10 and filter_s < 1.0  # generous: CI machines are shared
+    assert page.errors() == []
+    page.close()
