@@ -24,7 +24,7 @@ DEMOTED_MIN_RECOVERY = 0.4
 ERASED_MAX_RECOVERY = 0.15
 # A share of "lost in both formats" worth a sentence of its own.
 NOTABLE_LOST = 0.10
-# Fewer MC-only items than this support no verdict on demotion.
+# Fewer MC-only items (or probed MC-only items, for recovery) than this support no verdict.
 MIN_ITEMS_FOR_VERDICT = 5
 
 VERDICTS = {
@@ -63,18 +63,23 @@ def _verdict(median_rank: float | None, recovery: float | None) -> str | None:
 
 
 def _evidence(rec: Recovery, median_rank: float | None) -> str:
+    """'; beam-5 recovers 55% of them, 10-sample decoding 70%; their gold first token has median rank 3'."""
     parts = []
-    if rec.beam is not None:
+    if rec.beam is not None and rec.sample is not None:
+        parts.append(f"beam-5 recovers {pct(rec.beam)} of them, 10-sample decoding {pct(rec.sample)}")
+    elif rec.beam is not None:
         parts.append(f"beam-5 recovers {pct(rec.beam)} of them")
-    if rec.sample is not None:
-        parts.append(f"10 samples reach {pct(rec.sample)}")
-    if parts and max(rec.n_beam, rec.n_sample) < rec.n_items:
-        parts[-1] += f" (of the {max(rec.n_beam, rec.n_sample)} probed)"
+    elif rec.sample is not None:
+        parts.append(f"10-sample decoding recovers {pct(rec.sample)} of them")
+    if parts and _probed(rec) < rec.n_items:
+        parts[-1] += f" (of the {_probed(rec)} probed)"
     if median_rank is not None:
         parts.append(f"their gold first token has median rank {rank(median_rank)}")
-    if not parts:
-        return ""
-    return "; " + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    return "".join(f"; {p}" for p in parts)
+
+
+def _probed(rec: Recovery) -> int:
+    return max(rec.n_beam, rec.n_sample)
 
 
 def language_finding(lang: str, s: Mapping[str, Any], rec: Recovery) -> Finding:
@@ -95,8 +100,10 @@ def language_finding(lang: str, s: Mapping[str, Any], rec: Recovery) -> Finding:
         return Finding(lang, text, "none", s["dissociation_rate"])
 
     median_rank = s["median_gold_rank"]["mc_only"]
+    # Recovery measured on a handful of probed items is printed but does not decide the verdict.
     recoveries = [r for r in (rec.beam, rec.sample) if r is not None]
-    verdict = _verdict(median_rank, max(recoveries) if recoveries else None)
+    enough = recoveries and _probed(rec) >= MIN_ITEMS_FOR_VERDICT
+    verdict = _verdict(median_rank, max(recoveries) if enough else None)
     text = (f"{lang}: {pct(s['dissociation_rate'])} of the answers the reference produced are now "
             f"MC-only ({fates['mc_only']} of {n}){_evidence(rec, median_rank)}")
     if fates["mc_only"] < MIN_ITEMS_FOR_VERDICT:
@@ -108,6 +115,8 @@ def language_finding(lang: str, s: Mapping[str, Any], rec: Recovery) -> Finding:
         text += f": {VERDICTS[verdict]}"
         if not recoveries:
             text = text[:-1] + " (beam search and sampling did not run to confirm)."
+        elif not enough:
+            text = text[:-1] + " (too few items were probed to confirm by search)."
     if lost >= NOTABLE_LOST:
         text += f" Another {pct(lost)} are lost in both formats."
     return Finding(lang, text, verdict or "unknown", s["dissociation_rate"])

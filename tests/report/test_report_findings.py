@@ -26,7 +26,7 @@ def test_near_top_and_recovered_is_demoted():
     f = language_finding("sw", summary(), rec(0.55, 0.7))
     assert f.verdict == "demoted"
     assert f.text == ("sw: 33% of the answers the reference produced are now MC-only (30 of 90); "
-                      "beam-5 recovers 55% of them, 10 samples reach 70% and their gold first token "
+                      "beam-5 recovers 55% of them, 10-sample decoding 70%; their gold first token "
                       "has median rank 3: the answers are demoted, not erased.")
 
 
@@ -49,7 +49,13 @@ def test_rank_alone_is_flagged_as_unconfirmed():
 
 def test_partial_probing_is_said():
     f = language_finding("ar", summary(), rec(0.5, None, n=30, probed=12))
-    assert "beam-5 recovers 50% of them (of the 12 probed)" in f.text
+    assert "beam-5 recovers 50% of them (of the 12 probed); their gold" in f.text
+
+
+def test_recovery_on_too_few_probed_items_does_not_decide():
+    f = language_finding("te", summary(median=3.0), rec(0.0, 0.0, n=30, probed=3))
+    assert f.verdict == "demoted"
+    assert f.text.endswith("(too few items were probed to confirm by search).")
 
 
 def test_too_few_mc_only_items_give_no_verdict():

@@ -162,3 +162,11 @@ def test_script_builds_the_dom_from_text_only():
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
                  "new Function", "setAttribute(\"on", "srcdoc"):
         assert sink not in js, sink
+
+
+def test_run_without_search_probes_and_one_language():
+    results = make_results(("sw",), items_per_language=40, n_resamples=10, search_items=0)
+    html = make_report(results)
+    assert "Beam search and sampling were not run." in html
+    assert 'data-metric="acc.compressed.beam" data-lang="sw">n/a<' in html
+    assert "in sw" in html and "did not run to confirm" in html
