@@ -84,7 +84,15 @@ def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], setti
     ps, decode = settings.prompts, settings.decode
     chat = ps.chat_template
     total = len(items)
-    tick = (lambda phase: (lambda n: progress(phase, n, total))) if progress else (lambda phase: None)
+
+    counts: dict[str, int] = {}
+
+    def tick(phase: str) -> Callable[[int], None]:
+        def advance(n: int) -> None:  # probes report batches done; progress takes running totals
+            counts[phase] = counts.get(phase, 0) + n
+            if progress:
+                progress(phase, counts[phase], total)
+        return advance
 
     ff_text, ff_ids, cs_ids, one_ids, zero_ids = [], [], [], [], []
     for p in items:
@@ -115,6 +123,13 @@ def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], setti
                               p.item.context, ps.max_prompt_tokens)[1] for p in items]
         ablation_out[name] = probes.greedy(model, tokenizer, ab_ids, decode, tick(f"CS {name}"))
 
+    beams: list[list[str]] = []
+    samples: list[list[str]] = []
+    if settings.reachability:
+        beams = probes.beam(model, tokenizer, ff_ids, decode, tick("beam-5"))
+        seeds = [item_seed(settings.seed, f"{p.item.lang}:{p.item.id}") for p in items]
+        samples = probes.sample(model, tokenizer, ff_ids, decode, seeds, tick("samples"))
+
     outcomes = []
     for i, p in enumerate(items):
         it, result = p.item, mc[i]
@@ -134,12 +149,8 @@ def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], setti
             "ablations": {name: _generation(out[i], it) for name, out in ablation_out.items()},
         }
         if settings.reachability:
-            beams = probes.beam(model, tokenizer, ff_ids[i], decode)
-            samples = probes.sample(model, tokenizer, ff_ids[i], decode,
-                                    item_seed(settings.seed, f"{it.lang}:{it.id}"))
-            outcome["beam"] = {"reached": any(is_correct(o, it.golds) for o in beams), "outputs": beams}
-            outcome["sample"] = {"reached": any(is_correct(o, it.golds) for o in samples), "outputs": samples}
-            tick("reachability")(1)
+            outcome["beam"] = {"reached": any(is_correct(o, it.golds) for o in beams[i]), "outputs": beams[i]}
+            outcome["sample"] = {"reached": any(is_correct(o, it.golds) for o in samples[i]), "outputs": samples[i]}
         outcomes.append(outcome)
     return outcomes
 

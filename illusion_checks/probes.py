@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers.generation.logits_process import TopPLogitsWarper
 
 _ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
 
@@ -125,10 +126,20 @@ def greedy(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: D
 
 
 @torch.no_grad()
-def beam(model: Any, tokenizer: Any, prompt: list[int], settings: DecodeSettings) -> list[str]:
-    """Beam search with `num_beams` beams returning as many sequences."""
-    return _generate(model, tokenizer, [prompt], settings, do_sample=False, num_beams=settings.num_beams,
-                     num_return_sequences=settings.num_beams, top_p=None, top_k=None, temperature=None)
+def beam(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: DecodeSettings,
+         progress: Callable[[int], None] | None = None) -> list[list[str]]:
+    """Beam search with `num_beams` beams returning as many sequences, batched over prompts."""
+    n = settings.num_beams
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    outputs: list[list[str]] = [[] for _ in prompts]
+    for batch in _batches(order, max(1, settings.batch_size // 2)):
+        texts = _generate(model, tokenizer, [prompts[i] for i in batch], settings, do_sample=False, num_beams=n,
+                          num_return_sequences=n, top_p=None, top_k=None, temperature=None)
+        for j, i in enumerate(batch):
+            outputs[i] = texts[j * n:(j + 1) * n]
+        if progress:
+            progress(len(batch))
+    return outputs
 
 
 def item_seed(seed: int, key: str) -> int:
@@ -136,12 +147,37 @@ def item_seed(seed: int, key: str) -> int:
     return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
 
 
+class SeededGumbel(LogitsProcessor):
+    """Gumbel-max sampling with one generator per row: argmax(logits + Gumbel noise) is a draw
+    from softmax(logits), and each row's draws depend only on its own seed, not on the batch."""
+
+    def __init__(self, seeds: Sequence[int]) -> None:
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+        return scores.float() + gumbel.to(scores.device)
+
+
 @torch.no_grad()
-def sample(model: Any, tokenizer: Any, prompt: list[int], settings: DecodeSettings, seed: int) -> list[str]:
-    """`num_samples` nucleus samples (top_p, temperature 1, no top-k), seeded per item."""
-    torch.manual_seed(seed)
-    return _generate(model, tokenizer, [prompt], settings, do_sample=True, top_p=settings.top_p, top_k=0,
-                     temperature=1.0, num_return_sequences=settings.num_samples)
+def sample(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: DecodeSettings,
+           seeds: Sequence[int], progress: Callable[[int], None] | None = None) -> list[list[str]]:
+    """`num_samples` nucleus samples per prompt (top_p, temperature 1, no top-k), seeded per item."""
+    n = settings.num_samples
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    outputs: list[list[str]] = [[] for _ in prompts]
+    for batch in _batches(order, max(1, settings.batch_size // 4)):
+        rows = [prompts[i] for i in batch for _ in range(n)]
+        row_seeds = [seeds[i] * 1000 + k for i in batch for k in range(n)]
+        processors = LogitsProcessorList([TopPLogitsWarper(settings.top_p), SeededGumbel(row_seeds)])
+        texts = _generate(model, tokenizer, rows, settings, do_sample=False, num_beams=1, top_p=None, top_k=None,
+                          temperature=None, logits_processor=processors)
+        for j, i in enumerate(batch):
+            outputs[i] = texts[j * n:(j + 1) * n]
+        if progress:
+            progress(len(batch))
+    return outputs
 
 
 @dataclass(frozen=True)

@@ -14,26 +14,32 @@ def check_nm(n: int, m: int, columns: int, name: str) -> None:
 
 
 @torch.no_grad()
-def row_mask(metric: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Mask the floor(columns * sparsity) lowest-metric weights of each row (stable sort breaks ties by column)."""
-    rows, columns = metric.shape
-    k = int(columns * sparsity)
+def lowest_k_mask(metric: torch.Tensor, k: int) -> torch.Tensor:
+    """Mask the k lowest entries of each row, ties going to the lower column: a stable sort's first k.
+
+    Selecting the k-th value and resolving ties by position picks the same set as
+    `torch.sort(metric, stable=True).indices[:, :k]`, in O(columns) per row instead of a full sort.
+    """
     mask = torch.zeros_like(metric, dtype=torch.bool)
-    if k:
-        order = torch.sort(metric, dim=-1, stable=True).indices
-        mask.scatter_(1, order[:, :k], True)
-    return mask
+    if k <= 0:
+        return mask
+    kth = torch.kthvalue(metric, k, dim=-1, keepdim=True).values
+    below = metric < kth
+    tied = metric == kth
+    room = k - below.sum(dim=-1, keepdim=True)  # how many of the tied entries still fit, leftmost first
+    return below | (tied & (torch.cumsum(tied, dim=-1) <= room))
+
+
+@torch.no_grad()
+def row_mask(metric: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Mask the floor(columns * sparsity) lowest-metric weights of each row (ties: the lower column)."""
+    return lowest_k_mask(metric, int(metric.shape[1] * sparsity))
 
 
 @torch.no_grad()
 def matrix_mask(metric: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Mask the floor(numel * sparsity) lowest-metric weights of the whole matrix."""
-    k = int(metric.numel() * sparsity)
-    mask = torch.zeros(metric.numel(), dtype=torch.bool, device=metric.device)
-    if k:
-        order = torch.sort(metric.flatten(), stable=True).indices
-        mask[order[:k]] = True
-    return mask.view_as(metric)
+    """Mask the floor(numel * sparsity) lowest-metric weights of the whole matrix (ties: the earlier one)."""
+    return lowest_k_mask(metric.reshape(1, -1), int(metric.numel() * sparsity)).view_as(metric)
 
 
 @torch.no_grad()

@@ -9,6 +9,8 @@ from typing import Iterator
 
 import torch
 
+from .masks import matrix_mask
+
 logger = logging.getLogger(__name__)
 
 # Dampening tried in turn when H + damp*I is not positive definite: 1% as in the paper, then more.
@@ -59,11 +61,7 @@ def _block_mask(block: torch.Tensor, hinv_diag: torch.Tensor, sparsity: float) -
     """Mask the floor(numel * sparsity) weights of a column block with the least OBS error w^2 / [H^-1]_jj^2."""
     error = block**2 / hinv_diag.reshape(1, -1) ** 2
     # The reference keeps error <= the k-th value, which prunes k + 1; we prune exactly k (none at sparsity 0).
-    k = int(error.numel() * sparsity)
-    mask = torch.zeros(error.numel(), dtype=torch.bool, device=block.device)
-    if k:
-        mask[torch.sort(error.flatten(), stable=True).indices[:k]] = True
-    return mask.view_as(block)
+    return matrix_mask(error, sparsity)
 
 
 @torch.no_grad()
@@ -91,7 +89,6 @@ def sparsegpt_prune(
         for i1 in range(0, columns, blocksize):
             i2 = min(i1 + blocksize, columns)
             W1 = W[:, i1:i2].clone()
-            Q1 = torch.zeros_like(W1)
             Err1 = torch.zeros_like(W1)
             Hinv1 = Hinv[i1:i2, i1:i2]
             hinv_diag = torch.diag(Hinv1)
@@ -100,19 +97,16 @@ def sparsegpt_prune(
             else:
                 mask1 = torch.zeros_like(W1, dtype=torch.bool)
             for i in range(i2 - i1):
-                w = W1[:, i]
-                d = Hinv1[i, i]
                 if n is not None and i % m == 0:
                     # N:M groups are chosen just in time, on weights already updated by earlier columns.
                     error = W1[:, i : i + m] ** 2 / hinv_diag[i : i + m].reshape(1, -1) ** 2
                     mask1.scatter_(1, i + torch.topk(error, n, dim=1, largest=False).indices, True)
-                q = w.clone()
-                q[mask1[:, i]] = 0
-                Q1[:, i] = q
-                err1 = (w - q) / d
+                # The reference's err = (w - q) / d with q = w where kept and 0 where pruned.
+                err1 = torch.where(mask1[:, i], W1[:, i], 0.0) / Hinv1[i, i]
                 # Spread this column's pruning error over the columns not yet visited (the OBS update).
-                W1[:, i:] -= err1.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
+                W1[:, i:].addr_(err1, Hinv1[i, i:], alpha=-1)
                 Err1[:, i] = err1
-            W[:, i1:i2] = Q1
+            # Kept weights were never changed by their own column's update (err = 0 there): W1 is q.
+            W[:, i1:i2] = W1.masked_fill(mask1, 0)
             W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
     return W, retries

@@ -1,0 +1,227 @@
+"""Every `--illusion-*` option: declared once, read once into a frozen `IllusionConfig`."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from illusion_checks.gates import DELTA_PR_BOUNDS, DISSOCIATION_BOUNDS, RETENTION_BOUNDS, parse_thresholds
+
+ITEM_POLICIES = ("xfail", "fail", "off")
+GATE_ON = ("point", "ci95")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DISTRACTORS = ("standard", "hard")
+ABLATIONS = ("distractors_only", "unrelated")
+
+
+def _choice(option: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices and not (option == "--illusion-device" and value.startswith(("cuda:", "mps:"))):
+            raise argparse.ArgumentTypeError(f"{option}: '{value}' is not one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+def _int(option: str, minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option}: '{value}' is not an integer") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{option}: {number} must be at least {minimum}")
+        return number
+    return parse
+
+
+def parse_batch_size(value: str) -> int | str:
+    """`auto` or a positive integer."""
+    if value == "auto":
+        return value
+    return _int("--illusion-batch-size", 1)(value)
+
+
+def parse_langs(value: str) -> tuple[str, ...]:
+    """A comma-separated list of language codes."""
+    langs = tuple(dict.fromkeys(lang.strip() for lang in value.split(",") if lang.strip()))
+    if not langs:
+        raise argparse.ArgumentTypeError(f"--illusion-langs: '{value}' names no language; expected e.g. en,de,sw")
+    return langs
+
+
+def parse_ablations(value: str) -> tuple[str, ...]:
+    """Comma-separated CS ablations."""
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    bad = [name for name in names if name not in ABLATIONS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--illusion-ablations: {', '.join(bad)} not one of {', '.join(ABLATIONS)}")
+    return names
+
+
+def _thresholds(option: str, bounds: tuple[float, float]) -> Callable[[str], dict[str, float]]:
+    def parse(value: str) -> dict[str, float]:
+        try:
+            return parse_thresholds(option, value, bounds)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
+
+
+def _flag(value: str) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its CLI flag, ini key, parser, default and help text."""
+
+    flag: str
+    parse: Callable[[str], Any] | None
+    default: Any
+    help: str
+    is_flag: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+OPTIONS = (
+    Option("--illusion-model", str, None, "reference model: alias (smollm2-135m, gemma3-270m), HF id, directory or .gguf"),
+    Option("--illusion-compress", str, None, "compression spec, e.g. wanda:0.5, sparsegpt:2:4, magnitude:0.5, rtn-int4, bnb-int8"),
+    Option("--illusion-compressed", str, None, "a prebuilt compressed model (HF id, directory or .gguf) instead of --illusion-compress"),
+    Option("--illusion-calibration", str, "english", "calibration source: english, balanced, per-language, or a .txt/.jsonl path"),
+    Option("--illusion-calibration-samples", _int("--illusion-calibration-samples", 1), 128, "calibration sequences (nsamples)"),
+    Option("--illusion-calibration-seqlen", _int("--illusion-calibration-seqlen", 8), 2048, "calibration sequence length (capped at the model's context)"),
+    Option("--illusion-save-compressed", str, None, "save the compressed model (safetensors) to this directory"),
+    Option("--illusion-dataset", str, "fixtures", "fixtures (default), xquad, tydiqa, or a path (.jsonl, SQuAD .json[:LANG], or a directory)"),
+    Option("--illusion-langs", parse_langs, None, "comma-separated languages to evaluate (default: all in the data set)"),
+    Option("--illusion-items", _int("--illusion-items", 1), 200, "items per language"),
+    Option("--illusion-seed", _int("--illusion-seed", 0), 42, "seed for item sampling, options, sampling and bootstrap"),
+    Option("--illusion-distractors", _choice("--illusion-distractors", DISTRACTORS), "standard", "MC distractors: standard (random) or hard (most similar)"),
+    Option("--illusion-ablations", parse_ablations, (), "CS ablations to run: distractors_only,unrelated"),
+    Option("--illusion-chat-template", None, False, "wrap prompts in the tokenizer's chat template", is_flag=True),
+    Option("--illusion-device", _choice("--illusion-device", DEVICES), "auto", "auto (CUDA when present), cpu, cuda[:N], mps"),
+    Option("--illusion-dtype", _choice("--illusion-dtype", DTYPES), "auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"),
+    Option("--illusion-batch-size", parse_batch_size, 8, "prompts per forward batch, or auto"),
+    Option("--illusion-max-dissociation", _thresholds("--illusion-max-dissociation", DISSOCIATION_BOUNDS), None, "gate: max dissociation rate, FLOAT or LANG=FLOAT,...,*=FLOAT"),
+    Option("--illusion-max-delta-pr", _thresholds("--illusion-max-delta-pr", DELTA_PR_BOUNDS), None, "gate: max delta_PR, FLOAT or LANG=FLOAT,..."),
+    Option("--illusion-min-retention", _thresholds("--illusion-min-retention", RETENTION_BOUNDS), None, "gate: min share of both-correct items still produced"),
+    Option("--illusion-gate-on", _choice("--illusion-gate-on", GATE_ON), "point", "gate on the point estimate or the conservative end of the 95% CI"),
+    Option("--illusion-item-policy", _choice("--illusion-item-policy", ITEM_POLICIES), "xfail", "item checks: xfail (default), fail, or off"),
+    Option("--illusion-report", str, "reports/illusion-report.html", "HTML fate report path"),
+    Option("--illusion-json", str, "reports/illusion-results.json", "results JSON path"),
+    Option("--illusion-cache-dir", str, None, "cache directory (default: $ILLUSION_CHECKS_CACHE/results)"),
+    Option("--illusion-no-cache", None, False, "neither read nor write the results cache", is_flag=True),
+    Option("--illusion-from-results", str, None, "re-apply gates and re-render the report from a results JSON, loading no model"),
+    Option("--illusion-trust-remote-code", None, False, "allow model code from the hub (off by default)", is_flag=True),
+    Option("--illusion-allow-pickle", None, False, "allow pickle (.bin) checkpoints (off by default: they can run code)", is_flag=True),
+    Option("--illusion-no-reachability", None, False, "skip beam-5 and sampling probes", is_flag=True),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option on the CLI and as an ini key (the CLI wins)."""
+    group = parser.getgroup("illusion", "illusion-checks: gate compressed LLMs on paired production/recognition probes")
+    for option in OPTIONS:
+        if option.is_flag:
+            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=option.help)
+        else:
+            group.addoption(option.flag, action="store", default=None, dest=option.dest, help=option.help)
+        parser.addini(option.dest, help=option.help, type="string", default=None)
+
+
+@dataclass(frozen=True)
+class IllusionConfig:
+    """The run's configuration, read from pytest once."""
+
+    model: str | None = None
+    compress: str | None = None
+    compressed: str | None = None
+    calibration: str = "english"
+    calibration_samples: int = 128
+    calibration_seqlen: int = 2048
+    save_compressed: str | None = None
+    dataset: str = "fixtures"
+    langs: tuple[str, ...] | None = None
+    items: int = 200
+    seed: int = 42
+    distractors: str = "standard"
+    ablations: tuple[str, ...] = ()
+    chat_template: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | str = 8
+    max_dissociation: dict[str, float] | None = None
+    max_delta_pr: dict[str, float] | None = None
+    min_retention: dict[str, float] | None = None
+    gate_on: str = "point"
+    item_policy: str = "xfail"
+    report: str = "reports/illusion-report.html"
+    json: str = "reports/illusion-results.json"
+    cache_dir: str | None = None
+    no_cache: bool = False
+    from_results: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    no_reachability: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.model or self.from_results)
+
+
+def _raw_value(config: pytest.Config, option: Option) -> tuple[Any, str]:
+    cli = config.getoption(option.dest, default=None)
+    if cli is not None:
+        return cli, option.flag
+    ini = config.getini(option.dest)
+    return (ini if ini not in (None, "") else None), f"{option.dest} (ini)"
+
+
+def read_config(config: pytest.Config) -> IllusionConfig:
+    """Parse and validate every option; a bad value raises pytest.UsageError naming it."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw, where = _raw_value(config, option)
+        if raw is None:
+            continue
+        if option.is_flag:
+            values[option.dest.removeprefix("illusion_")] = raw if isinstance(raw, bool) else _flag(raw)
+            continue
+        try:
+            values[option.dest.removeprefix("illusion_")] = option.parse(raw) if option.parse else raw
+        except (argparse.ArgumentTypeError, ValueError) as error:
+            message = str(error)
+            if where.endswith("(ini)"):
+                message = f"{where}: {message.split(': ', 1)[-1]}"
+            raise pytest.UsageError(message) from None
+    cfg = IllusionConfig(**values)
+    _check_combination(cfg)
+    return cfg
+
+
+def _check_combination(cfg: IllusionConfig) -> None:
+    if cfg.compress and cfg.compressed:
+        raise pytest.UsageError("--illusion-compress and --illusion-compressed exclude each other; pass one")
+    if cfg.model and not (cfg.compress or cfg.compressed):
+        raise pytest.UsageError("--illusion-model needs --illusion-compress=SPEC or --illusion-compressed=MODEL")
+    if cfg.compress:
+        from illusion_checks.compress.spec import parse_spec
+
+        try:
+            parse_spec(cfg.compress)
+        except ValueError as error:
+            raise pytest.UsageError(f"--illusion-compress: {error}") from None
+    if cfg.from_results and not Path(cfg.from_results).is_file():
+        raise pytest.UsageError(f"--illusion-from-results: file '{cfg.from_results}' does not exist")
+    if cfg.calibration not in ("english", "balanced", "per-language") and not Path(cfg.calibration).is_file():
+        raise pytest.UsageError(
+            f"--illusion-calibration: '{cfg.calibration}' is not english, balanced, per-language or an existing file"
+        )

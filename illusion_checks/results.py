@@ -1,0 +1,117 @@
+"""Results out: assemble, validate, and atomically write or read the results JSON (schema v1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from illusion_checks import __version__
+from illusion_checks.fates import Fate
+from illusion_checks.metrics import summarize
+
+SCHEMA = "illusion-checks/results/v1"
+_OUTCOME_KEYS = ("ff", "cs", "mc", "gold_rank", "gold_margin", "beam", "sample", "one_shot", "zero_shot_short")
+_ITEM_KEYS = ("id", "lang", "question", "context", "gold", "options", "gold_index",
+              "reference", "compressed", "both_correct", "fate")
+
+
+class ResultsError(ValueError):
+    """A results file that does not follow the schema; the message names file and field."""
+
+
+def build_results(config: dict[str, Any], items: list[dict[str, Any]], n_resamples: int = 1000) -> dict[str, Any]:
+    """The full results object: config, items sorted by (lang, id), and their summary."""
+    items = sorted(items, key=lambda item: (item["lang"], item["id"]))
+    config = {"package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              **config}
+    summary = summarize(items, n_resamples=n_resamples, seed=config.get("seed", 42))
+    return {"schema": SCHEMA, "config": config, "items": items, "summary": summary, "gates": []}
+
+
+def validate(results: Any, where: str = "results") -> list[str]:
+    """Every way `results` departs from schema v1 (empty when it conforms)."""
+    if not isinstance(results, Mapping):
+        return [f"{where}: expected a JSON object at the top level"]
+    errors = []
+    if results.get("schema") != SCHEMA:
+        errors.append(f"{where}: field 'schema' is {results.get('schema')!r}, expected {SCHEMA!r}")
+    for key in ("config", "summary"):
+        if not isinstance(results.get(key), Mapping):
+            errors.append(f"{where}: field '{key}' must be an object")
+    items = results.get("items")
+    if not isinstance(items, list):
+        return errors + [f"{where}: field 'items' must be a list"]
+    for n, item in enumerate(items):
+        errors.extend(_validate_item(item, f"{where}: items[{n}]"))
+    if not isinstance(results.get("gates", []), list):
+        errors.append(f"{where}: field 'gates' must be a list")
+    return errors
+
+
+def _validate_item(item: Any, where: str) -> list[str]:
+    if not isinstance(item, Mapping):
+        return [f"{where}: expected an object"]
+    errors = [f"{where}: missing field '{key}'" for key in _ITEM_KEYS if key not in item]
+    if errors:
+        return errors
+    options = item["options"]
+    if not isinstance(options, list) or not isinstance(item["gold_index"], int) or not 0 <= item["gold_index"] < len(options):
+        errors.append(f"{where}: 'gold_index' {item['gold_index']!r} does not index 'options'")
+    elif options[item["gold_index"]] != item["gold"]:
+        errors.append(f"{where}: options[gold_index] is {options[item['gold_index']]!r}, not the gold {item['gold']!r}")
+    if item["fate"] is not None and item["fate"] not in {fate.value for fate in Fate}:
+        errors.append(f"{where}: 'fate' is {item['fate']!r}, expected one of {[f.value for f in Fate]} or null")
+    for model in ("reference", "compressed"):
+        outcome = item[model]
+        if not isinstance(outcome, Mapping):
+            errors.append(f"{where}.{model}: expected an object")
+            continue
+        errors.extend(f"{where}.{model}: missing field '{key}'" for key in _OUTCOME_KEYS if key not in outcome)
+        mc = outcome.get("mc")
+        if isinstance(mc, Mapping) and (not isinstance(mc.get("scores"), list) or len(mc["scores"]) != len(options)):
+            errors.append(f"{where}.{model}.mc: 'scores' must hold one score per option")
+    return errors
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """Write JSON to a temp file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, ensure_ascii=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read and validate a results file; errors name the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"results file '{path}' does not exist")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ResultsError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from error
+    errors = validate(results, str(path))
+    if errors:
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise ResultsError("; ".join(errors[:5]) + more)
+    return results
+
+
+def items_by_fate(items: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Both-correct items grouped by fate."""
+    groups: dict[str, list[Mapping[str, Any]]] = {fate.value: [] for fate in Fate}
+    for item in items:
+        if item["fate"] is not None:
+            groups[item["fate"]].append(item)
+    return groups

@@ -1,0 +1,208 @@
+"""One evaluation: data, reference, compression, probes for both models, results; cached per model."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from illusion_checks import __version__
+from illusion_checks.cache import OutcomeCache, cache_key
+from illusion_checks.config import IllusionConfig
+from illusion_checks.datasets import Dataset, load_dataset
+from illusion_checks.engine import PreparedItem, ProbeSettings, item_record, prepare_items
+from illusion_checks.prompts import PromptSettings
+from illusion_checks.results import build_results
+
+Progress = Callable[[str, int, int], None]
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunStats:
+    """What the run actually did: lets tests and users see cache hits."""
+
+    models_loaded: int = 0
+    reference_cached: bool = False
+    compressed_cached: bool = False
+
+
+def probe_settings(cfg: IllusionConfig) -> ProbeSettings:
+    """Probe settings from the run configuration."""
+    from illusion_checks.probes import DecodeSettings
+
+    batch = cfg.batch_size if isinstance(cfg.batch_size, int) else 8
+    return ProbeSettings(
+        decode=DecodeSettings(batch_size=batch), prompts=PromptSettings(chat_template=cfg.chat_template),
+        seed=cfg.seed, items_per_language=cfg.items, distractors=cfg.distractors, ablations=cfg.ablations,
+        reachability=not cfg.no_reachability,
+    )
+
+
+def _calibration_pool(dataset: Dataset, prepared: list[PreparedItem]) -> tuple[dict[str, list[str]], set[str]]:
+    # XQuAD asks several questions per passage: exclude every evaluated passage, not just the items.
+    evaluated = {p.item.context for p in prepared}
+    pool = {lang: list(dict.fromkeys(i.context for i in items if i.context not in evaluated))
+            for lang, items in dataset.by_lang.items()}
+    return pool, evaluated
+
+
+class Evaluation:
+    """Evaluate cfg's reference and compressed models on the same prepared items."""
+
+    def __init__(self, cfg: IllusionConfig, cache: OutcomeCache, progress: Progress | None = None,
+                 log: Log | None = None) -> None:
+        self.cfg, self.cache = cfg, cache
+        self.progress = progress or (lambda phase, done, total: None)
+        self.log = log or (lambda message: None)
+        self.stats = RunStats()
+        self.settings = probe_settings(cfg)
+        self._reference: Any = None
+
+    def run(self) -> dict[str, Any]:
+        """The results object (schema v1)."""
+        from illusion_checks.models import resolve_source
+
+        cfg = self.cfg
+        dataset = load_dataset(cfg.dataset, list(cfg.langs) if cfg.langs else None)
+        prepared = prepare_items(dataset, list(cfg.langs) if cfg.langs else None, self.settings)
+        ids = [f"{p.item.lang}/{p.item.id}" for p in prepared]
+        _, ref_fingerprint = resolve_source(cfg.model, cfg.allow_pickle)
+        base = {"dataset": dataset.sha256, "ids": ids, "probes": self.settings.to_dict(),
+                "dtype": cfg.dtype, "device": self._device_type(), "version": __version__}
+        ref_key = {**base, "role": "reference", "model": ref_fingerprint}
+        reference = self._outcomes("reference", ref_key, ids, lambda: self._probe(self._load_reference(), prepared, "probe reference"))
+        compressed_block, comp_key = self._compressed_identity(dataset, prepared, ref_fingerprint, base)
+        compressed = self._outcomes("compressed", comp_key, ids, lambda: self._probe_compressed(dataset, prepared))
+        items = [item_record(p, r, c) for p, r, c in zip(prepared, reference, compressed)]
+        config = {
+            "reference": {"name": cfg.model, "fingerprint": ref_fingerprint},
+            "compressed": compressed_block,
+            "dataset": {"name": dataset.name, "sha256": dataset.sha256, "langs": sorted({p.item.lang for p in prepared}),
+                        "items_per_language": cfg.items, "distractors": cfg.distractors},
+            "seed": cfg.seed, "probes": self.settings.to_dict(), "device": self._device_type(), "dtype": cfg.dtype,
+        }
+        return build_results(config, items)
+
+    def _device_type(self) -> str:
+        from illusion_checks.models import resolve_device
+
+        return resolve_device(self.cfg.device).type
+
+    def _outcomes(self, role: str, key_parts: dict[str, Any], ids: list[str], compute: Callable[[], list[dict]]) -> list[dict]:
+        key = cache_key(key_parts)
+        if not self.cfg.no_cache:
+            cached = self.cache.get(key, ids)
+            if cached is not None:
+                setattr(self.stats, f"{role}_cached", True)
+                self.log(f"{role} outcomes: from cache ({key[:12]})")
+                return cached
+        outcomes = compute()
+        if not self.cfg.no_cache:
+            self.cache.put(key, ids, outcomes, key_parts)
+        return outcomes
+
+    def _load_reference(self) -> Any:
+        from illusion_checks.models import load_model
+
+        if self._reference is None:
+            self.progress("load reference", 0, 1)
+            self._reference = load_model(self.cfg.model, self.cfg.device, self.cfg.dtype,
+                                         self.cfg.trust_remote_code, self.cfg.allow_pickle)
+            self.stats.models_loaded += 1
+            self.progress("load reference", 1, 1)
+        return self._reference
+
+    def _probe(self, loaded: Any, prepared: list[PreparedItem], phase: str) -> list[dict]:
+        from illusion_checks.engine import probe_model
+
+        settings = self.settings
+        while True:
+            try:
+                return probe_model(loaded.model, loaded.tokenizer, prepared, settings,
+                                   lambda step, done, total: self.progress(f"{phase}: {step}", done, total))
+            except Exception as error:  # back off on out-of-memory only, and say so
+                size = settings.decode.batch_size
+                if self.cfg.batch_size != "auto" or "out of memory" not in str(error).lower() or size == 1:
+                    raise
+                self.log(f"out of memory at batch size {size}; retrying with {size // 2}")
+                settings = replace(settings, decode=replace(settings.decode, batch_size=size // 2))
+
+    def _calibration(self, dataset: Dataset, prepared: list[PreparedItem]) -> dict[str, list[str]]:
+        from illusion_checks.compress import calibration_texts
+
+        pool, evaluated = _calibration_pool(dataset, prepared)
+        langs = sorted({p.item.lang for p in prepared})
+        return calibration_texts(self.cfg.calibration, pool, evaluated, langs, self.cfg.seed)
+
+    def _compressed_identity(self, dataset: Dataset, prepared: list[PreparedItem], ref_fingerprint: str,
+                             base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        cfg = self.cfg
+        if cfg.compressed:
+            from illusion_checks.models import resolve_source
+
+            _, fingerprint = resolve_source(cfg.compressed, cfg.allow_pickle)
+            block = {"name": cfg.compressed, "spec": None, "calibration": None, "fingerprint": fingerprint}
+            return block, {**base, "role": "compressed", "model": fingerprint}
+        from illusion_checks.compress import parse_spec
+
+        spec = parse_spec(cfg.compress)
+        calibration = None
+        if spec.needs_calibration:
+            texts = self._calibration(dataset, prepared)
+            digest = hashlib.sha256(json.dumps(texts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+            calibration = {"source": cfg.calibration, "texts": digest, "nsamples": cfg.calibration_samples,
+                           "seqlen": cfg.calibration_seqlen, "seed": cfg.seed}
+        fingerprint = "sha256:" + cache_key({"reference": ref_fingerprint, "spec": cfg.compress, "calibration": calibration})
+        block = {"name": f"{cfg.model}+{cfg.compress}", "spec": cfg.compress,
+                 "calibration": cfg.calibration if spec.needs_calibration else None, "fingerprint": fingerprint}
+        return block, {**base, "role": "compressed", "model": fingerprint}
+
+    def _probe_compressed(self, dataset: Dataset, prepared: list[PreparedItem]) -> list[dict]:
+        cfg = self.cfg
+        if cfg.compressed:
+            from illusion_checks.models import load_model
+
+            loaded = load_model(cfg.compressed, cfg.device, cfg.dtype, cfg.trust_remote_code, cfg.allow_pickle)
+            self.stats.models_loaded += 1
+            return self._probe(loaded, prepared, "probe compressed")
+        from illusion_checks.compress import parse_spec
+
+        spec = parse_spec(cfg.compress)
+        groups = self._calibration(dataset, prepared) if spec.needs_calibration else {"*": []}
+        by_id: dict[str, dict] = {}
+        for key, texts in groups.items():
+            subset = prepared if key == "*" else [p for p in prepared if p.item.lang == key]
+            loaded = self._compress(spec, texts, label=key)
+            for p, outcome in zip(subset, self._probe(loaded, subset, "probe compressed")):
+                by_id[f"{p.item.lang}/{p.item.id}"] = outcome
+        return [by_id[f"{p.item.lang}/{p.item.id}"] for p in prepared]
+
+    def _compress(self, spec: Any, texts: list[str], label: str) -> Any:
+        from illusion_checks.compress import calibration_batch, compress_model, save_compressed
+        from illusion_checks.models import resolve_device
+
+        reference = self._load_reference()
+        model = copy.deepcopy(reference.model)
+        calibration = None
+        if spec.needs_calibration:
+            context = getattr(model.config, "max_position_embeddings", None) or self.cfg.calibration_seqlen
+            seqlen = min(self.cfg.calibration_seqlen, context)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                calibration = calibration_batch(reference.tokenizer, texts, self.cfg.calibration_samples, seqlen, self.cfg.seed)
+            for warning in caught:
+                self.log(str(warning.message))
+        phase = "compress" if label == "*" else f"compress ({label})"
+        report = compress_model(model, spec, calibration, resolve_device(self.cfg.device),
+                                lambda done, total: self.progress(phase, done, total))
+        compressed = copy.copy(reference)
+        compressed.model = report.model
+        if self.cfg.save_compressed:
+            target = self.cfg.save_compressed if label == "*" else f"{self.cfg.save_compressed}/{label}"
+            save_compressed(report.model, reference.tokenizer, target)
+            self.log(f"compressed model saved to {target}")
+        return compressed

@@ -1,0 +1,62 @@
+"""The terminal summary: one rich table of fates, rates and gate verdicts per language."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Mapping
+
+from illusion_checks.gates import Gate
+
+FATES = ("kept", "mc_only", "produced_only", "lost")
+
+
+def _rate(value: float | None, ci: list[float] | None = None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.2f}"
+    return f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
+
+
+def _verdicts(gates: list[Gate], lang: str) -> str:
+    mine = [g for g in gates if g.lang == lang]
+    if not mine:
+        return "-"
+    return " ".join(f"{g.name}:{'pass' if g.passed else 'FAIL'}" for g in mine)
+
+
+def summary_rows(results: Mapping[str, Any], gates: list[Gate]) -> list[list[str]]:
+    """Rows of the table: per language, then overall."""
+    summary = results["summary"]
+    rows = []
+    for lang in [*sorted(summary["per_language"]), "overall"]:
+        block = summary["overall"] if lang == "overall" else summary["per_language"][lang]
+        rows.append([
+            lang, str(block["n_both_correct"]), *(str(block["fates"][fate]) for fate in FATES),
+            _rate(block["dissociation_rate"], block["dissociation_ci95"]),
+            _rate(block["delta_pr"], block["delta_pr_ci95"]), _rate(block["retention"]), _verdicts(gates, lang),
+        ])
+    return rows
+
+
+def summary_table(reporter: Any, results: Mapping[str, Any], gates: list[Gate]) -> None:
+    """Write the table through pytest's terminal writer (so it lands in pytest's output stream)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    config = results["config"]
+    title = (f"illusion-checks: {config['reference']['name']} vs {config['compressed']['name']} "
+             "(n = reference-both-correct items)")
+    table = Table(title=title, title_justify="left")
+    for header in ("lang", "n", "kept", "mc_only", "prod_only", "lost",
+                   "dissociation [95% CI]", "ΔPR [95% CI]", "retention", "gates"):
+        table.add_column(header, justify="left" if header in ("lang", "gates") else "right", no_wrap=True)
+    for row in summary_rows(results, gates):
+        table.add_row(*row)
+    buffer = io.StringIO()
+    # Never narrower than the table: CI logs are not terminals, and wrapped numbers are unreadable.
+    width = max(150, getattr(reporter._tw, "fullwidth", 150))
+    Console(file=buffer, width=width, force_terminal=reporter.hasmarkup, color_system="standard" if reporter.hasmarkup else None).print(table)
+    reporter.write_sep("=", "illusion-checks summary")
+    reporter.write(buffer.getvalue())
+    for gate in gates:
+        reporter.write_line(("PASS " if gate.passed else "FAIL ") + gate.describe())
