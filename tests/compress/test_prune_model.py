@@ -117,3 +117,14 @@ def test_other_families_prune(extra_arch, calibration):
     with torch.no_grad():
         logits = model(calibration[:1]).logits
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("shape, high", [((7, 50), 3), ((5, 64), 1000), ((1, 300), 5)])
+@pytest.mark.parametrize("k", [0, 1, 13, 25])
+def test_lowest_k_selection_equals_a_stable_sort_even_with_ties(shape, high, k):
+    from illusion_checks.compress.masks import lowest_k_mask
+
+    metric = torch.randint(0, high, shape, generator=torch.Generator().manual_seed(k)).float()  # many ties
+    expected = torch.zeros_like(metric, dtype=torch.bool)
+    expected.scatter_(1, torch.sort(metric, dim=-1, stable=True).indices[:, :k], True)
+    assert torch.equal(lowest_k_mask(metric, k), expected)
