@@ -180,10 +180,18 @@ def converted_gguf_dir(gguf_path: Path) -> Path:
     return target
 
 
+def _quiet_transformers() -> None:
+    # Our own progress display covers loading; transformers' tqdm bars would garble it.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
     kwargs = {"gguf_file": gguf_path.name}
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
@@ -249,6 +257,7 @@ def load_model(
     """Load a causal LM and its tokenizer, set up for left-padded batched generation."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
     source, fingerprint = resolve_source(name, allow_pickle)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)

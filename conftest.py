@@ -1,0 +1,3 @@
+"""Repository-wide pytest setup: pytester drives the plugin's end-to-end tests."""
+
+pytest_plugins = ["pytester"]

@@ -1,0 +1,87 @@
+"""Data in: fixture JSONL, SQuAD JSON, language selection, the fixed per-language sample."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from illusion_checks.datasets import (
+    DatasetError, QAItem, exemplar_for, load_dataset, load_path, sample_items, select_langs,
+)
+
+
+def _squad(path, lang_items):
+    data = {"data": [{"title": "t", "paragraphs": [
+        {"context": ctx, "qas": [{"id": qid, "question": q, "answers": [{"text": a, "answer_start": 0} for a in answers]}]}
+        for qid, ctx, q, answers in lang_items]}]}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_fixture_set_has_five_plus_languages_with_sixty_items_and_non_latin_scripts():
+    dataset = load_dataset("fixtures")
+    assert len(dataset.by_lang) >= 5 and "en" in dataset.by_lang
+    assert all(len(items) >= 60 for items in dataset.by_lang.values())
+    assert {"ar", "ru", "zh"} & set(dataset.by_lang)
+    for items in dataset.by_lang.values():
+        for item in items:
+            assert item.gold in item.context and all(alias in item.context for alias in item.aliases)
+
+
+def test_squad_language_from_suffix_and_explicit_lang(tmp_path):
+    path = _squad(tmp_path / "xquad.de.json", [("q1", "Berlin ist groß.", "Was?", ["Berlin", "Berlin", "Berlin ist"])])
+    items = load_path(str(path)).by_lang["de"]
+    assert items == [QAItem("q1", "de", "Berlin ist groß.", "Was?", "Berlin", ("Berlin ist",))]
+    plain = _squad(tmp_path / "data.json", [("q1", "Paris.", "Where?", ["Paris"])])
+    assert list(load_path(f"{plain}:fr").by_lang) == ["fr"]
+    with pytest.raises(DatasetError, match="cannot tell the language"):
+        load_path(str(plain))
+
+
+def test_directory_of_squad_files_loads_one_language_per_file(tmp_path):
+    _squad(tmp_path / "x.en.json", [("a", "Paris is big.", "What?", ["Paris"])])
+    _squad(tmp_path / "x.ru.json", [("b", "Москва большая.", "Что?", ["Москва"])])
+    assert sorted(load_path(str(tmp_path)).by_lang) == ["en", "ru"]
+
+
+@pytest.mark.parametrize("line, field", [
+    ('{"id": "x", "lang": "en", "context": "c", "question": "q"}', "answer"),
+    ('{"id": "x", "lang": "en", "context": "c", "question": "q", "answer": ""}', "answer"),
+    ('{"id": "x", "lang": "en", "context": "c", "question": "q", "answer": "a", "aliases": "b"}', "aliases"),
+    ('[1, 2]', "object"),
+    ('{not json', "not valid JSON"),
+])
+def test_bad_jsonl_names_file_line_and_field(tmp_path, line, field):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "ok", "lang": "en", "context": "c", "question": "q", "answer": "a"}\n' + line + "\n")
+    with pytest.raises(DatasetError) as error:
+        load_path(str(path))
+    assert f"{path} line 2" in str(error.value) and field in str(error.value)
+
+
+def test_unknown_language_lists_the_available_ones():
+    dataset = load_dataset("fixtures")
+    with pytest.raises(DatasetError, match=r"xx not in data set 'fixtures', which has .*en"):
+        select_langs(dataset, ["en", "xx"])
+
+
+def test_missing_path_is_a_clear_error():
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset("no/such/file.jsonl")
+
+
+def test_sample_is_an_independent_random_42_shuffle_per_language():
+    items = load_dataset("fixtures").by_lang["en"]
+    expected = list(items)
+    random.Random(42).shuffle(expected)
+    assert sample_items(items, 10, 42) == expected[:10]
+    assert sample_items(items, 10, 42) == sample_items(list(items), 10, 42)  # no shared RNG state
+    assert sample_items(items, 10, 7) != expected[:10]
+
+
+def test_exemplar_is_lowest_index_item_not_evaluated():
+    items = load_dataset("fixtures").by_lang["de"]
+    evaluated = [items[0], items[1], items[3]]
+    assert exemplar_for(items, evaluated) == items[2]

@@ -1,0 +1,121 @@
+"""Torch probes on tiny real models: MC scores, gold rank and boundary check, batching invariance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from illusion_checks.probes import (
+    DecodeSettings, answer_text, beam, encode_continuations, encode_prompt, greedy, item_seed, sample, score_options,
+)
+from illusion_checks.prompts import ff_prompt
+
+PROMPTS = [
+    ff_prompt("The Eiffel Tower was finished in 1889 in Paris.", "When was the tower finished?"),
+    ff_prompt("Москва — столица России.", "Какой город столица?"),
+    ff_prompt("长城位于中国北方。", "长城在哪里？"),
+    ff_prompt("القاهرة هي عاصمة مصر.", "ما هي عاصمة مصر؟"),
+    ff_prompt("Short.", "Q?"),
+]
+OPTIONS = [["1889", "Paris", "1900", "the tower"], ["Москва", "России", "Киев", "Минск"],
+           ["中国北方", "长城", "北京", "上海"], ["القاهرة", "مصر", "دمشق", "بغداد"], ["a", "bb", "ccc", "dddd"]]
+
+
+def _encoded(tokenizer):
+    out = []
+    for prompt, options in zip(PROMPTS, OPTIONS):
+        ids = encode_prompt(tokenizer, prompt, chat=False)
+        out.append(encode_continuations(tokenizer, prompt, ids, options, chat=False))
+    return out
+
+
+def _naive_scores(model, encoded):
+    """One full forward per option, no padding: the definition of the MC score."""
+    scores = []
+    for enc in encoded:
+        row = []
+        for option in enc.option_ids:
+            ids = torch.tensor([enc.prompt_ids + option])
+            logprobs = torch.log_softmax(model(ids).logits[0].float(), -1)
+            n = len(option)
+            row.append(float(sum(logprobs[len(enc.prompt_ids) - 1 + k, option[k]] for k in range(n))))
+        scores.append(row)
+    return scores
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+def test_mc_scores_and_rank_match_unbatched_full_forward(tiny_models, arch):
+    model, tokenizer = tiny_models[arch]
+    encoded = _encoded(tokenizer)
+    results = score_options(model, encoded, [0] * len(encoded), tokenizer.pad_token_id, batch_items=3)
+    with torch.no_grad():
+        naive = _naive_scores(model, encoded)
+        for enc, result, expected in zip(encoded, results, naive):
+            assert result.scores == pytest.approx(expected, abs=1e-4)
+            logprobs = torch.log_softmax(model(torch.tensor([enc.prompt_ids])).logits[0, -1].float(), -1)
+            gold_first = enc.option_ids[0][0]
+            assert result.gold_rank == int((logprobs > logprobs[gold_first]).sum()) + 1
+            others = logprobs.clone()
+            others[gold_first] = -float("inf")
+            assert result.gold_margin == pytest.approx(float(logprobs[gold_first] - others.max()), abs=1e-4)
+
+
+def test_boundary_check_uses_joint_encoding_and_flags_merges(tiny_models):
+    _, tokenizer = tiny_models["llama"]
+    prompt = ff_prompt("Москва — столица.", "Какой город?")
+    ids = encode_prompt(tokenizer, prompt, chat=False)
+    enc = encode_continuations(tokenizer, prompt, ids, ["Москва", "Киев", "Минск", "Рим"], chat=False)
+    joint = encode_prompt(tokenizer, prompt + " Москва", chat=False)
+    assert enc.option_ids[0] == joint[len(ids):] and enc.gold_token_boundary_ok
+    # When the prompt's own ids are not a prefix of the joint encoding (a merge across the
+    # boundary), the check must say so and fall back to the standalone leading-space encoding.
+    stub = "Context: x\n\nAnswer in a few wo"
+    stub_ids = encode_prompt(tokenizer, stub, chat=False)
+    merged = encode_continuations(tokenizer, stub + "rds", stub_ids, ["x"], chat=False)
+    assert not merged.gold_token_boundary_ok
+    assert merged.option_ids == [tokenizer(" x", add_special_tokens=False)["input_ids"]]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_results_do_not_depend_on_batch_size(tiny_models, arch):
+    model, tokenizer = tiny_models[arch]
+    prompts = [encode_prompt(tokenizer, p, chat=False) for p in PROMPTS] * 4  # 20 prompts, ragged lengths
+    encoded = _encoded(tokenizer) * 4
+    outputs, scores = {}, {}
+    for batch in (1, 4, 16):
+        settings = DecodeSettings(max_new_tokens=8, batch_size=batch)
+        outputs[batch] = greedy(model, tokenizer, prompts, settings)
+        scores[batch] = [r.scores for r in score_options(model, encoded, [0] * len(encoded), tokenizer.pad_token_id, batch)]
+    assert outputs[1] == outputs[4] == outputs[16]
+    for batch in (4, 16):
+        for a, b in zip(scores[1], scores[batch]):
+            assert a == pytest.approx(b, abs=1e-4)
+            assert max(range(4), key=a.__getitem__) == max(range(4), key=b.__getitem__)
+
+
+def test_samples_are_seeded_per_item_not_per_batch(tiny_models):
+    model, tokenizer = tiny_models["llama"]
+    prompts = [encode_prompt(tokenizer, p, chat=False) for p in PROMPTS]
+    seeds = [item_seed(42, f"en:{n}") for n in range(len(prompts))]
+    wide = sample(model, tokenizer, prompts, DecodeSettings(max_new_tokens=6, num_samples=4, batch_size=16), seeds)
+    alone = sample(model, tokenizer, prompts[2:3], DecodeSettings(max_new_tokens=6, num_samples=4, batch_size=4), seeds[2:3])
+    assert wide[2] == alone[0]
+    assert len(set(wide[0])) > 1  # actually sampling, not greedy
+    again = sample(model, tokenizer, prompts, DecodeSettings(max_new_tokens=6, num_samples=4, batch_size=16), seeds)
+    assert again == wide
+
+
+def test_beam_returns_num_beams_sequences_per_prompt(tiny_models):
+    model, tokenizer = tiny_models["qwen2"]
+    prompts = [encode_prompt(tokenizer, p, chat=False) for p in PROMPTS[:3]]
+    out = beam(model, tokenizer, prompts, DecodeSettings(max_new_tokens=5, num_beams=5, batch_size=4))
+    assert [len(o) for o in out] == [5, 5, 5]
+    single = beam(model, tokenizer, prompts[1:2], DecodeSettings(max_new_tokens=5, num_beams=5, batch_size=4))
+    assert single[0] == out[1]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (" Paris\nQuestion: x", "Paris"), ("\n\n 1889 \n", "1889"), ("", ""), ("   \n  ", ""), ("no newline", "no newline"),
+])
+def test_answer_is_the_first_non_empty_line(raw, expected):
+    assert answer_text(raw, stop_at_newline=True) == expected
