@@ -109,11 +109,12 @@ def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], setti
         one_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.one_shot_prompt(exemplar, c, it.question), it.context,
                                    ps.one_shot_max_prompt_tokens)[1])
 
-    ff_out = probes.greedy(model, tokenizer, ff_ids, decode, tick("FF"))
     encoded = [encode_continuations(tokenizer, ff_text[i], ff_ids[i], p.options, chat) for i, p in enumerate(items)]
-    mc = probes.score_options(model, encoded, [p.gold_index for p in items], tokenizer.pad_token_id,
-                              max(1, decode.batch_size // 2))
-    tick("MC")(total)
+    seeds = [item_seed(settings.seed, f"{p.item.lang}:{p.item.id}") for p in items]
+    ff = probes.ff_probes(model, tokenizer, encoded, [p.gold_index for p in items], decode, seeds,
+                          [settings.reachability] * total, tick("FF, MC, rank, beam, samples"))
+    ff_out = [r.output for r in ff]
+    mc = [r.mc for r in ff]
     cs_out = probes.greedy(model, tokenizer, cs_ids, decode, tick("CS"))
     one_out = probes.greedy(model, tokenizer, one_ids, decode, tick("1-shot"))
     zero_out = probes.greedy(model, tokenizer, zero_ids, decode, tick("0-shot short"))
@@ -122,13 +123,6 @@ def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], setti
         ab_ids = [_prompt_ids(tokenizer, ps, lambda c, p=p: P.cs_prompt(c, p.item.question, p.ablation_candidates[name]),
                               p.item.context, ps.max_prompt_tokens)[1] for p in items]
         ablation_out[name] = probes.greedy(model, tokenizer, ab_ids, decode, tick(f"CS {name}"))
-
-    beams: list[list[str]] = []
-    samples: list[list[str]] = []
-    if settings.reachability:
-        beams = probes.beam(model, tokenizer, ff_ids, decode, tick("beam-5"))
-        seeds = [item_seed(settings.seed, f"{p.item.lang}:{p.item.id}") for p in items]
-        samples = probes.sample(model, tokenizer, ff_ids, decode, seeds, tick("samples"))
 
     outcomes = []
     for i, p in enumerate(items):
@@ -148,9 +142,9 @@ def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], setti
             "zero_shot_short": _generation(zero_out[i], it),
             "ablations": {name: _generation(out[i], it) for name, out in ablation_out.items()},
         }
-        if settings.reachability:
-            outcome["beam"] = {"reached": any(is_correct(o, it.golds) for o in beams[i]), "outputs": beams[i]}
-            outcome["sample"] = {"reached": any(is_correct(o, it.golds) for o in samples[i]), "outputs": samples[i]}
+        for probe, outputs in (("beam", ff[i].beam), ("sample", ff[i].sample)):
+            if outputs is not None:
+                outcome[probe] = {"reached": any(is_correct(o, it.golds) for o in outputs), "outputs": outputs}
         outcomes.append(outcome)
     return outcomes
 

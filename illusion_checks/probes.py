@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from dataclasses import dataclass
@@ -96,17 +97,55 @@ def _batches(order: list[int], size: int) -> list[list[int]]:
     return [order[start:start + size] for start in range(0, len(order), size)]
 
 
-def _generate(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]], settings: DecodeSettings,
-              **kwargs: Any) -> list[str]:
+@dataclass
+class Prefix:
+    """Left-padded prompts whose KV cache holds every token but the last: each probe that
+    continues a prompt (greedy, beam, samples, MC options) copies it instead of re-prefilling."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    cache: Any
+
+    def rows(self, index: Sequence[int], repeat: int = 1) -> "Prefix":
+        """A copy holding `index` rows, each repeated `repeat` times (as generate expands them)."""
+        select = torch.tensor(list(index), device=self.ids.device)
+        cache = copy.deepcopy(self.cache)
+        if len(index) != self.ids.shape[0] or list(index) != list(range(len(index))):
+            cache.batch_select_indices(select)
+        if repeat > 1:
+            cache.batch_repeat_interleave(repeat)
+        return Prefix(self.ids[select], self.mask[select], cache)
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids for a left-padded batch, exactly as transformers' generate derives them."""
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
+@torch.no_grad()
+def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> Prefix:
+    """Run every prompt token but the last once; the LM head runs on one position only."""
     device = next(model.parameters()).device
-    ids, mask = left_pad(rows, tokenizer.pad_token_id, device)
-    stopping = StoppingCriteriaList([AnswerLineStop(tokenizer, ids.shape[1])]) if settings.stop_at_newline else None
+    ids, mask = left_pad(rows, pad_id, device)
+    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions(mask)[:, :-1],
+                use_cache=True, logits_to_keep=1)
+    return Prefix(ids, mask, out.past_key_values)
+
+
+def _generate(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings, **kwargs: Any) -> list[str]:
+    """Continue a prefix with transformers' generate (it feeds only the uncached last token)."""
+    width = prefix.ids.shape[1]
+    stopping = StoppingCriteriaList([AnswerLineStop(tokenizer, width)]) if settings.stop_at_newline else None
     out = model.generate(
-        input_ids=ids, attention_mask=mask, max_new_tokens=settings.max_new_tokens,
-        stopping_criteria=stopping, pad_token_id=tokenizer.pad_token_id, **kwargs,
+        input_ids=prefix.ids, attention_mask=prefix.mask, past_key_values=prefix.cache,
+        max_new_tokens=settings.max_new_tokens, stopping_criteria=stopping, pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
     )
-    texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+    texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     return [answer_text(text, settings.stop_at_newline) for text in texts]
+
+
+GREEDY = dict(do_sample=False, num_beams=1, top_p=None, top_k=None, temperature=None)
 
 
 @torch.no_grad()
@@ -116,27 +155,9 @@ def greedy(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: D
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
     outputs: list[str] = [""] * len(prompts)
     for batch in _batches(order, settings.batch_size):
-        texts = _generate(model, tokenizer, [prompts[i] for i in batch], settings,
-                          do_sample=False, num_beams=1, top_p=None, top_k=None, temperature=None)
-        for i, text in zip(batch, texts):
+        prefix = prefill(model, [prompts[i] for i in batch], tokenizer.pad_token_id)
+        for i, text in zip(batch, _generate(model, tokenizer, prefix, settings, **GREEDY)):
             outputs[i] = text
-        if progress:
-            progress(len(batch))
-    return outputs
-
-
-@torch.no_grad()
-def beam(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: DecodeSettings,
-         progress: Callable[[int], None] | None = None) -> list[list[str]]:
-    """Beam search with `num_beams` beams returning as many sequences, batched over prompts."""
-    n = settings.num_beams
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-    outputs: list[list[str]] = [[] for _ in prompts]
-    for batch in _batches(order, max(1, settings.batch_size // 2)):
-        texts = _generate(model, tokenizer, [prompts[i] for i in batch], settings, do_sample=False, num_beams=n,
-                          num_return_sequences=n, top_p=None, top_k=None, temperature=None)
-        for j, i in enumerate(batch):
-            outputs[i] = texts[j * n:(j + 1) * n]
         if progress:
             progress(len(batch))
     return outputs
@@ -160,23 +181,25 @@ class SeededGumbel(LogitsProcessor):
         return scores.float() + gumbel.to(scores.device)
 
 
-@torch.no_grad()
-def sample(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: DecodeSettings,
-           seeds: Sequence[int], progress: Callable[[int], None] | None = None) -> list[list[str]]:
-    """`num_samples` nucleus samples per prompt (top_p, temperature 1, no top-k), seeded per item."""
-    n = settings.num_samples
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-    outputs: list[list[str]] = [[] for _ in prompts]
-    for batch in _batches(order, max(1, settings.batch_size // 4)):
-        rows = [prompts[i] for i in batch for _ in range(n)]
-        row_seeds = [seeds[i] * 1000 + k for i in batch for k in range(n)]
+def _beam(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings) -> list[list[str]]:
+    n = settings.num_beams
+    expanded = prefix.rows(range(prefix.ids.shape[0]), repeat=n)
+    expanded = Prefix(prefix.ids, prefix.mask, expanded.cache)  # generate expands ids and mask itself
+    texts = _generate(model, tokenizer, expanded, settings, do_sample=False, num_beams=n,
+                      num_return_sequences=n, top_p=None, top_k=None, temperature=None)
+    return [texts[j * n:(j + 1) * n] for j in range(prefix.ids.shape[0])]
+
+
+def _samples(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings, seeds: Sequence[int],
+             items_per_call: int) -> list[list[str]]:
+    n, outputs = settings.num_samples, []
+    for chunk in _batches(list(range(prefix.ids.shape[0])), items_per_call):
+        part = prefix.rows(chunk, repeat=n)
+        part = Prefix(part.ids.repeat_interleave(n, 0), part.mask.repeat_interleave(n, 0), part.cache)
+        row_seeds = [seeds[j] * 1000 + k for j in chunk for k in range(n)]
         processors = LogitsProcessorList([TopPLogitsWarper(settings.top_p), SeededGumbel(row_seeds)])
-        texts = _generate(model, tokenizer, rows, settings, do_sample=False, num_beams=1, top_p=None, top_k=None,
-                          temperature=None, logits_processor=processors)
-        for j, i in enumerate(batch):
-            outputs[i] = texts[j * n:(j + 1) * n]
-        if progress:
-            progress(len(batch))
+        texts = _generate(model, tokenizer, part, settings, logits_processor=processors, **GREEDY)
+        outputs.extend(texts[k * n:(k + 1) * n] for k in range(len(chunk)))
     return outputs
 
 
@@ -189,35 +212,77 @@ class MCResult:
     gold_margin: float
 
 
+def _score_options(model: Any, prefix: Prefix, encoded: Sequence[Encoded], gold_indices: Sequence[int]) -> list[MCResult]:
+    """Each option as a continuation of its cached prompt (4 options batched); the prompt's last
+    position gives the next-token distribution for the gold rank. The LM head sees only scored rows."""
+    n_opt = len(encoded[0].option_ids)
+    cache = prefix.rows(range(prefix.ids.shape[0]), repeat=n_opt).cache
+    conts = [option for enc in encoded for option in enc.option_ids]
+    width = 1 + max(len(c) for c in conts)
+    last = prefix.ids[:, -1].repeat_interleave(n_opt)
+    ids = torch.full((len(conts), width), 0, dtype=torch.long, device=prefix.ids.device)
+    new_mask = torch.zeros_like(ids)
+    for r, cont in enumerate(conts):
+        ids[r, 0] = last[r]
+        ids[r, 1:1 + len(cont)] = torch.tensor(cont, dtype=torch.long)
+        new_mask[r, :1 + len(cont)] = 1
+    past_mask = prefix.mask[:, :-1].repeat_interleave(n_opt, 0)
+    start = positions(prefix.mask)[:, -1].repeat_interleave(n_opt)
+    logits = model(input_ids=ids, attention_mask=torch.cat([past_mask, new_mask], 1),
+                   position_ids=start[:, None] + torch.arange(width, device=ids.device),
+                   past_key_values=cache, use_cache=True).logits
+    results = []
+    for j, enc in enumerate(encoded):
+        scores, rank, margin = [], 0, 0.0
+        for k, cont in enumerate(enc.option_ids):
+            r = j * n_opt + k
+            logprobs = torch.log_softmax(logits[r, :len(cont)].float(), dim=-1)
+            targets = torch.tensor(cont, device=logprobs.device)
+            scores.append(float(logprobs.gather(-1, targets[:, None]).sum()))
+            if k == gold_indices[j]:
+                rank, margin = _rank_and_margin(logprobs[0], cont[0])
+        results.append(MCResult(scores, rank, margin))
+    return results
+
+
+@dataclass(frozen=True)
+class FFProbes:
+    """Everything read off one FF prompt: greedy output, MC, gold rank, beam and samples."""
+
+    output: str
+    mc: MCResult
+    beam: list[str] | None
+    sample: list[str] | None
+
+
 @torch.no_grad()
-def score_options(model: Any, encoded: Sequence[Encoded], gold_indices: Sequence[int], pad_id: int,
-                  batch_items: int) -> list[MCResult]:
-    """Score each option as a continuation of its prompt; the gold row's prompt position also
-    gives the next-token distribution for the gold rank. The LM head runs only on scored positions."""
-    device = next(model.parameters()).device
+def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], gold_indices: Sequence[int],
+              settings: DecodeSettings, seeds: Sequence[int], reach: Sequence[bool],
+              progress: Callable[[int], None] | None = None) -> list[FFProbes]:
+    """One prefill per FF prompt serves greedy FF, MC scoring, the gold rank, beam-5 and sampling;
+    `reach[i]` says whether item i gets the beam and sampling probes."""
     order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i].prompt_ids), i))
-    results: list[MCResult | None] = [None] * len(encoded)
-    for batch in _batches(order, batch_items):
-        rows, conts = [], []
-        for i in batch:
-            for option in encoded[i].option_ids:
-                rows.append(encoded[i].prompt_ids + option)
-                conts.append(len(option))
-        ids, mask = left_pad(rows, pad_id, device)
-        keep = max(conts) + 1
-        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits.float()
+    results: list[FFProbes | None] = [None] * len(encoded)
+    for batch in _batches(order, settings.batch_size):
+        prefix = prefill(model, [encoded[i].prompt_ids for i in batch], tokenizer.pad_token_id)
+        greedy_out = _generate(model, tokenizer, prefix.rows(range(len(batch))), settings, **GREEDY)
+        mc = []
+        for part in _batches(list(range(len(batch))), max(1, settings.batch_size // 2)):
+            mc += _score_options(model, prefix.rows(part), [encoded[batch[j]] for j in part],
+                                 [gold_indices[batch[j]] for j in part])
+        reached = [j for j, i in enumerate(batch) if reach[i]]
+        beams: dict[int, list[str]] = {}
+        samples: dict[int, list[str]] = {}
+        for part in _batches(reached, max(1, settings.batch_size // 2)):
+            beams.update(zip(part, _beam(model, tokenizer, prefix.rows(part), settings)))
+            sampled = _samples(model, tokenizer, prefix.rows(part), settings, [seeds[batch[j]] for j in part],
+                               max(1, settings.batch_size // 4))
+            samples.update(zip(part, sampled))
         for j, i in enumerate(batch):
-            scores = []
-            for k in range(len(encoded[i].option_ids)):
-                row = j * len(encoded[i].option_ids) + k
-                n = conts[row]
-                logprobs = torch.log_softmax(logits[row, keep - n - 1: keep - 1], dim=-1)
-                targets = ids[row, -n:]
-                scores.append(float(logprobs.gather(-1, targets[:, None]).sum()))
-                if k == gold_indices[i]:
-                    rank, margin = _rank_and_margin(torch.log_softmax(logits[row, keep - n - 1], dim=-1), int(targets[0]))
-            results[i] = MCResult(scores, rank, margin)
-    return [result for result in results if result is not None]
+            results[i] = FFProbes(greedy_out[j], mc[j], beams.get(j), samples.get(j))
+        if progress:
+            progress(len(batch))
+    return [r for r in results if r is not None]
 
 
 def _rank_and_margin(logprobs: torch.Tensor, token: int) -> tuple[int, float]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from illusion_checks.probes import (
-    DecodeSettings, answer_text, beam, encode_continuations, encode_prompt, greedy, item_seed, sample, score_options,
+    DecodeSettings, answer_text, encode_continuations, encode_prompt, ff_probes, greedy, item_seed,
 )
 from illusion_checks.prompts import ff_prompt
 
@@ -47,7 +47,9 @@ def _naive_scores(model, encoded):
 def test_mc_scores_and_rank_match_unbatched_full_forward(tiny_models, arch):
     model, tokenizer = tiny_models[arch]
     encoded = _encoded(tokenizer)
-    results = score_options(model, encoded, [0] * len(encoded), tokenizer.pad_token_id, batch_items=3)
+    probes = ff_probes(model, tokenizer, encoded, [0] * len(encoded), DecodeSettings(batch_size=3), [0] * len(encoded),
+                       [False] * len(encoded))
+    results = [p.mc for p in probes]
     with torch.no_grad():
         naive = _naive_scores(model, encoded)
         for enc, result, expected in zip(encoded, results, naive):
@@ -81,37 +83,51 @@ def test_results_do_not_depend_on_batch_size(tiny_models, arch):
     model, tokenizer = tiny_models[arch]
     prompts = [encode_prompt(tokenizer, p, chat=False) for p in PROMPTS] * 4  # 20 prompts, ragged lengths
     encoded = _encoded(tokenizer) * 4
-    outputs, scores = {}, {}
+    outputs, scores, ff = {}, {}, {}
+    n = len(encoded)
     for batch in (1, 4, 16):
         settings = DecodeSettings(max_new_tokens=8, batch_size=batch)
         outputs[batch] = greedy(model, tokenizer, prompts, settings)
-        scores[batch] = [r.scores for r in score_options(model, encoded, [0] * len(encoded), tokenizer.pad_token_id, batch)]
+        probes = ff_probes(model, tokenizer, encoded, [0] * n, settings, [0] * n, [False] * n)
+        scores[batch] = [p.mc.scores for p in probes]
+        ff[batch] = [p.output for p in probes]
     assert outputs[1] == outputs[4] == outputs[16]
+    assert ff[1] == ff[4] == ff[16] == outputs[1]  # greedy from the shared prefix = plain greedy
     for batch in (4, 16):
         for a, b in zip(scores[1], scores[batch]):
             assert a == pytest.approx(b, abs=1e-4)
             assert max(range(4), key=a.__getitem__) == max(range(4), key=b.__getitem__)
 
 
+def _reach(model, tokenizer, encoded, settings, seeds):
+    n = len(encoded)
+    return ff_probes(model, tokenizer, encoded, [0] * n, settings, seeds, [True] * n)
+
+
 def test_samples_are_seeded_per_item_not_per_batch(tiny_models):
     model, tokenizer = tiny_models["llama"]
-    prompts = [encode_prompt(tokenizer, p, chat=False) for p in PROMPTS]
-    seeds = [item_seed(42, f"en:{n}") for n in range(len(prompts))]
-    wide = sample(model, tokenizer, prompts, DecodeSettings(max_new_tokens=6, num_samples=4, batch_size=16), seeds)
-    alone = sample(model, tokenizer, prompts[2:3], DecodeSettings(max_new_tokens=6, num_samples=4, batch_size=4), seeds[2:3])
-    assert wide[2] == alone[0]
-    assert len(set(wide[0])) > 1  # actually sampling, not greedy
-    again = sample(model, tokenizer, prompts, DecodeSettings(max_new_tokens=6, num_samples=4, batch_size=16), seeds)
-    assert again == wide
+    encoded = _encoded(tokenizer)
+    seeds = [item_seed(42, f"en:{n}") for n in range(len(encoded))]
+    wide = _reach(model, tokenizer, encoded, DecodeSettings(max_new_tokens=6, num_samples=4, num_beams=2, batch_size=16), seeds)
+    alone = _reach(model, tokenizer, encoded[2:3], DecodeSettings(max_new_tokens=6, num_samples=4, num_beams=2, batch_size=1), seeds[2:3])
+    assert wide[2].sample == alone[0].sample
+    assert len(set(wide[0].sample)) > 1  # actually sampling, not greedy
+    again = _reach(model, tokenizer, encoded, DecodeSettings(max_new_tokens=6, num_samples=4, num_beams=2, batch_size=16), seeds)
+    assert [p.sample for p in again] == [p.sample for p in wide]
 
 
-def test_beam_returns_num_beams_sequences_per_prompt(tiny_models):
+def test_beam_from_the_shared_prefix_equals_plain_beam_search(tiny_models):
     model, tokenizer = tiny_models["qwen2"]
-    prompts = [encode_prompt(tokenizer, p, chat=False) for p in PROMPTS[:3]]
-    out = beam(model, tokenizer, prompts, DecodeSettings(max_new_tokens=5, num_beams=5, batch_size=4))
-    assert [len(o) for o in out] == [5, 5, 5]
-    single = beam(model, tokenizer, prompts[1:2], DecodeSettings(max_new_tokens=5, num_beams=5, batch_size=4))
-    assert single[0] == out[1]
+    encoded = _encoded(tokenizer)[:3]
+    settings = DecodeSettings(max_new_tokens=5, num_beams=5, num_samples=2, batch_size=4)
+    out = _reach(model, tokenizer, encoded, settings, [1, 2, 3])
+    assert [len(p.beam) for p in out] == [5, 5, 5]
+    with torch.no_grad():
+        ids = torch.tensor([encoded[1].prompt_ids])
+        plain = model.generate(ids, attention_mask=torch.ones_like(ids), num_beams=5, num_return_sequences=5,
+                               max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    texts = [answer_text(t, True) for t in tokenizer.batch_decode(plain[:, ids.shape[1]:], skip_special_tokens=True)]
+    assert out[1].beam == texts
 
 
 @pytest.mark.parametrize("raw, expected", [
