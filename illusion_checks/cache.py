@@ -6,7 +6,7 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from illusion_checks.results import write_json_atomic
 
@@ -22,8 +22,10 @@ def cache_key(parts: dict[str, Any]) -> str:
 class OutcomeCache:
     """Outcome lists stored as one JSON file per key; unreadable entries are recomputed."""
 
-    def __init__(self, directory: str | Path | None) -> None:
+    def __init__(self, directory: str | Path | None, on_unreadable: Callable[[str], None] | None = None) -> None:
         self.directory = Path(directory) if directory else None
+        # The plugin routes this to the terminal and pytest's warnings summary.
+        self.on_unreadable = on_unreadable or (lambda message: warnings.warn(message, stacklevel=3))
 
     def _path(self, key: str) -> Path:
         assert self.directory is not None
@@ -46,7 +48,7 @@ class OutcomeCache:
         else:
             reason = "its contents do not match the items being evaluated"
         if not ok:
-            warnings.warn(f"illusion-checks: cache entry {path} is unreadable ({reason}); recomputing it", stacklevel=2)
+            self.on_unreadable(f"illusion-checks: cache entry {path} is unreadable ({reason}); recomputing it")
             return None
         return outcomes
 

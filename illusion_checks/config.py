@@ -72,8 +72,16 @@ def _thresholds(option: str, bounds: tuple[float, float]) -> Callable[[str], dic
     return parse
 
 
-def _flag(value: str) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def parse_flag(value: str) -> bool:
+    """An ini boolean: true/false, yes/no, on/off, 1/0 (a typo must not silently mean false)."""
+    word = str(value).strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a boolean; expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+    return word in TRUE_WORDS
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class Option:
     default: Any
     help: str
     is_flag: bool = False
+    is_path: bool = False  # in an ini file, a relative path is relative to the rootdir (like pytest's cache_dir)
 
     @property
     def dest(self) -> str:
@@ -98,7 +107,7 @@ OPTIONS = (
     Option("--illusion-calibration", str, "english", "calibration source: english, balanced, per-language, or a .txt/.jsonl path"),
     Option("--illusion-calibration-samples", _int("--illusion-calibration-samples", 1), 128, "calibration sequences (nsamples)"),
     Option("--illusion-calibration-seqlen", _int("--illusion-calibration-seqlen", 8), 2048, "calibration sequence length (capped at the model's context)"),
-    Option("--illusion-save-compressed", str, None, "save the compressed model (safetensors) to this directory"),
+    Option("--illusion-save-compressed", str, None, "save the compressed model (safetensors) to this directory", is_path=True),
     Option("--illusion-dataset", str, "fixtures", "fixtures (default), xquad, tydiqa, or a path (.jsonl, SQuAD .json[:LANG], or a directory)"),
     Option("--illusion-langs", parse_langs, None, "comma-separated languages to evaluate (default: all in the data set)"),
     Option("--illusion-items", _int("--illusion-items", 1), 200, "items per language"),
@@ -114,11 +123,11 @@ OPTIONS = (
     Option("--illusion-min-retention", _thresholds("--illusion-min-retention", RETENTION_BOUNDS), None, "gate: min share of both-correct items still produced"),
     Option("--illusion-gate-on", _choice("--illusion-gate-on", GATE_ON), "point", "gate on the point estimate or the conservative end of the 95% CI"),
     Option("--illusion-item-policy", _choice("--illusion-item-policy", ITEM_POLICIES), "xfail", "item checks: xfail (default), fail, or off"),
-    Option("--illusion-report", str, "reports/illusion-report.html", "HTML fate report path"),
-    Option("--illusion-json", str, "reports/illusion-results.json", "results JSON path"),
-    Option("--illusion-cache-dir", str, None, "cache directory (default: $ILLUSION_CHECKS_CACHE/results)"),
+    Option("--illusion-report", str, "reports/illusion-report.html", "HTML fate report path", is_path=True),
+    Option("--illusion-json", str, "reports/illusion-results.json", "results JSON path", is_path=True),
+    Option("--illusion-cache-dir", str, None, "cache directory (default: $ILLUSION_CHECKS_CACHE/results)", is_path=True),
     Option("--illusion-no-cache", None, False, "neither read nor write the results cache", is_flag=True),
-    Option("--illusion-from-results", str, None, "re-apply gates and re-render the report from a results JSON, loading no model"),
+    Option("--illusion-from-results", str, None, "re-apply gates and re-render the report from a results JSON, loading no model", is_path=True),
     Option("--illusion-trust-remote-code", None, False, "allow model code from the hub (off by default)", is_flag=True),
     Option("--illusion-allow-pickle", None, False, "allow pickle (.bin) checkpoints (off by default: they can run code)", is_flag=True),
     Option("--illusion-no-reachability", None, False, "skip beam-5 and sampling probes", is_flag=True),
@@ -129,10 +138,11 @@ def add_options(parser: pytest.Parser) -> None:
     """Register every option on the CLI and as an ini key (the CLI wins)."""
     group = parser.getgroup("illusion", "illusion-checks: gate compressed LLMs on paired production/recognition probes")
     for option in OPTIONS:
+        help_text = option.help.replace("%", "%%")  # argparse %-formats help strings ("95% CI")
         if option.is_flag:
-            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=option.help)
+            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=help_text)
         else:
-            group.addoption(option.flag, action="store", default=None, dest=option.dest, help=option.help)
+            group.addoption(option.flag, action="store", default=None, dest=option.dest, help=help_text)
         parser.addini(option.dest, help=option.help, type="string", default=None)
 
 
@@ -182,45 +192,63 @@ def _raw_value(config: pytest.Config, option: Option) -> tuple[Any, str]:
     if cli is not None:
         return cli, option.flag
     ini = config.getini(option.dest)
-    return (ini if ini not in (None, "") else None), f"{option.dest} (ini)"
+    if ini in (None, ""):
+        return None, option.dest
+    if option.is_path and not Path(ini).expanduser().is_absolute():
+        # Relative to the rootdir, not the cwd: running pytest from a subdirectory must not
+        # scatter reports and caches around the tree.
+        ini = str(config.rootpath / ini)
+    return ini, f"{option.dest} (ini)"
 
 
 def read_config(config: pytest.Config) -> IllusionConfig:
     """Parse and validate every option; a bad value raises pytest.UsageError naming it."""
     values: dict[str, Any] = {}
+    on_cli: list[str] = []
     for option in OPTIONS:
         raw, where = _raw_value(config, option)
         if raw is None:
             continue
-        if option.is_flag:
-            values[option.dest.removeprefix("illusion_")] = raw if isinstance(raw, bool) else _flag(raw)
-            continue
+        if where == option.flag:
+            on_cli.append(option.flag)
+        parse = parse_flag if option.is_flag else option.parse
         try:
-            values[option.dest.removeprefix("illusion_")] = option.parse(raw) if option.parse else raw
+            values[option.dest.removeprefix("illusion_")] = raw if isinstance(raw, bool) or parse is None else parse(raw)
         except (argparse.ArgumentTypeError, ValueError) as error:
             message = str(error)
             if where.endswith("(ini)"):
                 message = f"{where}: {message.split(': ', 1)[-1]}"
             raise pytest.UsageError(message) from None
     cfg = IllusionConfig(**values)
-    _check_combination(cfg)
+    _check_combination(cfg, on_cli)
     return cfg
 
 
-def _check_combination(cfg: IllusionConfig) -> None:
+def _check_combination(cfg: IllusionConfig, on_cli: list[str]) -> None:
+    if not cfg.active:
+        # A gate option on the command line that silently does nothing would let a release pass
+        # unchecked; in an ini file it may be shared setup for runs that pass the model later.
+        if on_cli:
+            raise pytest.UsageError(
+                f"{on_cli[0]} has no effect without --illusion-model (or --illusion-from-results); pass one of them"
+            )
+        return
     if cfg.compress and cfg.compressed:
         raise pytest.UsageError("--illusion-compress and --illusion-compressed exclude each other; pass one")
-    if cfg.model and not (cfg.compress or cfg.compressed):
+    if cfg.from_results:
+        if not Path(cfg.from_results).is_file():
+            raise pytest.UsageError(f"--illusion-from-results: file '{cfg.from_results}' does not exist")
+        return
+    if not (cfg.compress or cfg.compressed):
         raise pytest.UsageError("--illusion-model needs --illusion-compress=SPEC or --illusion-compressed=MODEL")
     if cfg.compress:
+        # Imported only here: the compress package pulls in torch, which an inactive run never needs.
         from illusion_checks.compress.spec import parse_spec
 
         try:
             parse_spec(cfg.compress)
         except ValueError as error:
             raise pytest.UsageError(f"--illusion-compress: {error}") from None
-    if cfg.from_results and not Path(cfg.from_results).is_file():
-        raise pytest.UsageError(f"--illusion-from-results: file '{cfg.from_results}' does not exist")
     if cfg.calibration not in ("english", "balanced", "per-language") and not Path(cfg.calibration).is_file():
         raise pytest.UsageError(
             f"--illusion-calibration: '{cfg.calibration}' is not english, balanced, per-language or an existing file"

@@ -96,7 +96,7 @@ class GateCheck(pytest.Item):
         if self.gate is None:
             pytest.skip(f"{self.metric}[{self.lang}] = {_fmt(self.value)}: no threshold set ({GATE_OPTIONS[self.metric]})")
         if not self.gate.passed:
-            raise IllusionCheckFailure(self.gate.describe() + (f" ({self.gate.reason})" if self.gate.reason else ""))
+            raise IllusionCheckFailure(self.gate.describe())  # describe() carries the reason when undefined
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
         if isinstance(excinfo.value, IllusionCheckFailure):
@@ -111,8 +111,9 @@ def _fmt(value: Any) -> str:
     return "undefined" if value is None else f"{value:.3f}"
 
 
-def build_items(session: pytest.Session, results: Mapping[str, Any], gates: list[Gate], policy: str) -> Iterator[pytest.Item]:
-    """Every illusion test, in a stable sorted order (identical on every xdist worker)."""
+def build_groups(session: pytest.Session, results: Mapping[str, Any], gates: list[Gate],
+                 policy: str) -> Iterator[IllusionGroup]:
+    """Every illusion collector, in a stable sorted order (identical on every xdist worker)."""
     summary = results["summary"]
     by_key = {(g.name, g.lang): g for g in gates}
     if policy != "off":
@@ -121,11 +122,11 @@ def build_items(session: pytest.Session, results: Mapping[str, Any], gates: list
                 continue
             children = [(check, (ItemCheck, {"item": item, "check": check, "policy": policy})) for check in ITEM_CHECKS]
             name = f"illusion/{item['lang']}/{item['id']}"
-            yield from IllusionGroup.from_parent(session, name=name, nodeid=name, children=children).collect()
+            yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
     for lang in [*sorted(summary["per_language"]), "overall"]:
         block = summary["overall"] if lang == "overall" else summary["per_language"][lang]
         children = [(metric, (GateCheck, {"gate": by_key.get((metric, lang)), "metric": metric, "lang": lang,
                                           "value": block.get("dissociation_rate" if metric == "dissociation" else metric)}))
                     for metric in GATE_NAMES]
         name = f"illusion/{lang}"
-        yield from IllusionGroup.from_parent(session, name=name, nodeid=name, children=children).collect()
+        yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)

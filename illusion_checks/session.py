@@ -91,7 +91,8 @@ class IllusionSession:
         from illusion_checks.run import Evaluation
 
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        cache = OutcomeCache(None if self.cfg.no_cache else (self.cfg.cache_dir or cache_root() / "results"))
+        cache = OutcomeCache(None if self.cfg.no_cache else (self.cfg.cache_dir or cache_root() / "results"),
+                             on_unreadable=self._warn)
         capman = self.config.pluginmanager.getplugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman else nullcontext():
             with progress_display(self.config) as progress:
@@ -105,12 +106,20 @@ class IllusionSession:
         if reporter is not None and self.config.get_verbosity() >= 0:
             reporter.write_line(f"illusion-checks: {message}")
 
+    def _warn(self, message: str) -> None:
+        # sessionstart has no warnings capture around it: say it on the terminal now, and put it
+        # in pytest's warnings summary (where -W error / filterwarnings apply to it).
+        self._log(f"warning: {message.removeprefix('illusion-checks: ')}")
+        self.config.issue_config_time_warning(pytest.PytestWarning(message), stacklevel=2)
+
     def _write_outputs(self) -> None:
         from illusion_checks.report import write_report
         from illusion_checks.results import write_json_atomic
 
         assert self.results is not None
         write_json_atomic(self.json_path, self.results)
+        # write_report writes a temp file beside the target, so the folder must exist.
+        self.report_path.parent.mkdir(parents=True, exist_ok=True)
         write_report(self.report_path, self.results)
 
     # -- pytest glue -----------------------------------------------------------------------
@@ -119,10 +128,17 @@ class IllusionSession:
         node.workerinput[WORKER_KEY] = str(self.json_path)
 
     def collect(self, session: pytest.Session, items: list[pytest.Item]) -> None:
-        from illusion_checks.pytest_items import build_items
+        """Collect our groups through pytest's collection hooks, so the terminal's "collected N
+        items", --collect-only's count and -k's "selected" count include them."""
+        from illusion_checks.pytest_items import build_groups
 
         assert self.results is not None
-        items.extend(build_items(session, self.results, self.gates, self.cfg.item_policy))
+        hook = session.ihook
+        for group in build_groups(session, self.results, self.gates, self.cfg.item_policy):
+            hook.pytest_collectstart(collector=group)
+            report = hook.pytest_make_collect_report(collector=group)
+            hook.pytest_collectreport(report=report)
+            items.extend(node for node in report.result if isinstance(node, pytest.Item))
 
     def terminal_summary(self, reporter: Any) -> None:
         from illusion_checks.terminal import summary_table
@@ -134,5 +150,8 @@ class IllusionSession:
             cached = [role for role in ("reference", "compressed") if getattr(self.stats, f"{role}_cached")]
             reporter.write_line(f"illusion-checks: evaluated in {self.elapsed:.1f} s; models loaded: "
                                 f"{self.stats.models_loaded}; from cache: {', '.join(cached) or 'nothing'}")
+        elif self.cfg.from_results:
+            reporter.write_line(f"illusion-checks: gates re-applied to {Path(self.cfg.from_results).resolve()}; "
+                                "models loaded: 0")
         reporter.write_line(f"illusion-checks report: {self.report_path}")
         reporter.write_line(f"illusion-checks results: {self.json_path}")

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from illusion_checks.gates import Gate
 
 FATES = ("kept", "mc_only", "produced_only", "lost")
+TABLE_MAX_WIDTH = 1000  # the table is not expanded, so it takes its natural width up to this
 
 
 def _rate(value: float | None, ci: list[float] | None = None) -> str:
@@ -53,10 +54,12 @@ def summary_table(reporter: Any, results: Mapping[str, Any], gates: list[Gate]) 
     for row in summary_rows(results, gates):
         table.add_row(*row)
     buffer = io.StringIO()
-    # Never narrower than the table: CI logs are not terminals, and wrapped numbers are unreadable.
-    width = max(150, getattr(reporter._tw, "fullwidth", 150))
-    Console(file=buffer, width=width, force_terminal=reporter.hasmarkup, color_system="standard" if reporter.hasmarkup else None).print(table)
+    # As wide as the table needs, whatever the terminal: rich would otherwise cut cells to "…",
+    # and a truncated number or verdict is worse than a long line (CI logs are not terminals).
+    console = Console(file=buffer, width=TABLE_MAX_WIDTH, force_terminal=reporter.hasmarkup,
+                      color_system="standard" if reporter.hasmarkup else None)
+    console.print(table)
     reporter.write_sep("=", "illusion-checks summary")
-    reporter.write(buffer.getvalue())
+    reporter.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
     for gate in gates:
         reporter.write_line(("PASS " if gate.passed else "FAIL ") + gate.describe())

@@ -1,0 +1,324 @@
+"""End-to-end tests of the pytest plugin on crafted results files (no model is loaded here).
+
+`--illusion-from-results` drives the real plugin (options, gates, items, terminal summary,
+report, JUnit XML, xdist) with results whose every outcome the test knows in advance.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from illusion_checks.metrics import item_fate, summarize
+from tests.synth import make_results
+
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def crafted() -> dict[str, Any]:
+    """en and sw, 8 items each: every reference-both-correct item is kept except one sw item,
+    which the compressed model no longer produces nor reaches but still recognizes (mc_only)."""
+    results = make_results(["en", "sw"], 8, seed=SEED, n_resamples=200, search_items=8, gates=False)
+    both = [item for item in results["items"] if item["both_correct"]]
+    for item in both:
+        item["compressed"] = copy.deepcopy(item["reference"])
+    demoted = next(item for item in both if item["lang"] == "sw")
+    outcome = demoted["compressed"]
+    outcome["ff"] = {"correct": False, "output": "a confidently wrong answer", "f1": 0.0, "em": False}
+    outcome["gold_rank"] = 4
+    outcome["beam"]["reached"] = outcome["sample"]["reached"] = False
+    for item in results["items"]:
+        fate = item_fate(item)[1]
+        item["fate"] = fate.value if fate is not None else None
+    results["summary"] = summarize(results["items"], n_resamples=200, seed=SEED)
+    assert results["summary"]["overall"]["fates"]["mc_only"] == 1
+    return results
+
+
+def n_both(results: dict[str, Any]) -> int:
+    return results["summary"]["overall"]["n_both_correct"]
+
+
+def mc_only_item(results: dict[str, Any]) -> dict[str, Any]:
+    return next(item for item in results["items"] if item["fate"] == "mc_only")
+
+
+def write_results(pytester: pytest.Pytester, results: dict[str, Any], name: str = "results.json") -> Path:
+    path = pytester.path / name
+    path.write_text(json.dumps(results), encoding="utf-8")
+    return path
+
+
+def junit_outcomes(path: Path) -> list[tuple[str, str]]:
+    """Sorted (test id, outcome) pairs from a JUnit XML file."""
+    pairs = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        outcome = "passed"
+        for tag in ("failure", "error", "skipped"):
+            child = case.find(tag)
+            if child is not None:
+                outcome = "xfailed" if child.get("type") == "pytest.xfail" else tag
+        pairs.append((f"{case.get('classname')}::{case.get('name')}", outcome))
+    return sorted(pairs)
+
+
+# -- verdicts and the terminal summary -------------------------------------------------------
+def test_pass_path_exits_0_with_summary_table_and_paths(pytester: pytest.Pytester, crafted: dict) -> None:
+    source = write_results(pytester, crafted)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-max-dissociation=0.9",
+                                "--illusion-min-retention=0.1", "--illusion-max-delta-pr=1")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "collected * items",
+        "*= illusion-checks summary =*",
+        "*lang*n*kept*mc_only*prod_only*lost*dissociation [[]95% CI[]]*ΔPR [[]95% CI[]]*retention*gates*",
+        "PASS dissociation[[]en[]] = * <= max 0.90 on point: PASS",
+        "PASS retention[[]overall[]] = * >= min 0.10 on point: PASS",
+        f"illusion-checks: gates re-applied to {source}; models loaded: 0",
+        f"illusion-checks report: {pytester.path / 'reports' / 'illusion-report.html'}",
+        f"illusion-checks results: {pytester.path / 'reports' / 'illusion-results.json'}",
+    ])
+    result.assert_outcomes(passed=3 * n_both(crafted) - 2 + 9, xfailed=2)
+    written = json.loads((pytester.path / "reports" / "illusion-results.json").read_text(encoding="utf-8"))
+    assert len(written["gates"]) == 9 and all(gate["passed"] for gate in written["gates"])
+    assert (pytester.path / "reports" / "illusion-report.html").is_file()
+
+
+def test_fail_path_exits_1_naming_the_failed_gates(pytester: pytest.Pytester, crafted: dict) -> None:
+    source = write_results(pytester, crafted)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-max-dissociation=0")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "*= illusion-checks summary =*",
+        "PASS dissociation[[]en[]] = 0.00 * <= max 0.00 on point: PASS",
+        "FAIL dissociation[[]sw[]] = * > max 0.00 on point: FAIL",
+        "FAIL dissociation[[]overall[]] = * > max 0.00 on point: FAIL",
+        "FAILED illusion/sw::dissociation - dissociation[[]sw[]] = *",
+        "FAILED illusion/overall::dissociation - *",
+    ])
+    result.assert_outcomes(passed=3 * n_both(crafted) - 2 + 1, failed=2, xfailed=2, skipped=6)
+
+
+@pytest.mark.parametrize("gate_on, ret", [("point", 0), ("ci95", 1)])
+def test_gate_on_ci95_compares_the_conservative_end(pytester: pytest.Pytester, crafted: dict, gate_on: str,
+                                                     ret: int) -> None:
+    overall = crafted["summary"]["overall"]
+    point, high = overall["dissociation_rate"], overall["dissociation_ci95"][1]
+    assert point < high
+    threshold = round((point + high) / 2, 4)  # passes on the point estimate, fails on the CI's upper end
+    source = write_results(pytester, crafted)
+    result = pytester.runpytest(f"--illusion-from-results={source}", f"--illusion-gate-on={gate_on}",
+                                f"--illusion-max-dissociation=overall={threshold}", "--illusion-item-policy=off")
+    assert result.ret == ret
+    verdict = "PASS" if ret == 0 else "FAIL"
+    result.stdout.fnmatch_lines([f"{verdict} dissociation[[]overall[]] = * on {gate_on}: {verdict}"])
+
+
+def test_undefined_metric_fails_its_gate_with_the_reason(pytester: pytest.Pytester, crafted: dict) -> None:
+    results = copy.deepcopy(crafted)
+    for item in results["items"]:
+        if item["lang"] == "en":
+            item["reference"]["mc"]["correct"] = item["both_correct"] = False
+            item["fate"] = None
+    results["summary"] = summarize(results["items"], n_resamples=200, seed=SEED)
+    source = write_results(pytester, results)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-max-dissociation=0.9",
+                                "--illusion-item-policy=off")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*_ illusion/en::dissociation _*",
+                                 "dissociation[[]en[]] = n/a, needs max 0.90 on point: FAIL (no reference-both-correct"
+                                 " items in 'en'*)"])
+    # The reason is said once, not twice.
+    assert result.stdout.str().count("the reference model answers none of them") == 2  # FAILURES + summary line
+
+
+# -- item policies ---------------------------------------------------------------------------
+def test_item_policy_xfail_reason_reads_like_a_diagnosis(pytester: pytest.Pytester, crafted: dict) -> None:
+    item = mc_only_item(crafted)
+    source = write_results(pytester, crafted)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "-rx")
+    assert result.ret == 0
+    node = f"illusion/sw/{item['id']}"
+    result.stdout.fnmatch_lines_random([
+        f"XFAIL {node}::produces - no longer produces the gold: fate=mc_only gold='{item['gold']}' rank 1->4;"
+        " compressed FF says 'a confidently wrong answer'",
+        f"XFAIL {node}::reaches - no longer reaches the gold: fate=mc_only *",
+    ])
+    result.assert_outcomes(passed=3 * n_both(crafted) - 2, xfailed=2, skipped=9)
+
+
+def test_item_policy_fail_fails_the_run(pytester: pytest.Pytester, crafted: dict) -> None:
+    item = mc_only_item(crafted)
+    source = write_results(pytester, crafted)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-item-policy=fail")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        f"*_ illusion/sw/{item['id']}::produces _*",
+        "no longer produces the gold: fate=mc_only * rank 1->4; compressed FF says 'a confidently wrong answer'",
+    ])
+    assert "Traceback" not in result.stdout.str()
+    result.assert_outcomes(passed=3 * n_both(crafted) - 2, failed=2, skipped=9)
+
+
+def test_item_policy_off_collects_gates_only(pytester: pytest.Pytester, crafted: dict) -> None:
+    source = write_results(pytester, crafted)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-item-policy=off",
+                                "--illusion-min-retention=0.5", "--collect-only", "-q")
+    assert result.ret == 0
+    ids = [line for line in result.stdout.lines if line.startswith("illusion/")]
+    assert ids == [f"illusion/{lang}::{metric}" for lang in ("en", "sw", "overall")
+                   for metric in ("dissociation", "delta_pr", "retention")]
+    result.stdout.fnmatch_lines(["9 tests collected*"])
+
+
+# -- from-results, JUnit XML, ini -------------------------------------------------------------
+def test_from_results_regates_and_rerenders_without_a_model(pytester: pytest.Pytester, crafted: dict) -> None:
+    pytester.makeconftest(LOAD_COUNTER)
+    source = write_results(pytester, crafted)
+    first = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-max-dissociation=0.9")
+    assert first.ret == 0
+    report = pytester.path / "regated.html"
+    second = pytester.runpytest("--illusion-from-results=reports/illusion-results.json", "--illusion-json=regated.json",
+                                f"--illusion-report={report}", "--illusion-max-dissociation=0.01")
+    assert second.ret == 1
+    second.stdout.fnmatch_lines(["FAIL dissociation[[]sw[]] = * > max 0.01 on point: FAIL",
+                                 "*models loaded: 0", f"illusion-checks report: {report}"])
+    regated = json.loads((pytester.path / "regated.json").read_text(encoding="utf-8"))
+    assert {gate["threshold"] for gate in regated["gates"]} == {0.01}
+    assert regated["items"] == crafted["items"]
+    assert report.is_file() and report.stat().st_size > 0
+    assert not (pytester.path / "loads.txt").exists()
+
+
+def test_junit_xml_carries_gate_values_as_properties(pytester: pytest.Pytester, crafted: dict) -> None:
+    source = write_results(pytester, crafted)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-max-dissociation=0.9",
+                                "--junitxml=junit.xml")
+    assert result.ret == 0
+    cases = {f"{case.get('classname')}::{case.get('name')}": case
+             for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    properties = {p.get("name"): p.get("value") for p in cases["illusion.overall::dissociation"].iter("property")}
+    overall = crafted["summary"]["overall"]
+    assert properties == {"dissociation[overall]": str(overall["dissociation_rate"]), "threshold": "0.9",
+                          "compared": str(overall["dissociation_rate"]), "passed": "True"}
+    ungated = {p.get("name"): p.get("value") for p in cases["illusion.sw::retention"].iter("property")}
+    assert ungated == {"retention[sw]": str(crafted["summary"]["per_language"]["sw"]["retention"])}
+
+
+@pytest.mark.parametrize("ini_file", ["pytest.ini", "pyproject.toml"])
+def test_ini_configuration_and_cli_over_ini(pytester: pytest.Pytester, crafted: dict, ini_file: str) -> None:
+    write_results(pytester, crafted)
+    keys = {"illusion_from_results": "results.json", "illusion_max_dissociation": "0.01",
+            "illusion_item_policy": "off", "illusion_json": "out/results.json"}
+    if ini_file == "pytest.ini":
+        pytester.makeini("[pytest]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items()))
+    else:
+        pytester.makepyprojecttoml("[tool.pytest.ini_options]\n"
+                                   + "".join(f'{key} = "{value}"\n' for key, value in keys.items()))
+    from_ini = pytester.runpytest()
+    assert from_ini.ret == 1
+    from_ini.assert_outcomes(failed=2, passed=1, skipped=6)
+    cli_wins = pytester.runpytest("--illusion-max-dissociation=0.9", "--illusion-item-policy=xfail")
+    assert cli_wins.ret == 0
+    cli_wins.assert_outcomes(passed=3 * n_both(crafted) - 2 + 3, xfailed=2, skipped=6)
+
+
+def test_ini_paths_are_relative_to_the_rootdir(pytester: pytest.Pytester, crafted: dict,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    write_results(pytester, crafted)
+    pytester.makeini("[pytest]\nillusion_from_results = results.json\nillusion_json = out/results.json\n"
+                     "illusion_report = out/report.html\n")
+    subdir = pytester.mkdir("sub")
+    monkeypatch.chdir(subdir)
+    result = pytester.runpytest()
+    assert result.ret == 0
+    assert (pytester.path / "out" / "results.json").is_file() and (pytester.path / "out" / "report.html").is_file()
+    assert not (subdir / "out").exists()
+
+
+# -- xdist, the fixture, an inactive plugin ----------------------------------------------------
+def test_xdist_collects_and_decides_like_a_single_process(pytester: pytest.Pytester, crafted: dict) -> None:
+    pytest.importorskip("xdist")
+    source = write_results(pytester, crafted)
+    args = [f"--illusion-from-results={source}", "--illusion-max-dissociation=0.1"]  # sw fails
+    single = pytester.runpytest(*args, "-n", "0", "--junitxml=single.xml")
+    parallel = pytester.runpytest(*args, "-n", "2", "--junitxml=parallel.xml")
+    assert single.ret == parallel.ret == 1
+    assert junit_outcomes(pytester.path / "single.xml") == junit_outcomes(pytester.path / "parallel.xml")
+    assert len(junit_outcomes(pytester.path / "single.xml")) == 3 * n_both(crafted) + 9
+    assert parallel.stdout.str().count("illusion-checks summary") == 1
+
+
+USER_TEST = """
+def test_my_own_check(illusion_results):
+    assert illusion_results.summary["overall"]["n_items"] == {n_items}
+    assert [item["id"] for item in illusion_results.items_with_fate("mc_only")] == [{mc_only!r}]
+    assert illusion_results.fates("sw")["mc_only"] == 1
+"""
+
+
+def test_illusion_results_fixture_in_a_user_test(pytester: pytest.Pytester, crafted: dict) -> None:
+    pytester.makepyfile(USER_TEST.format(n_items=len(crafted["items"]), mc_only=mc_only_item(crafted)["id"]))
+    source = write_results(pytester, crafted)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-item-policy=off")
+    result.assert_outcomes(passed=1, skipped=9)
+    inactive = pytester.runpytest("-rs")
+    inactive.assert_outcomes(skipped=1)
+    inactive.stdout.fnmatch_lines(["SKIPPED * illusion-checks is not active: pass --illusion-model"
+                                   " (or --illusion-from-results)"])
+
+
+RECORD_MODULES = """
+import json, sys
+from pathlib import Path
+
+def pytest_unconfigure(config):
+    names = sorted(m for m in sys.modules if m in ("torch", "transformers") or m.startswith("illusion_checks"))
+    Path(__file__).with_name("modules.json").write_text(json.dumps(names))
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("--help",)], ids=["run", "help"])
+def test_inactive_plugin_adds_nothing_and_imports_no_torch(pytester: pytest.Pytester, args: tuple) -> None:
+    pytester.makeconftest(RECORD_MODULES)
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    assert result.ret == 0
+    if not args:
+        result.stdout.fnmatch_lines(["collected 1 item", "*1 passed*"])
+        assert "illusion/" not in result.stdout.str() and "illusion-checks summary" not in result.stdout.str()
+    else:
+        result.stdout.fnmatch_lines(["*--illusion-model=ILLUSION_MODEL*", "*--illusion-gate-on=ILLUSION_GATE_ON*",
+                                     "*95% CI*"])
+    loaded = json.loads((pytester.path / "modules.json").read_text())
+    assert "torch" not in loaded and "transformers" not in loaded
+    assert "illusion_checks.plugin" in loaded and "illusion_checks.session" not in loaded
+
+
+# A conftest that counts model loads (shared with test_plugin_evaluation.py).
+LOAD_COUNTER = """
+import os
+import illusion_checks.models as models
+
+_load_model = models.load_model
+
+
+def _counting_load_model(name, *args, **kwargs):
+    with open(os.path.join(os.path.dirname(__file__), "loads.txt"), "a") as handle:
+        handle.write(f"{os.getpid()} {name}\\n")
+    return _load_model(name, *args, **kwargs)
+
+
+def pytest_configure(config):
+    models.load_model = _counting_load_model
+
+
+def pytest_unconfigure(config):
+    models.load_model = _load_model
+"""
