@@ -220,7 +220,8 @@ def read_config(config: pytest.Config) -> IllusionConfig:
                 message = f"{where}: {message.split(': ', 1)[-1]}"
             raise pytest.UsageError(message) from None
     cfg = IllusionConfig(**values)
-    _check_combination(cfg, on_cli)
+    if not hasattr(config, "workerinput"):  # the xdist controller has checked these for its workers
+        _check_combination(cfg, on_cli)
     return cfg
 
 
