@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from illusion_checks import __version__
@@ -23,11 +24,24 @@ Log = Callable[[str], None]
 
 @dataclass
 class RunStats:
-    """What the run actually did: lets tests and users see cache hits."""
+    """What the run actually did: lets tests and users see cache hits and where time went."""
 
     models_loaded: int = 0
     reference_cached: bool = False
     compressed_cached: bool = False
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    def timer(self, progress: Progress) -> Progress:
+        """Wrap a progress callback so each top-level phase's wall time is recorded."""
+        marks: dict[str, float] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            head = phase.split(":")[0].split(" (")[0]
+            now = time.perf_counter()
+            marks.setdefault(head, now)
+            self.phase_seconds[head] = now - marks[head]
+            progress(phase, done, total)
+        return update
 
 
 def probe_settings(cfg: IllusionConfig) -> ProbeSettings:
@@ -56,9 +70,9 @@ class Evaluation:
     def __init__(self, cfg: IllusionConfig, cache: OutcomeCache, progress: Progress | None = None,
                  log: Log | None = None) -> None:
         self.cfg, self.cache = cfg, cache
-        self.progress = progress or (lambda phase, done, total: None)
         self.log = log or (lambda message: None)
         self.stats = RunStats()
+        self.progress = self.stats.timer(progress or (lambda phase, done, total: None))
         self.settings = probe_settings(cfg)
         self._reference: Any = None
 
@@ -120,6 +134,7 @@ class Evaluation:
         from illusion_checks.engine import probe_model
 
         settings = self.settings
+        self.progress(phase, 0, len(prepared))  # starts the phase's clock before the first batch
         while True:
             try:
                 return probe_model(loaded.model, loaded.tokenizer, prepared, settings,
@@ -197,6 +212,7 @@ class Evaluation:
             for warning in caught:
                 self.log(str(warning.message))
         phase = "compress" if label == "*" else f"compress ({label})"
+        self.progress(phase, 0, 1)
         report = compress_model(model, spec, calibration, resolve_device(self.cfg.device),
                                 lambda done, total: self.progress(phase, done, total))
         compressed = copy.copy(reference)
