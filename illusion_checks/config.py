@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,10 +20,11 @@ DISTRACTORS = ("standard", "hard")
 ABLATIONS = ("distractors_only", "unrelated")
 
 
-def _choice(option: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+def _choice(option: str, choices: tuple[str, ...], pattern: str | None = None) -> Callable[[str], str]:
     def parse(value: str) -> str:
-        if value not in choices and not (option == "--illusion-device" and value.startswith(("cuda:", "mps:"))):
-            raise argparse.ArgumentTypeError(f"{option}: '{value}' is not one of {', '.join(choices)}")
+        if value not in choices and not (pattern and re.fullmatch(pattern, value)):
+            shown = ", ".join(choices) + (" or an indexed device such as cuda:0" if pattern else "")
+            raise argparse.ArgumentTypeError(f"{option}: '{value}' is not one of {shown}")
         return value
     return parse
 
@@ -115,7 +117,7 @@ OPTIONS = (
     Option("--illusion-distractors", _choice("--illusion-distractors", DISTRACTORS), "standard", "MC distractors: standard (random) or hard (most similar)"),
     Option("--illusion-ablations", parse_ablations, (), "CS ablations to run: distractors_only,unrelated"),
     Option("--illusion-chat-template", None, False, "wrap prompts in the tokenizer's chat template", is_flag=True),
-    Option("--illusion-device", _choice("--illusion-device", DEVICES), "auto", "auto (CUDA when present), cpu, cuda[:N], mps"),
+    Option("--illusion-device", _choice("--illusion-device", DEVICES, r"(cuda|mps):\d+"), "auto", "auto (CUDA when present), cpu, cuda[:N], mps"),
     Option("--illusion-dtype", _choice("--illusion-dtype", DTYPES), "auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"),
     Option("--illusion-batch-size", parse_batch_size, 8, "prompts per forward batch, or auto"),
     Option("--illusion-max-dissociation", _thresholds("--illusion-max-dissociation", DISSOCIATION_BOUNDS), None, "gate: max dissociation rate, FLOAT or LANG=FLOAT,...,*=FLOAT"),

@@ -183,7 +183,7 @@ def test_from_results_regates_and_rerenders_without_a_model(pytester: pytest.Pyt
     source = write_results(pytester, crafted)
     first = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-max-dissociation=0.9")
     assert first.ret == 0
-    report = pytester.path / "regated.html"
+    report = pytester.path / "html" / "regated.html"  # a folder that does not exist yet
     second = pytester.runpytest("--illusion-from-results=reports/illusion-results.json", "--illusion-json=regated.json",
                                 f"--illusion-report={report}", "--illusion-max-dissociation=0.01")
     assert second.ret == 1

@@ -18,6 +18,7 @@ BAD_VALUES = {
     "gate-on": ((*ACTIVE, "--illusion-gate-on=maybe"), ("--illusion-gate-on", "'maybe'", "point, ci95")),
     "item-policy": ((*ACTIVE, "--illusion-item-policy=sometimes"), ("--illusion-item-policy", "'sometimes'", "xfail, fail, off")),
     "device": ((*ACTIVE, "--illusion-device=tpu"), ("--illusion-device", "'tpu'", "cpu")),
+    "device=cuda:x": ((*ACTIVE, "--illusion-device=cuda:x"), ("--illusion-device", "'cuda:x'", "cuda:0")),
     "dtype": ((*ACTIVE, "--illusion-dtype=int3"), ("--illusion-dtype", "'int3'", "bfloat16")),
     "batch-size": ((*ACTIVE, "--illusion-batch-size=0"), ("--illusion-batch-size", "0", "at least 1")),
     "dissociation=sw=abc": ((*ACTIVE, "--illusion-max-dissociation=sw=abc"), ("--illusion-max-dissociation", "'sw=abc'")),
