@@ -211,16 +211,20 @@ def resolve_source(name: str, allow_pickle: bool = False) -> tuple[str, str]:
     path = Path(name).expanduser()
     if name.endswith(".gguf"):
         if not path.is_file():
-            raise ModelLoadError(f"GGUF file '{name}' does not exist")
+            raise ModelLoadError(f"GGUF file '{name}' does not exist; check the path, or use an alias ({', '.join(EMBEDDED)})")
         directory = converted_gguf_dir(path.resolve())
         return str(directory), fingerprint_path(directory)
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
-            raise ModelLoadError(f"'{name}' is not a model directory (no config.json in it)")
+            raise ModelLoadError(f"'{name}' is not a model directory (no config.json in it); point at the directory "
+                                 "that holds config.json and the weights")
         _refuse_pickle(path, allow_pickle)
         return str(path.resolve()), fingerprint_path(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelLoadError(f"model path '{name}' does not exist")
+        raise ModelLoadError(
+            f"model path '{name}' does not exist; pass an existing model directory, a .gguf file, "
+            f"a Hugging Face id, or an alias ({', '.join(EMBEDDED)})"
+        )
     if "/" not in name:
         raise ModelLoadError(
             f"unknown model '{name}': use an alias ({', '.join(EMBEDDED)}), a Hugging Face id "
