@@ -10,7 +10,7 @@ from torch import nn
 
 from .prune import Progress, prune_model
 from .quant import bnb_model, rtn_model
-from .spec import CompressionSpec
+from .spec import CompressionSpec, parse_spec
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def _check_calibration(spec: CompressionSpec, calibration: torch.Tensor | None) 
 @torch.no_grad()
 def compress_model(
     model: nn.Module,
-    spec: CompressionSpec,
+    spec: CompressionSpec | str,
     calibration: torch.Tensor | None = None,
     device: torch.device = torch.device("cpu"),
     progress: Progress | None = None,
@@ -52,8 +52,9 @@ def compress_model(
 
     Always continue with `report.model`. Pruning runs decoder layer by decoder layer on `device`
     (calibration batches of `batch_size` sequences); `progress(done_layers, total_layers)` is called
-    after each layer.
+    after each layer (pruning and rtn-int4).
     """
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
     device = torch.device(device)
     _check_calibration(spec, calibration)
     start = time.perf_counter()
@@ -71,7 +72,7 @@ def compress_model(
                 "damping_retries": result.damping_retries,
             }
         elif spec.method == "rtn-int4":
-            rtn_model(model, device)
+            rtn_model(model, device, progress)
             result_model, extra = model, {}
         else:
             result_model, extra = bnb_model(model, spec, device), {}

@@ -1,4 +1,17 @@
-"""Quantize the decoder Linears: torch-only group-wise RTN int4, or bitsandbytes int8 / NF4."""
+"""Quantize the decoder Linears: torch-only group-wise RTN int4, or bitsandbytes int8 / NF4.
+
+bitsandbytes on the CPU (checked with bitsandbytes 0.50.2, torch 2.13.0+cpu, transformers 5.23,
+an x86-64 Xeon with AVX-512 incl. BF16/VNNI): `pip install bitsandbytes` brings a wheel with a
+CPU backend, and both specs run through transformers' BitsAndBytesConfig with no GPU.
+- bnb-int8 (LLM.int8, threshold 6.0): works; bitsandbytes casts fp32 activations to fp16 for
+  the int8 matmul and warns "MatMul8bitLt: inputs will be cast from torch.float32 to float16".
+- bnb-nf4: works; it logs "Failed to load CPU gemm_4bit_forward from kernels-community: No
+  module named 'kernels'" and falls back to its built-in kernel (the optional `kernels` package
+  only adds a faster one). On AVX512-BF16 CPUs, Linear4bit repacks its weights for the CPU on
+  the first inference forward, and saving afterwards unpacks them with slightly rounded scales:
+  save a bnb model (save_compressed) before running it.
+Both keep lm_head (tied to the embeddings) dense, as pruning does.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +21,7 @@ import torch
 from torch import nn
 
 from .catcher import decoder_layers
-from .prune import layer_linears
+from .prune import Progress, layer_linears
 from .spec import CompressionSpec
 
 RTN_BITS = 4
@@ -41,12 +54,19 @@ def rtn_quantize(weight: torch.Tensor, bits: int = RTN_BITS, group_size: int = R
 
 
 @torch.no_grad()
-def rtn_model(model: nn.Module, device: torch.device) -> None:
-    """Replace every decoder Linear weight by its RTN int4 (group 128) dequantization, in place."""
-    for layer in decoder_layers(model):
+def rtn_model(model: nn.Module, device: torch.device, progress: Progress | None = None) -> None:
+    """Replace every decoder Linear weight by its RTN int4 (group 128) dequantization, in place.
+
+    Weights stay in the model's dtype ("fake" quantization, as in GPTQ's RTN baseline): the
+    model computes exactly what int4 kernels would, and saves as a plain checkpoint.
+    """
+    layers = decoder_layers(model)
+    for i, layer in enumerate(layers):
         for linear in layer_linears(layer).values():
             weight = linear.weight
             weight.copy_(rtn_quantize(weight.to(device)).to(weight.device, weight.dtype))
+        if progress is not None:
+            progress(i + 1, len(layers))
 
 
 def _bnb_config(spec: CompressionSpec, compute_dtype: torch.dtype):

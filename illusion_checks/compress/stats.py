@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import torch
 from torch import nn
 
@@ -68,10 +66,6 @@ class InputStats:
             else:
                 total.addmm_(seq.t(), seq)
         self.tokens[key] += seqs.shape[0] * seqs.shape[1]
-
-    def names(self) -> Iterator[str]:
-        """Names of the Linears that received input."""
-        return iter(self.owner)
 
     def sq_mean(self, name: str) -> torch.Tensor:
         """Mean over calibration tokens of x_j^2 for each input feature j of `name`."""

@@ -128,3 +128,13 @@ def test_lowest_k_selection_equals_a_stable_sort_even_with_ties(shape, high, k):
     expected = torch.zeros_like(metric, dtype=torch.bool)
     expected.scatter_(1, torch.sort(metric, dim=-1, stable=True).indices[:, :k], True)
     assert torch.equal(lowest_k_mask(metric, k), expected)
+
+
+@pytest.mark.parametrize("spec", ["wanda:0.5", "sparsegpt:2:4", "magnitude:0.5", "rtn-int4"])
+def test_bfloat16_models_keep_their_dtype(calibration, spec):
+    model = tiny_model("llama").to(torch.bfloat16)
+    report = compress_model(model, spec, calibration)  # a spec string is parsed too
+    assert report.spec == parse_spec(spec)
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    with torch.no_grad():
+        assert torch.isfinite(model(calibration[:1]).logits.float()).all()
