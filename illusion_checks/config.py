@@ -119,7 +119,7 @@ OPTIONS = (
     Option("--illusion-chat-template", None, False, "wrap prompts in the tokenizer's chat template", is_flag=True),
     Option("--illusion-device", _choice("--illusion-device", DEVICES, r"(cuda|mps):\d+"), "auto", "auto (CUDA when present), cpu, cuda[:N], mps"),
     Option("--illusion-dtype", _choice("--illusion-dtype", DTYPES), "auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"),
-    Option("--illusion-batch-size", parse_batch_size, 8, "prompts per forward batch, or auto"),
+    Option("--illusion-batch-size", parse_batch_size, 16, "prompts per forward batch (decoding rows are amortised over it), or auto"),
     Option("--illusion-max-dissociation", _thresholds("--illusion-max-dissociation", DISSOCIATION_BOUNDS), None, "gate: max dissociation rate, FLOAT or LANG=FLOAT,...,*=FLOAT"),
     Option("--illusion-max-delta-pr", _thresholds("--illusion-max-delta-pr", DELTA_PR_BOUNDS), None, "gate: max delta_PR, FLOAT or LANG=FLOAT,..."),
     Option("--illusion-min-retention", _thresholds("--illusion-min-retention", RETENTION_BOUNDS), None, "gate: min share of both-correct items still produced"),
@@ -168,7 +168,7 @@ class IllusionConfig:
     chat_template: bool = False
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int | str = 8
+    batch_size: int | str = 16
     max_dissociation: dict[str, float] | None = None
     max_delta_pr: dict[str, float] | None = None
     min_retention: dict[str, float] | None = None

@@ -23,7 +23,7 @@ class DecodeSettings:
     num_samples: int = 10
     top_p: float = 0.9
     stop_at_newline: bool = True
-    batch_size: int = 8
+    batch_size: int = 16
 
 
 @dataclass(frozen=True)

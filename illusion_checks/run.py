@@ -48,7 +48,7 @@ def probe_settings(cfg: IllusionConfig) -> ProbeSettings:
     """Probe settings from the run configuration."""
     from illusion_checks.probes import DecodeSettings
 
-    batch = cfg.batch_size if isinstance(cfg.batch_size, int) else 8
+    batch = cfg.batch_size if isinstance(cfg.batch_size, int) else 16
     return ProbeSettings(
         decode=DecodeSettings(batch_size=batch), prompts=PromptSettings(chat_template=cfg.chat_template),
         seed=cfg.seed, items_per_language=cfg.items, distractors=cfg.distractors, ablations=cfg.ablations,
