@@ -150,6 +150,9 @@ class IllusionSession:
             cached = [role for role in ("reference", "compressed") if getattr(self.stats, f"{role}_cached")]
             reporter.write_line(f"illusion-checks: evaluated in {self.elapsed:.1f} s; models loaded: "
                                 f"{self.stats.models_loaded}; from cache: {', '.join(cached) or 'nothing'}")
+            if self.stats.phase_seconds:
+                phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.stats.phase_seconds.items())
+                reporter.write_line(f"illusion-checks: phases: {phases}")
         elif self.cfg.from_results:
             reporter.write_line(f"illusion-checks: gates re-applied to {Path(self.cfg.from_results).resolve()}; "
                                 "models loaded: 0")
