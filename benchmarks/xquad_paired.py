@@ -31,13 +31,15 @@ def main() -> None:
     parser.add_argument("--data", default=str(XQUAD))
     parser.add_argument("--calibration-samples", type=int, default=32)
     parser.add_argument("--calibration-seqlen", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--no-reachability", action="store_true", help="skip beam-5 and sampling")
     parser.add_argument("--out", default="reports/xquad-paired.json")
     args = parser.parse_args()
 
     cfg = IllusionConfig(model=args.model, compress=args.compress, dataset=args.data, langs=tuple(args.langs.split(",")),
                          items=args.items, batch_size=args.batch_size, no_cache=True, device="cpu", dtype="float32",
-                         calibration_samples=args.calibration_samples, calibration_seqlen=args.calibration_seqlen)
+                         calibration_samples=args.calibration_samples, calibration_seqlen=args.calibration_seqlen,
+                         no_reachability=args.no_reachability)
     phases: dict[str, float] = {}
     started = time.perf_counter()
 
