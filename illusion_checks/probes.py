@@ -169,33 +169,44 @@ def item_seed(seed: int, key: str) -> int:
 
 class SeededNucleus(LogitsProcessor):
     """Nucleus (top-p) sampling with one generator per row, done as Gumbel-max over the nucleus:
-    each row's draw depends only on its own seed, never on which rows share the batch. The
-    nucleus comes from a growing `topk` rather than a full sort of the vocabulary (262k for Gemma),
-    which made sampling several times slower than the model itself."""
+    each row's draw depends only on its own seed, never on which rows share the batch.
+
+    Sorting the whole vocabulary (262k for Gemma) every step cost more than the model itself, so
+    each row sorts only the tokens above a probability floor, once those alone hold `top_p` of
+    the mass: every token below the floor then has at least `top_p` ranked above it, so it is
+    outside the nucleus, and the result is exact."""
+
+    FLOORS = (1e-4, 1e-6)
 
     def __init__(self, top_p: float, seeds: Sequence[int]) -> None:
         self.top_p = top_p
         self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
-    def _nucleus(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k = min(256, probs.shape[-1])
-        while True:
-            top, index = probs.topk(k, dim=-1)
-            if k == probs.shape[-1] or bool((top.sum(-1) >= self.top_p).all()):
-                return top, index
-            k = min(k * 8, probs.shape[-1])
+    def _ranked(self, probs: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per row, its top tokens in descending order: enough of them to hold the nucleus."""
+        ranked: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * probs.shape[0]
+        for floor in self.FLOORS:
+            pending = [row for row, done in enumerate(ranked) if done is None]
+            if not pending:
+                break
+            above = probs[pending] > floor
+            mass = (probs[pending] * above).sum(-1).tolist()
+            for j, row in enumerate(pending):
+                if mass[j] >= self.top_p:
+                    candidates = above[j].nonzero().squeeze(-1)
+                    values, order = probs[row, candidates].sort(descending=True)
+                    ranked[row] = (values, candidates[order])
+        return [r if r is not None else probs[row].sort(descending=True) for row, r in enumerate(ranked)]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(scores.float(), dim=-1)
-        top, index = self._nucleus(probs)
-        # Keep a token while the mass ranked above it is below top_p (transformers' rule).
-        keep = (top.cumsum(-1) - top) < self.top_p
+        ranked = self._ranked(torch.softmax(scores.float(), dim=-1))
         chosen = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
-        for row, generator in enumerate(self.generators):
-            kept = int(keep[row].sum())
+        for row, ((values, index), generator) in enumerate(zip(ranked, self.generators)):
+            # Keep a token while the mass ranked above it is below top_p (transformers' rule).
+            kept = int(((values.cumsum(-1) - values) < self.top_p).sum())
             uniform = torch.rand(kept, generator=generator).clamp(1e-20, 1.0 - 1e-7).to(scores.device)
-            noisy = top[row, :kept].log() - torch.log(-torch.log(uniform))
-            chosen[row] = index[row, int(noisy.argmax())]
+            noisy = values[:kept].log() - torch.log(-torch.log(uniform))
+            chosen[row] = index[int(noisy.argmax())]
         out = torch.full_like(scores, float("-inf"))
         out[torch.arange(scores.shape[0], device=scores.device), chosen] = 0.0
         return out
