@@ -189,8 +189,9 @@ class SeededNucleus(LogitsProcessor):
             pending = [row for row, done in enumerate(ranked) if done is None]
             if not pending:
                 break
-            above = probs[pending] > floor
-            mass = (probs[pending] * above).sum(-1).tolist()
+            rows = probs if len(pending) == probs.shape[0] else probs[pending]  # no copy in the usual case
+            above = rows > floor
+            mass = torch.where(above, rows, 0.0).sum(-1).tolist()
             for j, row in enumerate(pending):
                 if mass[j] >= self.top_p:
                     candidates = above[j].nonzero().squeeze(-1)
