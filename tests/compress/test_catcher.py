@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_calibration, tiny_model
+from tiny_models import tiny_calibration, tiny_model
 from illusion_checks.compress.catcher import call_layer, capture_layer_inputs, decoder_layers
 from reference_pruning import capture_with_prehooks
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import clone, tiny_model
+from tiny_models import clone, tiny_model
 from illusion_checks.compress import compress_model, parse_spec
 from reference_pruning import find_linears
 

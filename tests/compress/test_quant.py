@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import tiny_calibration, tiny_model
+from tiny_models import tiny_calibration, tiny_model
 from illusion_checks.compress import compress_model, parse_spec, save_compressed
 from illusion_checks.compress.quant import rtn_quantize
 from reference_pruning import find_linears

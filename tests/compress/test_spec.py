@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import tiny_model
+from tiny_models import tiny_model
 from illusion_checks.compress import VALID_FORMS, CompressionSpec, compress_model, parse_spec
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import clone, tiny_model
+from tiny_models import clone, tiny_model
 from illusion_checks.compress import compress_model, parse_spec
 from illusion_checks.compress.catcher import capture_layer_inputs, decoder_layers
 from illusion_checks.compress.prune import collect_stats, layer_linears, run_layer
