@@ -12,19 +12,32 @@ and runs one decoder layer at a time on `device`, feeding each layer the outputs
 already-pruned layers before it.
 """
 
-from .apply import CompressionReport, compress_model
-from .calibration import calibration_batch, calibration_texts, fingerprint
-from .save import save_compressed
-from .spec import VALID_FORMS, CompressionSpec, parse_spec
+from __future__ import annotations
 
-__all__ = [
-    "VALID_FORMS",
-    "CompressionReport",
-    "CompressionSpec",
-    "calibration_batch",
-    "calibration_texts",
-    "compress_model",
-    "fingerprint",
-    "parse_spec",
-    "save_compressed",
-]
+import importlib
+from typing import Any
+
+# Loaded on first use (PEP 562), so `from illusion_checks.compress.spec import parse_spec` in option
+# parsing does not pull in torch and transformers.
+_EXPORTS = {
+    "CompressionReport": "apply",
+    "compress_model": "apply",
+    "calibration_batch": "calibration",
+    "calibration_texts": "calibration",
+    "fingerprint": "calibration",
+    "save_compressed": "save",
+    "VALID_FORMS": "spec",
+    "CompressionSpec": "spec",
+    "parse_spec": "spec",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

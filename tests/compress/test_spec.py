@@ -87,3 +87,12 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return torch.equal(a, b)
+
+
+def test_parsing_a_spec_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from illusion_checks.compress.spec import parse_spec; parse_spec('wanda:0.5'); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
