@@ -103,19 +103,21 @@ def prune_model(
     for i, layer in enumerate(layers):
         home = next(layer.parameters()).device
         layer.to(device)
-        linears = layer_linears(layer)
-        stats = collect_stats(layer, linears, hidden, inputs.calls[i], kind) if kind else None
-        for name, linear in linears.items():
-            label = f"layers.{i}.{name}"
-            retries = prune_linear(linear, spec, stats, name, label)
-            if retries:
-                result.damping_retries[label] = retries
-            result.module_sparsity[label] = _zero_fraction([linear.weight])
-        del stats
-        if kind is not None and i + 1 < len(layers):
-            hidden = run_layer(layer, hidden, inputs.calls[i])  # the next layer sees this layer pruned
-        result.layer_sparsity.append(_zero_fraction([linear.weight for linear in linears.values()]))
-        layer.to(home)
+        try:
+            linears = layer_linears(layer)
+            stats = collect_stats(layer, linears, hidden, inputs.calls[i], kind) if kind else None
+            for name, linear in linears.items():
+                label = f"layers.{i}.{name}"
+                retries = prune_linear(linear, spec, stats, name, label)
+                if retries:
+                    result.damping_retries[label] = retries
+                result.module_sparsity[label] = _zero_fraction([linear.weight])
+            del stats
+            if kind is not None and i + 1 < len(layers):
+                hidden = run_layer(layer, hidden, inputs.calls[i])  # the next layer sees this layer pruned
+            result.layer_sparsity.append(_zero_fraction([linear.weight for linear in linears.values()]))
+        finally:
+            layer.to(home)  # also on failure: a CPU-resident model must not keep a layer on the GPU
         if progress is not None:
             progress(i + 1, len(layers))
     return result
