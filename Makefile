@@ -8,7 +8,7 @@ STAMP := $(VENV)/.illusion-installed
 export OMP_WAIT_POLICY ?= PASSIVE
 
 DEMO_ARGS := --illusion-model=gemma3-270m --illusion-compress=wanda:0.5 \
-	--illusion-dataset=fixtures --illusion-langs=en,de,ru,zh,ar --illusion-items=8 \
+	--illusion-dataset=fixtures --illusion-langs=en,de,ru,zh,ar --illusion-items=6 \
 	--illusion-calibration=english --illusion-calibration-samples=16 --illusion-calibration-seqlen=256 \
 	--illusion-max-dissociation=0.15 --illusion-gate-on=point \
 	--illusion-report=reports/illusion-report.html --illusion-json=reports/illusion-results.json
