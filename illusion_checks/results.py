@@ -85,6 +85,7 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, ensure_ascii=False)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
