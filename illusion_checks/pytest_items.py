@@ -29,7 +29,19 @@ class IllusionGroup(pytest.Collector):
         return [cls.from_parent(self, name=name, **kw) for name, (cls, kw) in self._children]
 
 
-class ItemCheck(pytest.Item):
+class _IllusionTest(pytest.Item):
+    """A generated test: its failure text is the diagnosis, never a traceback into the plugin."""
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        if isinstance(excinfo.value, IllusionCheckFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return self.nodeid.split("::")[0], None, self.nodeid
+
+
+class ItemCheck(_IllusionTest):
     """Does the compressed model still produce / recognize / reach this reference-both-correct item?"""
 
     def __init__(self, *, item: Mapping[str, Any], check: str, policy: str, **kwargs: Any) -> None:
@@ -55,14 +67,6 @@ class ItemCheck(pytest.Item):
             pytest.xfail(message)
         raise IllusionCheckFailure(message)
 
-    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
-        if isinstance(excinfo.value, IllusionCheckFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[str, int | None, str]:
-        return self.nodeid.split("::")[0], None, self.nodeid
-
 
 def _clip(text: str, limit: int = 80) -> str:
     text = " ".join(str(text).split())
@@ -80,7 +84,7 @@ def diagnosis(item: Mapping[str, Any], check: str) -> str:
     return f"{verb} the gold: {detail}; compressed FF says {_clip(comp['ff']['output'])}"
 
 
-class GateCheck(pytest.Item):
+class GateCheck(_IllusionTest):
     """One gate: a metric for one language (or overall) against its threshold."""
 
     def __init__(self, *, gate: Gate | None, metric: str, lang: str, value: Any, **kwargs: Any) -> None:
@@ -97,14 +101,6 @@ class GateCheck(pytest.Item):
             pytest.skip(f"{self.metric}[{self.lang}] = {_fmt(self.value)}: no threshold set ({GATE_OPTIONS[self.metric]})")
         if not self.gate.passed:
             raise IllusionCheckFailure(self.gate.describe())  # describe() carries the reason when undefined
-
-    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
-        if isinstance(excinfo.value, IllusionCheckFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[str, int | None, str]:
-        return self.nodeid.split("::")[0], None, self.nodeid
 
 
 def _fmt(value: Any) -> str:
