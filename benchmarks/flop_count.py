@@ -73,6 +73,11 @@ def _input_ids(args: tuple, kwargs: dict) -> torch.Tensor | None:
     return ids
 
 
+def _cached_length(kwargs: dict) -> int:
+    cache = kwargs.get("past_key_values")
+    return int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+
+
 @dataclass
 class WorkCounter:
     """Hooks that add each forward pass's real tokens, logit rows and attention to `work`."""
@@ -99,8 +104,9 @@ class WorkCounter:
         rows, new = ids.shape[0], ids.shape[1]
         mask = kwargs.get("attention_mask")
         if mask is None or mask.dim() != 2:
-            # No mask (lm-eval's right-padded loglikelihood batches): every position counts.
-            mask = torch.ones(rows, new, dtype=torch.long)
+            # No mask (lm-eval's right-padded loglikelihood batches, or generate on unpadded rows):
+            # every position counts, cached ones included.
+            mask = torch.ones(rows, _cached_length(kwargs) + new, dtype=torch.long)
         mask = mask.detach().to("cpu", torch.long)
         real = mask[:, -new:]
         # A new token attends to every real position up to itself, cached ones included.
