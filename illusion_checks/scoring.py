@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 
 _THINK_SPAN = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think>.*", re.DOTALL | re.IGNORECASE)
+_MARKUP_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
 _THINK_CLOSE = re.compile(r"^.*</think>", re.DOTALL | re.IGNORECASE)
 
 # Scripts written without spaces between words: tokenised per character for F1.
@@ -71,9 +72,15 @@ def _fold(char: str) -> str:
     return str(digit) if digit is not None else char
 
 
+def strip_markup(text: str) -> str:
+    """Replace HTML-like tags (`<strong>`, `</b>`) by spaces: base models often wrap answers in
+    them, and deleting only their brackets would glue the tag name onto the answer's words."""
+    return _MARKUP_TAG.sub(" ", text)
+
+
 def normalize(text: str) -> str:
-    """Think spans removed, NFKC, casefolded, punctuation/symbols of all scripts removed, spaced."""
-    text = unicodedata.normalize("NFKC", strip_think(text)).casefold()
+    """Think spans and markup tags removed, NFKC, casefolded, punctuation/symbols removed, spaced."""
+    text = unicodedata.normalize("NFKC", strip_markup(strip_think(text))).casefold()
     return " ".join("".join(_fold(ch) for ch in text).split())
 
 

@@ -161,3 +161,13 @@ def test_trigram_similarity_short_strings_are_one_gram() -> None:
 
 def test_trigram_similarity_is_symmetric() -> None:
     assert trigram_similarity("Cairo", "Caracas") == trigram_similarity("Caracas", "Cairo")
+
+
+def test_html_wrapped_answers_score_like_plain_ones():
+    from illusion_checks.scoring import exact_match, is_correct, token_f1
+
+    output = "* <strong>Joseph Shea</strong>"
+    assert is_correct(output, ["Joseph Shea"])
+    assert token_f1(output, ["Joseph Shea"]) == 1.0
+    assert exact_match("<b>1427</b>", ["1427"])
+    assert token_f1("a < b and c > d", ["a b and c d"]) == 1.0  # comparison signs are not tags
