@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteria, StoppingCriteriaList
 
-_ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
+from illusion_checks.decoding import SeededNucleus, answer_line_done, answer_text, decode, pick_greedy, positions
+
+__all__ = ["DecodeSettings", "Encoded", "MCResult", "FFProbes", "Prefix", "answer_text", "encode_prompt",
+           "encode_continuations", "ff_probes", "greedy", "item_seed", "prefill"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,12 @@ class DecodeSettings:
     top_p: float = 0.9
     stop_at_newline: bool = True
     batch_size: int = 16
+
+    @property
+    def decode_rows(self) -> int:
+        """Rows per beam or sampling call: decoding activations are one token per row, so a call
+        holds several prompts' worth of beams or samples."""
+        return 4 * self.batch_size
 
 
 @dataclass(frozen=True)
@@ -44,18 +52,8 @@ class AnswerLineStop(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        done = [bool(_ANSWER_LINE_DONE.search(text)) for text in texts]
+        done = [answer_line_done(text) for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-def answer_text(text: str, stop_at_newline: bool) -> str:
-    """The generated answer: its first non-empty line when stopping at newlines."""
-    if not stop_at_newline:
-        return text.strip()
-    for line in text.split("\n"):
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 def encode_prompt(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
@@ -96,29 +94,33 @@ def _batches(order: list[int], size: int) -> list[list[int]]:
     return [order[start:start + size] for start in range(0, len(order), size)]
 
 
+def _fork(cache: Any) -> Any:
+    """A cache that can grow or be re-indexed without touching the original. Dynamic cache layers
+    rebind their tensors on every change (cat, index, repeat) instead of writing in place, so
+    copying the layer objects is enough: the tensors are shared until one side changes."""
+    twin = copy.copy(cache)
+    twin.layers = [copy.copy(layer) for layer in cache.layers]
+    return twin
+
+
 @dataclass
 class Prefix:
     """Left-padded prompts whose KV cache holds every token but the last: each probe that
-    continues a prompt (greedy, beam, samples, MC options) copies it instead of re-prefilling."""
+    continues a prompt (greedy, beam, samples, MC options) forks it instead of re-prefilling."""
 
     ids: torch.Tensor
     mask: torch.Tensor
     cache: Any
 
     def rows(self, index: Sequence[int], repeat: int = 1) -> "Prefix":
-        """A copy holding `index` rows, each repeated `repeat` times (as generate expands them)."""
+        """A fork holding `index` rows, each repeated `repeat` times (as generate expands them)."""
         select = torch.tensor(list(index), device=self.ids.device)
-        cache = copy.deepcopy(self.cache)
-        if len(index) != self.ids.shape[0] or list(index) != list(range(len(index))):
+        cache = _fork(self.cache)
+        if list(index) != list(range(self.ids.shape[0])):
             cache.batch_select_indices(select)
         if repeat > 1:
             cache.batch_repeat_interleave(repeat)
         return Prefix(self.ids[select], self.mask[select], cache)
-
-
-def positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids for a left-padded batch, exactly as transformers' generate derives them."""
-    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
 
 
 @torch.no_grad()
@@ -147,6 +149,13 @@ def _generate(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettin
 GREEDY = dict(do_sample=False, num_beams=1, top_p=None, top_k=None, temperature=None)
 
 
+def _continue(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings,
+              pick: Callable[[torch.Tensor, list[int]], torch.Tensor] = pick_greedy) -> list[str]:
+    """Decode a prefix token by token (its cache is consumed), finished rows leaving the batch."""
+    return decode(model, tokenizer, prefix.ids, prefix.mask, prefix.cache, pick, settings.max_new_tokens,
+                  settings.stop_at_newline)
+
+
 @torch.no_grad()
 def greedy(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: DecodeSettings,
            progress: Callable[[int], None] | None = None) -> list[str]:
@@ -155,7 +164,7 @@ def greedy(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: D
     outputs: list[str] = [""] * len(prompts)
     for batch in _batches(order, settings.batch_size):
         prefix = prefill(model, [prompts[i] for i in batch], tokenizer.pad_token_id)
-        for i, text in zip(batch, _generate(model, tokenizer, prefix, settings, **GREEDY)):
+        for i, text in zip(batch, _continue(model, tokenizer, prefix, settings)):
             outputs[i] = text
         if progress:
             progress(len(batch))
@@ -167,52 +176,6 @@ def item_seed(seed: int, key: str) -> int:
     return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
 
 
-class SeededNucleus(LogitsProcessor):
-    """Nucleus (top-p) sampling with one generator per row, done as Gumbel-max over the nucleus:
-    each row's draw depends only on its own seed, never on which rows share the batch.
-
-    Sorting the whole vocabulary (262k for Gemma) every step cost more than the model itself, so
-    each row sorts only the tokens above a probability floor, once those alone hold `top_p` of
-    the mass: every token below the floor then has at least `top_p` ranked above it, so it is
-    outside the nucleus, and the result is exact."""
-
-    FLOORS = (1e-4, 1e-6)
-
-    def __init__(self, top_p: float, seeds: Sequence[int]) -> None:
-        self.top_p = top_p
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-
-    def _ranked(self, probs: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per row, its top tokens in descending order: enough of them to hold the nucleus."""
-        ranked: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * probs.shape[0]
-        for floor in self.FLOORS:
-            pending = [row for row, done in enumerate(ranked) if done is None]
-            if not pending:
-                break
-            rows = probs if len(pending) == probs.shape[0] else probs[pending]  # no copy in the usual case
-            above = rows > floor
-            mass = torch.where(above, rows, 0.0).sum(-1).tolist()
-            for j, row in enumerate(pending):
-                if mass[j] >= self.top_p:
-                    candidates = above[j].nonzero().squeeze(-1)
-                    values, order = probs[row, candidates].sort(descending=True)
-                    ranked[row] = (values, candidates[order])
-        return [r if r is not None else probs[row].sort(descending=True) for row, r in enumerate(ranked)]
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        ranked = self._ranked(torch.softmax(scores.float(), dim=-1))
-        chosen = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
-        for row, ((values, index), generator) in enumerate(zip(ranked, self.generators)):
-            # Keep a token while the mass ranked above it is below top_p (transformers' rule).
-            kept = int(((values.cumsum(-1) - values) < self.top_p).sum())
-            uniform = torch.rand(kept, generator=generator).clamp(1e-20, 1.0 - 1e-7).to(scores.device)
-            noisy = values[:kept].log() - torch.log(-torch.log(uniform))
-            chosen[row] = index[int(noisy.argmax())]
-        out = torch.full_like(scores, float("-inf"))
-        out[torch.arange(scores.shape[0], device=scores.device), chosen] = 0.0
-        return out
-
-
 def _beam(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings) -> list[list[str]]:
     n = settings.num_beams
     expanded = prefix.rows(range(prefix.ids.shape[0]), repeat=n)
@@ -222,17 +185,13 @@ def _beam(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings) 
     return [texts[j * n:(j + 1) * n] for j in range(prefix.ids.shape[0])]
 
 
-def _samples(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings, seeds: Sequence[int],
-             items_per_call: int) -> list[list[str]]:
-    n, outputs = settings.num_samples, []
-    for chunk in _batches(list(range(prefix.ids.shape[0])), items_per_call):
-        part = prefix.rows(chunk, repeat=n)
-        part = Prefix(part.ids.repeat_interleave(n, 0), part.mask.repeat_interleave(n, 0), part.cache)
-        row_seeds = [seeds[j] * 1000 + k for j in chunk for k in range(n)]
-        processors = LogitsProcessorList([SeededNucleus(settings.top_p, row_seeds)])
-        texts = _generate(model, tokenizer, part, settings, logits_processor=processors, **GREEDY)
-        outputs.extend(texts[k * n:(k + 1) * n] for k in range(len(chunk)))
-    return outputs
+def _samples(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings, seeds: Sequence[int]) -> list[list[str]]:
+    n, rows = settings.num_samples, prefix.ids.shape[0]
+    part = prefix.rows(range(rows), repeat=n)
+    part = Prefix(part.ids.repeat_interleave(n, 0), part.mask.repeat_interleave(n, 0), part.cache)
+    row_seeds = [seeds[j] * 1000 + k for j in range(rows) for k in range(n)]
+    texts = _continue(model, tokenizer, part, settings, SeededNucleus(settings.top_p, row_seeds))
+    return [texts[j * n:(j + 1) * n] for j in range(rows)]
 
 
 @dataclass(frozen=True)
@@ -297,7 +256,7 @@ def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], gold_indic
     results: list[FFProbes | None] = [None] * len(encoded)
     for batch in _batches(order, settings.batch_size):
         prefix = prefill(model, [encoded[i].prompt_ids for i in batch], tokenizer.pad_token_id)
-        greedy_out = _generate(model, tokenizer, prefix.rows(range(len(batch))), settings, **GREEDY)
+        greedy_out = _continue(model, tokenizer, prefix.rows(range(len(batch))), settings)
         mc = []
         for part in _batches(list(range(len(batch))), max(1, settings.batch_size // 2)):
             mc += _score_options(model, prefix.rows(part), [encoded[batch[j]] for j in part],
@@ -305,11 +264,13 @@ def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], gold_indic
         reached = [j for j, i in enumerate(batch) if reach[i]]
         beams: dict[int, list[str]] = {}
         samples: dict[int, list[str]] = {}
-        for part in _batches(reached, max(1, settings.batch_size // 2)):
+        # A decoding step costs about the same for 16 rows as for 64 (reading the weights dominates),
+        # so beam and sampling calls take as many items as fill `decode_rows`.
+        for part in _batches(reached, max(1, settings.decode_rows // settings.num_beams)):
             beams.update(zip(part, _beam(model, tokenizer, prefix.rows(part), settings)))
-            sampled = _samples(model, tokenizer, prefix.rows(part), settings, [seeds[batch[j]] for j in part],
-                               max(1, settings.batch_size // 4))
-            samples.update(zip(part, sampled))
+        for part in _batches(reached, max(1, settings.decode_rows // settings.num_samples)):
+            samples.update(zip(part, _samples(model, tokenizer, prefix.rows(part), settings,
+                                              [seeds[batch[j]] for j in part])))
         for j, i in enumerate(batch):
             results[i] = FFProbes(greedy_out[j], mc[j], beams.get(j), samples.get(j))
         if progress:

@@ -1,0 +1,189 @@
+"""Token-by-token decoding from a cached prefix: greedy and seeded nucleus sampling.
+
+transformers' `generate` keeps every row of a batch until the slowest one ends, so one row that
+runs to `max_new_tokens` makes all its neighbours pay for 32 steps. Here a row leaves the batch
+(and its KV cache) the step it finishes, so later steps run only the rows still going.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Sequence
+
+import torch
+from transformers.cache_utils import DynamicLayer
+
+_ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
+
+# (last-position logits of the rows still going, those rows' indices in the batch) -> next tokens
+Picker = Callable[[torch.Tensor, list[int]], torch.Tensor]
+
+
+def answer_text(text: str, stop_at_newline: bool) -> str:
+    """The generated answer: its first non-empty line when stopping at newlines."""
+    if not stop_at_newline:
+        return text.strip()
+    for line in text.split("\n"):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def answer_line_done(text: str) -> bool:
+    """Whether generated text already holds a complete non-empty line: the answer is over."""
+    return bool(_ANSWER_LINE_DONE.search(text))
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids for a left-padded batch, exactly as transformers' generate derives them."""
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """The ids that end a sequence, from the generation config as `generate` reads them."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+
+def pick_greedy(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """The most likely next token (first on ties, as `generate` picks)."""
+    return logits.argmax(-1)
+
+
+class _RoomyLayer(DynamicLayer):
+    """A full-attention cache layer with room for `room` more tokens: each decoding step writes its
+    keys and values in place, where the dynamic layer concatenates (copying the whole cache every
+    step, which cost more than the attention itself on a CPU)."""
+
+    def __init__(self, layer: DynamicLayer, room: int) -> None:
+        super().__init__()
+        rows, heads, length, _ = layer.keys.shape
+        self.dtype, self.device, self.is_initialized = layer.keys.dtype, layer.keys.device, True
+        self.key_room = layer.keys.new_empty(rows, heads, length + room, layer.keys.shape[-1])
+        self.value_room = layer.values.new_empty(rows, heads, length + room, layer.values.shape[-1])
+        self.key_room[:, :, :length] = layer.keys
+        self.value_room[:, :, :length] = layer.values
+        self._show(length)
+
+    def _show(self, length: int) -> None:
+        self.keys, self.values = self.key_room[:, :, :length], self.value_room[:, :, :length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
+        self.key_room[:, :, start:end] = key_states
+        self.value_room[:, :, start:end] = value_states
+        self._show(end)
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        length = self.keys.shape[-2]
+        self.key_room, self.value_room = self.key_room[indices], self.value_room[indices]
+        self._show(length)
+
+
+def _make_room(cache: Any, room: int) -> None:
+    """Give each full-attention layer of a (forked) cache room for `room` decoded tokens; sliding-
+    window layers, which drop old tokens, keep their own update."""
+    cache.layers = [_RoomyLayer(layer, room) if type(layer) is DynamicLayer and layer.is_initialized else layer
+                    for layer in cache.layers]
+
+
+class _NewlineTokens:
+    """Remembers which token ids decode to text holding a newline: only such a token can finish
+    an answer line, so the full row is decoded only then."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.known: dict[int, bool] = {}
+
+    def __contains__(self, token: int) -> bool:
+        if token not in self.known:
+            self.known[token] = "\n" in self.tokenizer.decode([token])
+        return self.known[token]
+
+
+@torch.no_grad()
+def decode(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, cache: Any, pick: Picker,
+           max_new_tokens: int, stop_at_newline: bool) -> list[str]:
+    """Continue left-padded rows whose KV cache holds every token but the last (the cache is
+    consumed). A row ends at an end-of-sequence token, after `max_new_tokens`, or, when
+    `stop_at_newline`, once it has produced a non-empty line; ended rows leave the batch."""
+    device = ids.device
+    eos, newline = eos_token_ids(model, tokenizer), _NewlineTokens(tokenizer)
+    produced: list[list[int]] = [[] for _ in range(ids.shape[0])]
+    live = list(range(ids.shape[0]))
+    step_ids, pos = ids[:, -1:], positions(mask)[:, -1:]
+    _make_room(cache, max_new_tokens)
+    for step in range(max_new_tokens):
+        logits = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                       use_cache=True).logits[:, -1]
+        chosen = pick(logits, live)
+        keep = []
+        for j, token in enumerate(chosen.tolist()):
+            row = produced[live[j]]
+            row.append(token)
+            finished = token in eos or (stop_at_newline and token in newline
+                                        and answer_line_done(tokenizer.decode(row, skip_special_tokens=True)))
+            if not finished:
+                keep.append(j)
+        if not keep or step + 1 == max_new_tokens:
+            break
+        if len(keep) < len(live):
+            # Drop finished rows everywhere: the cache, the mask and the positions.
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            mask, pos, chosen = mask[index], pos[index], chosen[index]
+            live = [live[j] for j in keep]
+        step_ids = chosen[:, None]
+        mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
+        pos = pos + 1
+    texts = tokenizer.batch_decode(produced, skip_special_tokens=True)
+    return [answer_text(text, stop_at_newline) for text in texts]
+
+
+class SeededNucleus:
+    """Nucleus (top-p) sampling with one generator per row, done as Gumbel-max over the nucleus:
+    each row's draw depends only on its own seed, never on which rows share the batch.
+
+    Sorting the whole vocabulary (262k for Gemma) every step cost more than the model itself, so
+    each row sorts only the tokens above a probability floor, once those alone hold `top_p` of
+    the mass: every token below the floor then has at least `top_p` ranked above it, so it is
+    outside the nucleus, and the result is exact."""
+
+    FLOORS = (1e-4, 1e-6)
+
+    def __init__(self, top_p: float, seeds: Sequence[int]) -> None:
+        self.top_p = top_p
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def _ranked(self, probs: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per row, its top tokens in descending order: enough of them to hold the nucleus."""
+        ranked: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * probs.shape[0]
+        for floor in self.FLOORS:
+            pending = [row for row, done in enumerate(ranked) if done is None]
+            if not pending:
+                break
+            rows = probs if len(pending) == probs.shape[0] else probs[pending]  # no copy in the usual case
+            above = rows > floor
+            mass = torch.where(above, rows, 0.0).sum(-1).tolist()
+            for j, row in enumerate(pending):
+                if mass[j] >= self.top_p:
+                    candidates = above[j].nonzero().squeeze(-1)
+                    values, order = probs[row, candidates].sort(descending=True)
+                    ranked[row] = (values, candidates[order])
+        return [r if r is not None else probs[row].sort(descending=True) for row, r in enumerate(ranked)]
+
+    def __call__(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """One draw per row of `logits`; `rows` says whose generator each row uses."""
+        ranked = self._ranked(torch.softmax(logits.float(), dim=-1))
+        chosen = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+        for j, (values, index) in enumerate(ranked):
+            # Keep a token while the mass ranked above it is below top_p (transformers' rule).
+            kept = int(((values.cumsum(-1) - values) < self.top_p).sum())
+            uniform = torch.rand(kept, generator=self.generators[rows[j]]).clamp(1e-20, 1.0 - 1e-7)
+            noisy = values[:kept].log() - torch.log(-torch.log(uniform.to(logits.device)))
+            chosen[j] = index[int(noisy.argmax())]
+        return chosen

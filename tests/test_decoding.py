@@ -1,0 +1,67 @@
+"""The token-by-token decoder against transformers' generate, on tiny real models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import StoppingCriteriaList
+
+from illusion_checks.decoding import SeededNucleus, answer_text, decode, pick_greedy
+from illusion_checks.probes import AnswerLineStop, encode_prompt, prefill
+from illusion_checks.prompts import ff_prompt
+
+PROMPTS = [
+    ff_prompt("The Eiffel Tower was finished in 1889 in Paris.", "When was the tower finished?"),
+    ff_prompt("Москва — столица России.", "Какой город столица?"),
+    ff_prompt("长城位于中国北方。", "长城在哪里？"),
+    ff_prompt("Short.", "Q?"),
+]
+
+
+def _generate_alone(model, tokenizer, ids: list[int], max_new_tokens: int) -> str:
+    """The definition: one unpadded prompt through generate, stopping at the answer line."""
+    with torch.no_grad():
+        prompt = torch.tensor([ids])
+        out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                             stopping_criteria=StoppingCriteriaList([AnswerLineStop(tokenizer, prompt.shape[1])]))
+    return answer_text(tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True), True)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_greedy_decode_of_a_ragged_batch_equals_generate_per_prompt(tiny_models, arch):
+    model, tokenizer = tiny_models[arch]
+    rows = [encode_prompt(tokenizer, p, chat=False) for p in PROMPTS]
+    # Make the first prompt's second greedy token the end-of-sequence token, so one row leaves the
+    # batch early while the others go on: the survivors must be unaffected.
+    with torch.no_grad():
+        first = model.generate(torch.tensor([rows[0]]), max_new_tokens=2, do_sample=False,
+                               pad_token_id=tokenizer.pad_token_id)[0, -1].item()
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = first
+    try:
+        expected = [_generate_alone(model, tokenizer, ids, 10) for ids in rows]
+        prefix = prefill(model, rows, tokenizer.pad_token_id)
+        got = decode(model, tokenizer, prefix.ids, prefix.mask, prefix.cache, pick_greedy, 10, True)
+    finally:
+        model.generation_config.eos_token_id = saved
+    assert got == expected
+    assert len(tokenizer(got[0], add_special_tokens=False)["input_ids"]) <= 2  # it did stop early
+
+
+def test_decode_leaves_the_prefix_cache_usable_when_forked(tiny_models):
+    model, tokenizer = tiny_models["llama"]
+    rows = [encode_prompt(tokenizer, p, chat=False) for p in PROMPTS]
+    prefix = prefill(model, rows, tokenizer.pad_token_id)
+    first = decode(model, tokenizer, prefix.ids, prefix.mask, prefix.rows(range(len(rows))).cache, pick_greedy, 6, True)
+    again = decode(model, tokenizer, prefix.ids, prefix.mask, prefix.rows(range(len(rows))).cache, pick_greedy, 6, True)
+    assert first == again
+
+
+def test_sampled_rows_keep_their_own_generators_as_rows_leave():
+    sampler = SeededNucleus(0.9, [11, 12, 13])
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50) * 2
+    both = sampler(logits[[0, 2]], [0, 2])  # row 1 already left the batch
+    alone = SeededNucleus(0.9, [11, 12, 13])(logits[2:3], [2])
+    assert int(both[1]) == int(alone[0])
