@@ -15,8 +15,8 @@ greedy answers. The last line is machine-readable (times and agreement pooled ov
     python3 -m venv .bench-venv && .bench-venv/bin/pip install torch==2.13.0 "lm-eval[hf]"
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_probes.py [--items 100] [--models ...]
 
-On the project's shared 2-core CPU, 30 items take 10-20 minutes per model (more under load), so
-the default 100 items take over an hour for both. The matmul peak is the best of measurements
+On the project's 2-core CPU, 30 items took 12.5 minutes for both models together (idle machine),
+so the default 100 items take about 40 minutes. The matmul peak is the best of measurements
 before and after each model: with neighbours busy a single measurement can read 2x low.
 """
 

@@ -87,8 +87,9 @@ class _RoomyLayer(DynamicLayer):
 def _make_room(cache: Any, room: int) -> None:
     """Give each full-attention layer of a (forked) cache room for `room` decoded tokens; sliding-
     window layers, which drop old tokens, keep their own update."""
-    cache.layers = [_RoomyLayer(layer, room) if type(layer) is DynamicLayer and layer.is_initialized else layer
-                    for layer in cache.layers]
+    if isinstance(getattr(cache, "layers", None), list):
+        cache.layers = [_RoomyLayer(layer, room) if type(layer) is DynamicLayer and layer.is_initialized else layer
+                        for layer in cache.layers]
 
 
 class _NewlineTokens:

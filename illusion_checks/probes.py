@@ -97,7 +97,10 @@ def _batches(order: list[int], size: int) -> list[list[int]]:
 def _fork(cache: Any) -> Any:
     """A cache that can grow or be re-indexed without touching the original. Dynamic cache layers
     rebind their tensors on every change (cat, index, repeat) instead of writing in place, so
-    copying the layer objects is enough: the tensors are shared until one side changes."""
+    copying the layer objects is enough: the tensors are shared until one side changes. A cache
+    without layer objects (older hybrid-model caches) is copied whole."""
+    if not isinstance(getattr(cache, "layers", None), list):
+        return copy.deepcopy(cache)
     twin = copy.copy(cache)
     twin.layers = [copy.copy(layer) for layer in cache.layers]
     return twin
