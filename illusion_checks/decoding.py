@@ -73,6 +73,11 @@ class _RoomyLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
+        if end > self.key_room.shape[-2]:  # more tokens than planned for: grow (by concatenation, once)
+            self.key_room = torch.cat([self.key_room, self.key_room.new_empty(*self.key_room.shape[:2], end,
+                                                                              self.key_room.shape[-1])], 2)
+            self.value_room = torch.cat([self.value_room, self.value_room.new_empty(*self.value_room.shape[:2], end,
+                                                                                    self.value_room.shape[-1])], 2)
         self.key_room[:, :, start:end] = key_states
         self.value_room[:, :, start:end] = value_states
         self._show(end)
@@ -83,8 +88,12 @@ class _RoomyLayer(DynamicLayer):
         self.key_room, self.value_room = self.key_room[indices], self.value_room[indices]
         self._show(length)
 
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search's per-step reordering, kept on the roomy buffers."""
+        self.batch_select_indices(beam_idx.to(self.key_room.device))
 
-def _make_room(cache: Any, room: int) -> None:
+
+def make_room(cache: Any, room: int) -> None:
     """Give each full-attention layer of a (forked) cache room for `room` decoded tokens; sliding-
     window layers, which drop old tokens, keep their own update."""
     if isinstance(getattr(cache, "layers", None), list):
@@ -117,7 +126,7 @@ def decode(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, ca
     produced: list[list[int]] = [[] for _ in range(ids.shape[0])]
     live = list(range(ids.shape[0]))
     step_ids, pos = ids[:, -1:], positions(mask)[:, -1:]
-    _make_room(cache, max_new_tokens)
+    make_room(cache, max_new_tokens)
     for step in range(max_new_tokens):
         logits = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                        use_cache=True).logits[:, -1]

@@ -10,7 +10,9 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from illusion_checks.decoding import SeededNucleus, answer_line_done, answer_text, decode, pick_greedy, positions
+from illusion_checks.decoding import (
+    SeededNucleus, answer_line_done, answer_text, decode, make_room, pick_greedy, positions,
+)
 
 __all__ = ["DecodeSettings", "Encoded", "MCResult", "FFProbes", "Prefix", "answer_text", "encode_prompt",
            "encode_continuations", "ff_probes", "greedy", "item_seed", "prefill"]
@@ -182,6 +184,7 @@ def item_seed(seed: int, key: str) -> int:
 def _beam(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings) -> list[list[str]]:
     n = settings.num_beams
     expanded = prefix.rows(range(prefix.ids.shape[0]), repeat=n)
+    make_room(expanded.cache, settings.max_new_tokens)  # beam steps then write in place, not by concatenation
     expanded = Prefix(prefix.ids, prefix.mask, expanded.cache)  # generate expands ids and mask itself
     texts = _generate(model, tokenizer, expanded, settings, do_sample=False, num_beams=n,
                       num_return_sequences=n, top_p=None, top_k=None, temperature=None)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import StoppingCriteriaList
 
-from illusion_checks.decoding import SeededNucleus, answer_text, decode, pick_greedy
+from illusion_checks.decoding import SeededNucleus, answer_text, decode, make_room, pick_greedy
 from illusion_checks.probes import AnswerLineStop, encode_prompt, prefill
 from illusion_checks.prompts import ff_prompt
 
@@ -65,3 +65,13 @@ def test_sampled_rows_keep_their_own_generators_as_rows_leave():
     both = sampler(logits[[0, 2]], [0, 2])  # row 1 already left the batch
     alone = SeededNucleus(0.9, [11, 12, 13])(logits[2:3], [2])
     assert int(both[1]) == int(alone[0])
+
+
+def test_a_cache_given_too_little_room_grows_and_decodes_the_same(tiny_models):
+    model, tokenizer = tiny_models["llama"]
+    rows = [encode_prompt(tokenizer, p, chat=False) for p in PROMPTS]
+    prefix = prefill(model, rows, tokenizer.pad_token_id)
+    expected = decode(model, tokenizer, prefix.ids, prefix.mask, prefix.rows(range(len(rows))).cache, pick_greedy, 6, False)
+    cramped = prefix.rows(range(len(rows))).cache
+    make_room(cramped, 1)  # room for one token; decode keeps layers that already have room
+    assert decode(model, tokenizer, prefix.ids, prefix.mask, cramped, pick_greedy, 6, False) == expected
