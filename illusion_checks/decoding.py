@@ -120,7 +120,9 @@ def decode(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, ca
            max_new_tokens: int, stop_at_newline: bool) -> list[str]:
     """Continue left-padded rows whose KV cache holds every token but the last (the cache is
     consumed). A row ends at an end-of-sequence token, after `max_new_tokens`, or, when
-    `stop_at_newline`, once it has produced a non-empty line; ended rows leave the batch."""
+    `stop_at_newline`, once it has produced a non-empty line; ended rows leave the batch. `pick`
+    sees raw logits: a model's generation-config extras (repetition penalty and the like) are not
+    applied, so every model gets the same probe."""
     device = ids.device
     eos, newline = eos_token_ids(model, tokenizer), _NewlineTokens(tokenizer)
     produced: list[list[int]] = [[] for _ in range(ids.shape[0])]
