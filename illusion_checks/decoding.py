@@ -52,6 +52,13 @@ def pick_greedy(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
     return logits.argmax(-1)
 
 
+def _buffer(states: torch.Tensor, capacity: int) -> torch.Tensor:
+    """A [rows, heads, capacity, dim] buffer that starts with `states`."""
+    buffer = states.new_empty(*states.shape[:2], capacity, states.shape[-1])
+    buffer[:, :, :states.shape[-2]] = states
+    return buffer
+
+
 class _RoomyLayer(DynamicLayer):
     """A full-attention cache layer with room for `room` more tokens: each decoding step writes its
     keys and values in place, where the dynamic layer concatenates (copying the whole cache every
@@ -59,12 +66,9 @@ class _RoomyLayer(DynamicLayer):
 
     def __init__(self, layer: DynamicLayer, room: int) -> None:
         super().__init__()
-        rows, heads, length, _ = layer.keys.shape
         self.dtype, self.device, self.is_initialized = layer.keys.dtype, layer.keys.device, True
-        self.key_room = layer.keys.new_empty(rows, heads, length + room, layer.keys.shape[-1])
-        self.value_room = layer.values.new_empty(rows, heads, length + room, layer.values.shape[-1])
-        self.key_room[:, :, :length] = layer.keys
-        self.value_room[:, :, :length] = layer.values
+        length = layer.keys.shape[-2]
+        self.key_room, self.value_room = _buffer(layer.keys, length + room), _buffer(layer.values, length + room)
         self._show(length)
 
     def _show(self, length: int) -> None:
@@ -73,11 +77,8 @@ class _RoomyLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
-        if end > self.key_room.shape[-2]:  # more tokens than planned for: grow (by concatenation, once)
-            self.key_room = torch.cat([self.key_room, self.key_room.new_empty(*self.key_room.shape[:2], end,
-                                                                              self.key_room.shape[-1])], 2)
-            self.value_room = torch.cat([self.value_room, self.value_room.new_empty(*self.value_room.shape[:2], end,
-                                                                                    self.value_room.shape[-1])], 2)
+        if end > self.key_room.shape[-2]:  # more tokens than planned for: double the room
+            self.key_room, self.value_room = _buffer(self.keys, 2 * end), _buffer(self.values, 2 * end)
         self.key_room[:, :, start:end] = key_states
         self.value_room[:, :, start:end] = value_states
         self._show(end)
