@@ -18,6 +18,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DISTRACTORS = ("standard", "hard")
 ABLATIONS = ("distractors_only", "unrelated")
+ANSWER_SCOPES = ("line", "full")
 
 
 def _choice(option: str, choices: tuple[str, ...], pattern: str | None = None) -> Callable[[str], str]:
@@ -106,7 +107,7 @@ OPTIONS = (
     Option("--illusion-model", str, None, "reference model: alias (smollm2-135m, gemma3-270m), HF id, directory or .gguf"),
     Option("--illusion-compress", str, None, "compression spec, e.g. wanda:0.5, sparsegpt:2:4, magnitude:0.5, rtn-int4, bnb-int8"),
     Option("--illusion-compressed", str, None, "a prebuilt compressed model (HF id, directory or .gguf) instead of --illusion-compress"),
-    Option("--illusion-calibration", str, "english", "calibration source: english, balanced, per-language, or a .txt/.jsonl path"),
+    Option("--illusion-calibration", str, "english", "calibration source: english (falls back to the embedded corpus), balanced, per-language, embedded (offline fixture passages), c4 (the paper's, online), or a .txt/.jsonl path"),
     Option("--illusion-calibration-samples", _int("--illusion-calibration-samples", 1), 128, "calibration sequences (nsamples)"),
     Option("--illusion-calibration-seqlen", _int("--illusion-calibration-seqlen", 8), 2048, "calibration sequence length (capped at the model's context)"),
     Option("--illusion-save-compressed", str, None, "save the compressed model (safetensors) to this directory", is_path=True),
@@ -116,6 +117,9 @@ OPTIONS = (
     Option("--illusion-seed", _int("--illusion-seed", 0), 42, "seed for item sampling, options, sampling and bootstrap"),
     Option("--illusion-distractors", _choice("--illusion-distractors", DISTRACTORS), "standard", "MC distractors: standard (random) or hard (most similar)"),
     Option("--illusion-ablations", parse_ablations, (), "CS ablations to run: distractors_only,unrelated"),
+    Option("--illusion-answer-scope", _choice("--illusion-answer-scope", ANSWER_SCOPES), "line",
+           "line: the answer is the first non-empty generated line (default); full: the paper's literal "
+           "scoring, normalized containment anywhere in the 32 new tokens"),
     Option("--illusion-chat-template", None, False, "wrap prompts in the tokenizer's chat template", is_flag=True),
     Option("--illusion-device", _choice("--illusion-device", DEVICES, r"(cuda|mps):\d+"), "auto", "auto (CUDA when present), cpu, cuda[:N], mps"),
     Option("--illusion-dtype", _choice("--illusion-dtype", DTYPES), "auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"),
@@ -165,6 +169,7 @@ class IllusionConfig:
     seed: int = 42
     distractors: str = "standard"
     ablations: tuple[str, ...] = ()
+    answer_scope: str = "line"
     chat_template: bool = False
     device: str = "auto"
     dtype: str = "auto"
@@ -252,7 +257,9 @@ def _check_combination(cfg: IllusionConfig, on_cli: list[str]) -> None:
             parse_spec(cfg.compress)
         except ValueError as error:
             raise pytest.UsageError(f"--illusion-compress: {error}") from None
-    if cfg.calibration not in ("english", "balanced", "per-language") and not Path(cfg.calibration).is_file():
+    from illusion_checks.compress.calibration import SOURCES
+
+    if cfg.calibration not in SOURCES and not Path(cfg.calibration).is_file():
         raise pytest.UsageError(
-            f"--illusion-calibration: '{cfg.calibration}' is not english, balanced, per-language or an existing file"
+            f"--illusion-calibration: '{cfg.calibration}' is not {', '.join(SOURCES)} or an existing .txt/.jsonl file"
         )

@@ -140,10 +140,10 @@ def load_path(spec: str) -> Dataset:
         raise DatasetError(f"{path}: no .jsonl or .json files in this directory")
     items: list[QAItem] = []
     for file in files:
-        if file.suffix == ".jsonl":
-            items.extend(load_jsonl(file))
-        else:
-            items.extend(load_squad_json(file, explicit_lang or _squad_lang(file)))
+        found = load_jsonl(file) if file.suffix == ".jsonl" else load_squad_json(file, explicit_lang or _squad_lang(file))
+        if not found:  # an empty file evaluates nothing, yet would still load and compress the model
+            raise DatasetError(f"{file}: no QA items in this file")
+        items.extend(found)
     return Dataset(name=str(spec), by_lang=_group(items))
 
 
@@ -181,6 +181,9 @@ def load_dataset(spec: str = "fixtures", langs: list[str] | None = None) -> Data
         dataset = load_hub(spec, langs)
     else:
         dataset = load_path(spec)
+    if not dataset.by_lang:
+        wanted = f" in {', '.join(langs)}" if langs else ""
+        raise DatasetError(f"data set '{spec}' has no QA items{wanted}")
     return dataset
 
 

@@ -119,11 +119,21 @@ class _NewlineTokens:
 @torch.no_grad()
 def decode(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, cache: Any, pick: Picker,
            max_new_tokens: int, stop_at_newline: bool) -> list[str]:
+    """The answers of `decode_tokens` (see there), as text."""
+    produced = decode_tokens(model, tokenizer, ids, mask, cache, pick, max_new_tokens, stop_at_newline)
+    texts = tokenizer.batch_decode(produced, skip_special_tokens=True)
+    return [answer_text(text, stop_at_newline) for text in texts]
+
+
+@torch.no_grad()
+def decode_tokens(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, cache: Any, pick: Picker,
+                  max_new_tokens: int, stop_at_newline: bool) -> list[list[int]]:
     """Continue left-padded rows whose KV cache holds every token but the last (the cache is
-    consumed). A row ends at an end-of-sequence token, after `max_new_tokens`, or, when
-    `stop_at_newline`, once it has produced a non-empty line; ended rows leave the batch. `pick`
-    sees raw logits: a model's generation-config extras (repetition penalty and the like) are not
-    applied, so every model gets the same probe."""
+    consumed); returns each row's new token ids. A row ends at an end-of-sequence token (kept as
+    its last id), after `max_new_tokens`, or, when `stop_at_newline`, once it has produced a
+    non-empty line; ended rows leave the batch. `pick` sees raw logits: a model's
+    generation-config extras (repetition penalty and the like) are not applied, so every model
+    gets the same probe."""
     device = ids.device
     eos, newline = eos_token_ids(model, tokenizer), _NewlineTokens(tokenizer)
     produced: list[list[int]] = [[] for _ in range(ids.shape[0])]
@@ -153,8 +163,7 @@ def decode(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, ca
         step_ids = chosen[:, None]
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
         pos = pos + 1
-    texts = tokenizer.batch_decode(produced, skip_special_tokens=True)
-    return [answer_text(text, stop_at_newline) for text in texts]
+    return produced
 
 
 class SeededNucleus:

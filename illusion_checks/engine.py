@@ -6,13 +6,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from illusion_checks import prompts as P
-from illusion_checks.datasets import Dataset, QAItem, exemplar_for, sample_items, select_langs
+from illusion_checks.datasets import Dataset, QAItem, exemplar_for, load_dataset, sample_items, select_langs
 from illusion_checks.options import build_options, unrelated_candidates
 from illusion_checks.probes import DecodeSettings, encode_continuations, encode_prompt, item_seed
 from illusion_checks.scoring import exact_match, is_correct, token_f1
 
 ABLATIONS = ("distractors_only", "unrelated")
+ANSWER_SCOPES = ("line", "full")
+# Bumped whenever a probe's definition changes, so cached outcomes of the old one are not reused.
+PROBE_PROTOCOL = 2
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+Notice = Callable[[str, "str | None", str], None]  # (kind, lang, message)
 
 
 @dataclass(frozen=True)
@@ -30,29 +34,59 @@ class ProbeSettings:
     def to_dict(self) -> dict[str, Any]:
         """The `config.probes` block of the results JSON (batch size excluded: it changes nothing)."""
         decode = {k: v for k, v in asdict(self.decode).items() if k != "batch_size"}
-        return {**decode, **asdict(self.prompts), "ablations": list(self.ablations),
-                "reachability": self.reachability}
+        return {"protocol": PROBE_PROTOCOL, **decode, **asdict(self.prompts), "answer_scope": self.answer_scope,
+                "ablations": list(self.ablations), "reachability": self.reachability}
+
+    @property
+    def answer_scope(self) -> str:
+        """`line`: the answer is the first non-empty line (default); `full`: Appendix B literally,
+        normalized containment anywhere in the 32 new tokens."""
+        return "line" if self.decode.stop_at_newline else "full"
 
 
 @dataclass(frozen=True)
 class PreparedItem:
-    """An item with its MC options, 1-shot exemplar and ablation candidates fixed."""
+    """An item with its MC options, 1-shot exemplar (None: no 1-shot probe) and ablation
+    candidates fixed; `exemplar_source` says where the exemplar came from."""
 
     item: QAItem
     options: list[str]
     gold_index: int
     exemplar: QAItem | None
     ablation_candidates: dict[str, list[str]] = field(default_factory=dict)
+    exemplar_source: str | None = None
 
 
-def prepare_items(dataset: Dataset, langs: list[str] | None, settings: ProbeSettings) -> list[PreparedItem]:
-    """Sample each language's fixed subset and attach what every probe needs."""
+def _exemplar(dataset: Dataset, lang: str, evaluated: list[QAItem], notice: Notice) -> tuple[QAItem | None, str | None]:
+    """Appendix C's exemplar: the data set's lowest-index unevaluated item of the language; when
+    every item is evaluated, the embedded fixture set's; else none (the 1-shot probe is skipped).
+    Never an evaluated item: fixture items are also refused by id, passage or question."""
+    exemplar = exemplar_for(dataset.by_lang[lang], evaluated)
+    if exemplar is not None:
+        return exemplar, "dataset"
+    fixtures = load_dataset("fixtures").by_lang.get(lang, [])
+    taken = {text for item in evaluated for text in (item.id, item.context, item.question)}
+    exemplar = next((f for f in fixtures if not {f.id, f.context, f.question} & taken), None)
+    if exemplar is not None:
+        notice("one_shot", lang, f"{lang}: every item of the data set is evaluated, so the 1-shot exemplar is "
+                                 f"the embedded fixture item {exemplar.id!r}")
+        return exemplar, "fixtures"
+    notice("one_shot", lang, f"{lang}: no 1-shot exemplar: every item of the data set is evaluated and the "
+                             "embedded fixture set has none left in this language; the 1-shot probe is skipped "
+                             "(evaluate fewer items to leave one)")
+    return None, None
+
+
+def prepare_items(dataset: Dataset, langs: list[str] | None, settings: ProbeSettings,
+                  notice: Notice | None = None) -> list[PreparedItem]:
+    """Sample each language's fixed subset and attach what every probe needs; `notice` hears
+    where the 1-shot exemplar had to come from elsewhere, or could not be found."""
     prepared = []
     chosen = select_langs(dataset, langs)
     for lang in chosen:
         pool = dataset.by_lang[lang]
         evaluated = sample_items(pool, settings.items_per_language, settings.seed)
-        exemplar = exemplar_for(pool, evaluated)
+        exemplar, source = _exemplar(dataset, lang, evaluated, notice or (lambda kind, lang, message: None))
         others = [item for other in chosen if other != lang for item in dataset.by_lang[other]]
         for item in evaluated:
             options, gold_index = build_options(item, pool, settings.distractors, settings.seed)
@@ -61,7 +95,7 @@ def prepare_items(dataset: Dataset, langs: list[str] | None, settings: ProbeSett
                 candidates["distractors_only"] = [o for k, o in enumerate(options) if k != gold_index]
             if "unrelated" in settings.ablations:
                 candidates["unrelated"] = unrelated_candidates(item, others or pool, settings.seed)
-            prepared.append(PreparedItem(item, options, gold_index, exemplar, candidates))
+            prepared.append(PreparedItem(item, options, gold_index, exemplar, candidates, source))
     return sorted(prepared, key=lambda p: (p.item.lang, p.item.id))
 
 
@@ -104,19 +138,20 @@ def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], setti
                                   ps.max_prompt_tokens)[1])
         zero_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.short_prompt(c, it.question), it.context,
                                     ps.one_shot_max_prompt_tokens)[1])
-        shot = p.exemplar or it
-        exemplar = (shot.context, shot.question, shot.gold)
-        one_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.one_shot_prompt(exemplar, c, it.question), it.context,
-                                   ps.one_shot_max_prompt_tokens)[1])
+        if p.exemplar is not None:
+            shot = (p.exemplar.context, p.exemplar.question, p.exemplar.gold)
+            one_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.one_shot_prompt(shot, c, it.question), it.context,
+                                       ps.one_shot_max_prompt_tokens)[1])
 
     encoded = [encode_continuations(tokenizer, ff_text[i], ff_ids[i], p.options, chat) for i, p in enumerate(items)]
     seeds = [item_seed(settings.seed, f"{p.item.lang}:{p.item.id}") for p in items]
-    ff = probes.ff_probes(model, tokenizer, encoded, [p.gold_index for p in items], decode, seeds,
+    ff = probes.ff_probes(model, tokenizer, encoded, [p.item.golds for p in items], decode, seeds,
                           [settings.reachability] * total, tick("FF, MC, rank, beam, samples"))
     ff_out = [r.output for r in ff]
     mc = [r.mc for r in ff]
     cs_out = probes.greedy(model, tokenizer, cs_ids, decode, tick("CS"))
-    one_out = probes.greedy(model, tokenizer, one_ids, decode, tick("1-shot"))
+    one_iter = iter(probes.greedy(model, tokenizer, one_ids, decode, tick("1-shot")))
+    one_out = [next(one_iter) if p.exemplar is not None else None for p in items]
     zero_out = probes.greedy(model, tokenizer, zero_ids, decode, tick("0-shot short"))
     ablation_out: dict[str, list[str]] = {}
     for name in settings.ablations:
@@ -128,17 +163,24 @@ def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], setti
     for i, p in enumerate(items):
         it, result = p.item, mc[i]
         choice = max(range(len(result.scores)), key=lambda k: result.scores[k])
+        target = ff[i].target
+        one_shot = None
+        if p.exemplar is not None:
+            one_shot = {**_generation(one_out[i], it), "exemplar_id": p.exemplar.id,
+                        "exemplar_source": p.exemplar_source}
         outcome: dict[str, Any] = {
             "ff": {**_generation(ff_out[i], it), "f1": token_f1(ff_out[i], it.golds),
-                   "em": exact_match(ff_out[i], it.golds)},
+                   "em": exact_match(ff_out[i], it.golds), "begins_with_gold": target.begins_with_gold},
             "cs": _generation(cs_out[i], it),
-            "mc": {"correct": choice == p.gold_index, "choice": choice, "scores": result.scores},
+            "mc": {"correct": choice == p.gold_index, "choice": choice, "scores": result.scores,
+                   "boundary_ok": encoded[i].gold_token_boundary_ok},
             "gold_rank": result.gold_rank,
             "gold_margin": result.gold_margin,
-            "gold_token_boundary_ok": encoded[i].gold_token_boundary_ok,
+            "gold_token": target.to_dict(tokenizer),
+            "gold_token_boundary_ok": target.boundary_ok,
             "beam": None,
             "sample": None,
-            "one_shot": _generation(one_out[i], it),
+            "one_shot": one_shot,
             "zero_shot_short": _generation(zero_out[i], it),
             "ablations": {name: _generation(out[i], it) for name, out in ablation_out.items()},
         }

@@ -18,6 +18,10 @@ from illusion_checks.fates import FATE_ORDER, Fate
 
 MODELS = ("reference", "compressed")
 ACC_PROBES = ("ff", "cs", "mc", "one_shot", "zero_shot_short")
+OPTIONAL_PROBES = ("one_shot",)  # null on an item where the probe could not run (no exemplar)
+# The gold rank is read where the model's answer starts; it says something about production only
+# when most correct answers begin with the gold there (not "The answer is ...").
+RANK_INTERPRETABLE_SHARE = 0.5
 SEARCH_PROBES = ("beam", "sample")
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 42
@@ -65,11 +69,14 @@ def _outcome(outcome: Any, where: str) -> Row:
     """The per-model facts one item contributes to a summary."""
     if not isinstance(outcome, Mapping):
         raise ValueError(f"item {where}: outcome must be an object, got {type(outcome).__name__}")
-    row: Row = {probe: _flag(outcome, probe, where) for probe in ACC_PROBES}
+    row: Row = {probe: None if probe in OPTIONAL_PROBES and outcome.get(probe, False) is None
+                else _flag(outcome, probe, where) for probe in ACC_PROBES}
     for probe in SEARCH_PROBES:
         row[probe] = _search(outcome, probe, where)
     rank = outcome.get("gold_rank")
     row["gold_rank"] = None if rank is None else int(rank)
+    begins = outcome["ff"].get("begins_with_gold")  # absent in files written before it existed
+    row["begins_with_gold"] = None if begins is None else bool(begins)
     return row
 
 
@@ -129,9 +136,10 @@ def _mean_defined(values: Sequence[float | None]) -> float | None:
 
 def _accuracy(rows: Sequence[Row], model: str) -> dict[str, float | None]:
     """Accuracy per probe; beam/sample count greedy-or-search hits over items where they ran."""
-    acc: dict[str, float | None] = {
-        probe: _ratio(sum(r[model][probe] for r in rows), len(rows)) for probe in ACC_PROBES
-    }
+    acc: dict[str, float | None] = {}
+    for probe in ACC_PROBES:
+        ran = [r[model][probe] for r in rows if r[model][probe] is not None]
+        acc[probe] = _ratio(sum(ran), len(ran))
     for probe in SEARCH_PROBES:
         ran = [r[model] for r in rows if r[model][probe] is not None]
         # Oracle reachability (paper 3.4) is an upper bound on greedy: reached if greedy FF
@@ -162,6 +170,24 @@ def _median_ranks(rows: Sequence[Row]) -> dict[str, float | None]:
     return ranks
 
 
+def _answer_start(rows: Sequence[Row]) -> tuple[dict[str, Any], bool | None]:
+    """Per model, how many FF-correct answers begin with the gold at the answer start, and
+    whether the gold rank is interpretable (both models' shares at least RANK_INTERPRETABLE_SHARE;
+    None for results written before the field existed)."""
+    block: dict[str, Any] = {}
+    known = True
+    for model in MODELS:
+        correct = [r[model]["begins_with_gold"] for r in rows if r[model]["ff"]]
+        known = known and all(b is not None for b in correct)
+        begins = sum(bool(b) for b in correct)
+        block[model] = {"n_ff_correct": len(correct), "n_begins_with_gold": begins,
+                        "share": _ratio(begins, len(correct))}
+    if not known:
+        return block, None
+    shares = [block[m]["share"] for m in MODELS]
+    return block, all(share is not None and share >= RANK_INTERPRETABLE_SHARE for share in shares)
+
+
 def _point_summary(rows: Sequence[Row]) -> dict[str, Any]:
     """Every Summary field except the confidence intervals (filled in by the bootstrap)."""
     fates = {fate.value: sum(r["fate"] is fate for r in rows) for fate in FATE_ORDER}
@@ -173,6 +199,7 @@ def _point_summary(rows: Sequence[Row]) -> dict[str, Any]:
     for name, probe in (("zero_shot", "zero_shot_short"), ("one_shot", "one_shot")):
         ref, comp = acc["reference"][probe], acc["compressed"][probe]
         gaps[name] = None if ref is None or comp is None else ref - comp
+    answer_start, rank_interpretable = _answer_start(rows)
     return {
         "n_items": len(rows),
         "n_both_correct": n_both,
@@ -188,6 +215,8 @@ def _point_summary(rows: Sequence[Row]) -> dict[str, Any]:
         "delta_pr_ci95": None,
         "recovery": {m: _recovery(rows, m) for m in MODELS},
         "median_gold_rank": _median_ranks(rows),
+        "answer_start": answer_start,
+        "rank_interpretable": rank_interpretable,
         "prune_gap": gaps,
     }
 

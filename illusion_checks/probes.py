@@ -10,8 +10,9 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from illusion_checks.answer_start import RankTarget, rank_target
 from illusion_checks.decoding import (
-    SeededNucleus, answer_line_done, answer_text, decode, make_room, pick_greedy, positions,
+    SeededNucleus, answer_line_done, answer_text, decode, decode_tokens, make_room, pick_greedy, positions,
 )
 
 __all__ = ["DecodeSettings", "Encoded", "MCResult", "FFProbes", "Prefix", "answer_text", "encode_prompt",
@@ -38,11 +39,13 @@ class DecodeSettings:
 
 @dataclass(frozen=True)
 class Encoded:
-    """A prompt's token ids and, for each MC option, its continuation ids."""
+    """A prompt (text and token ids) and, for each MC option, its continuation ids."""
 
     prompt_ids: list[int]
     option_ids: list[list[int]]
     gold_token_boundary_ok: bool
+    prompt: str = ""
+    chat: bool = False
 
 
 class AnswerLineStop(StoppingCriteria):
@@ -78,7 +81,7 @@ def encode_continuations(tokenizer: Any, prompt: str, prompt_ids: list[int], opt
             # standalone leading-space encoding so the prompt tokens stay identical.
             all_ok = False
             option_ids.append(tokenizer(separator + option, add_special_tokens=False)["input_ids"])
-    return Encoded(prompt_ids, option_ids, all_ok)
+    return Encoded(prompt_ids, option_ids, all_ok, prompt, chat)
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,71 +205,87 @@ def _samples(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSetting
 
 @dataclass(frozen=True)
 class MCResult:
-    """Summed option log-probabilities and the gold first token's rank and margin."""
+    """Summed option log-probabilities, and the gold first content token's rank and margin at the
+    answer start (None when the gold has no content token)."""
 
     scores: list[float]
-    gold_rank: int
-    gold_margin: float
+    gold_rank: int | None
+    gold_margin: float | None
 
 
-def _score_options(model: Any, prefix: Prefix, encoded: Sequence[Encoded], gold_indices: Sequence[int]) -> list[MCResult]:
-    """Each option as a continuation of its cached prompt (4 options batched); the prompt's last
-    position gives the next-token distribution for the gold rank. The LM head sees only scored rows."""
+def _score_options(model: Any, prefix: Prefix, encoded: Sequence[Encoded],
+                   targets: Sequence[RankTarget]) -> list[MCResult]:
+    """Each option as a continuation of its cached prompt, plus one row per prompt that continues
+    it to the answer start (the model's leading whitespace, then the gold's) for the gold rank;
+    all batched on forks of the prompt's cache."""
     n_opt = len(encoded[0].option_ids)
-    cache = prefix.rows(range(prefix.ids.shape[0]), repeat=n_opt).cache
-    conts = [option for enc in encoded for option in enc.option_ids]
+    n_rows = n_opt + 1
+    cache = prefix.rows(range(prefix.ids.shape[0]), repeat=n_rows).cache
+    conts = [c for enc, target in zip(encoded, targets)
+             for c in (*enc.option_ids, [*target.conditioned_ids, target.token or 0])]
     width = 1 + max(len(c) for c in conts)
-    last = prefix.ids[:, -1].repeat_interleave(n_opt)
+    last = prefix.ids[:, -1].repeat_interleave(n_rows)
     ids = torch.full((len(conts), width), 0, dtype=torch.long, device=prefix.ids.device)
     new_mask = torch.zeros_like(ids)
     for r, cont in enumerate(conts):
         ids[r, 0] = last[r]
         ids[r, 1:1 + len(cont)] = torch.tensor(cont, dtype=torch.long)
         new_mask[r, :1 + len(cont)] = 1
-    past_mask = prefix.mask[:, :-1].repeat_interleave(n_opt, 0)
-    start = positions(prefix.mask)[:, -1].repeat_interleave(n_opt)
+    past_mask = prefix.mask[:, :-1].repeat_interleave(n_rows, 0)
+    start = positions(prefix.mask)[:, -1].repeat_interleave(n_rows)
     logits = model(input_ids=ids, attention_mask=torch.cat([past_mask, new_mask], 1),
                    position_ids=start[:, None] + torch.arange(width, device=ids.device),
                    past_key_values=cache, use_cache=True).logits
     results = []
-    for j, enc in enumerate(encoded):
-        scores, rank, margin = [], 0, 0.0
+    for j, (enc, target) in enumerate(zip(encoded, targets)):
+        scores = []
         for k, cont in enumerate(enc.option_ids):
-            r = j * n_opt + k
-            logprobs = torch.log_softmax(logits[r, :len(cont)].float(), dim=-1)
-            targets = torch.tensor(cont, device=logprobs.device)
-            scores.append(float(logprobs.gather(-1, targets[:, None]).sum()))
-            if k == gold_indices[j]:
-                rank, margin = _rank_and_margin(logprobs[0], cont[0])
+            logprobs = torch.log_softmax(logits[j * n_rows + k, :len(cont)].float(), dim=-1)
+            wanted = torch.tensor(cont, device=logprobs.device)
+            scores.append(float(logprobs.gather(-1, wanted[:, None]).sum()))
+        rank, margin = None, None
+        if target.token is not None:
+            at = len(target.conditioned_ids)
+            logprobs = torch.log_softmax(logits[j * n_rows + n_opt, at].float(), dim=-1)
+            rank, margin = _rank_and_margin(logprobs, target.token)
         results.append(MCResult(scores, rank, margin))
     return results
 
 
 @dataclass(frozen=True)
 class FFProbes:
-    """Everything read off one FF prompt: greedy output, MC, gold rank, beam and samples."""
+    """Everything read off one FF prompt: greedy output, MC, gold rank (and what was ranked), beam
+    and samples."""
 
     output: str
     mc: MCResult
+    target: RankTarget
     beam: list[str] | None
     sample: list[str] | None
 
 
 @torch.no_grad()
-def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], gold_indices: Sequence[int],
+def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], golds: Sequence[Sequence[str]],
               settings: DecodeSettings, seeds: Sequence[int], reach: Sequence[bool],
               progress: Callable[[int], None] | None = None) -> list[FFProbes]:
-    """One prefill per FF prompt serves greedy FF, MC scoring, the gold rank, beam-5 and sampling;
-    `reach[i]` says whether item i gets the beam and sampling probes."""
+    """One prefill per FF prompt serves greedy FF, MC scoring, the gold rank at the greedy answer's
+    start, beam-5 and sampling. `golds[i]` is item i's gold then its aliases; `reach[i]` says
+    whether item i gets the beam and sampling probes."""
     order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i].prompt_ids), i))
     results: list[FFProbes | None] = [None] * len(encoded)
     for batch in _batches(order, settings.batch_size):
         prefix = prefill(model, [encoded[i].prompt_ids for i in batch], tokenizer.pad_token_id)
-        greedy_out = _continue(model, tokenizer, prefix.rows(range(len(batch))), settings)
+        fork = prefix.rows(range(len(batch)))
+        tokens = decode_tokens(model, tokenizer, fork.ids, fork.mask, fork.cache, pick_greedy,
+                               settings.max_new_tokens, settings.stop_at_newline)
+        greedy_out = [answer_text(text, settings.stop_at_newline)
+                      for text in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        targets = [rank_target(tokenizer, encoded[i].prompt, tokens[j], golds[i], encoded[i].chat)
+                   for j, i in enumerate(batch)]
         mc = []
         for part in _batches(list(range(len(batch))), max(1, settings.batch_size // 2)):
             mc += _score_options(model, prefix.rows(part), [encoded[batch[j]] for j in part],
-                                 [gold_indices[batch[j]] for j in part])
+                                 [targets[j] for j in part])
         reached = [j for j, i in enumerate(batch) if reach[i]]
         beams: dict[int, list[str]] = {}
         samples: dict[int, list[str]] = {}
@@ -278,7 +297,7 @@ def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], gold_indic
             samples.update(zip(part, _samples(model, tokenizer, prefix.rows(part), settings,
                                               [seeds[batch[j]] for j in part])))
         for j, i in enumerate(batch):
-            results[i] = FFProbes(greedy_out[j], mc[j], beams.get(j), samples.get(j))
+            results[i] = FFProbes(greedy_out[j], mc[j], targets[j], beams.get(j), samples.get(j))
         if progress:
             progress(len(batch))
     return [r for r in results if r is not None]

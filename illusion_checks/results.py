@@ -23,13 +23,20 @@ class ResultsError(ValueError):
     """A results file that does not follow the schema; the message names file and field."""
 
 
-def build_results(config: dict[str, Any], items: list[dict[str, Any]], n_resamples: int = 1000) -> dict[str, Any]:
-    """The full results object: config, items sorted by (lang, id), and their summary."""
+def note(kind: str, lang: str | None, message: str) -> dict[str, Any]:
+    """One entry of `notes`: something the run did differently from what was asked, said once."""
+    return {"kind": kind, "lang": lang, "message": message}
+
+
+def build_results(config: dict[str, Any], items: list[dict[str, Any]], n_resamples: int = 1000,
+                  notes: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The full results object: config, items sorted by (lang, id), their summary and the run's notes."""
     items = sorted(items, key=lambda item: (item["lang"], item["id"]))
     config = {"package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               **config}
     summary = summarize(items, n_resamples=n_resamples, seed=config.get("seed", 42))
-    return {"schema": SCHEMA, "config": config, "items": items, "summary": summary, "gates": []}
+    return {"schema": SCHEMA, "config": config, "items": items, "summary": summary, "notes": [dict(n) for n in notes],
+            "gates": []}
 
 
 def validate(results: Any, where: str = "results") -> list[str]:
@@ -49,6 +56,10 @@ def validate(results: Any, where: str = "results") -> list[str]:
         errors.extend(_validate_item(item, f"{where}: items[{n}]"))
     if not isinstance(results.get("gates", []), list):
         errors.append(f"{where}: field 'gates' must be a list")
+    notes = results.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, Mapping) and isinstance(n.get("message"), str)
+                                              for n in notes):
+        errors.append(f"{where}: field 'notes' must be a list of objects with a 'message' string")
     return errors
 
 

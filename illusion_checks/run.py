@@ -50,7 +50,8 @@ def probe_settings(cfg: IllusionConfig) -> ProbeSettings:
 
     batch = cfg.batch_size if isinstance(cfg.batch_size, int) else 16
     return ProbeSettings(
-        decode=DecodeSettings(batch_size=batch), prompts=PromptSettings(chat_template=cfg.chat_template),
+        decode=DecodeSettings(batch_size=batch, stop_at_newline=cfg.answer_scope == "line"),
+        prompts=PromptSettings(chat_template=cfg.chat_template),
         seed=cfg.seed, items_per_language=cfg.items, distractors=cfg.distractors, ablations=cfg.ablations,
         reachability=not cfg.no_reachability,
     )
@@ -74,23 +75,39 @@ class Evaluation:
         self.stats = RunStats()
         self.progress = self.stats.timer(progress or (lambda phase, done, total: None))
         self.settings = probe_settings(cfg)
+        self.notes: list[dict[str, Any]] = []
         self._reference: Any = None
+
+    def note(self, kind: str, lang: str | None, message: str) -> None:
+        """Record something the run did differently from what was asked, once: the results'
+        `notes`, which the terminal summary and the report show."""
+        from illusion_checks.results import note
+
+        if all(n["message"] != message for n in self.notes):
+            self.notes.append(note(kind, lang, message))
 
     def run(self) -> dict[str, Any]:
         """The results object (schema v1)."""
         from illusion_checks.models import resolve_source
+        from illusion_checks.preflight import check_spec_fits
 
         cfg = self.cfg
         dataset = load_dataset(cfg.dataset, list(cfg.langs) if cfg.langs else None)
-        prepared = prepare_items(dataset, list(cfg.langs) if cfg.langs else None, self.settings)
+        prepared = prepare_items(dataset, list(cfg.langs) if cfg.langs else None, self.settings, self.note)
         ids = [f"{p.item.lang}/{p.item.id}" for p in prepared]
-        _, ref_fingerprint = resolve_source(cfg.model, cfg.allow_pickle)
+        # Everything that can fail is checked before a model loads or is probed: the calibration
+        # texts (resolved once, here, and reused), both model sources, the spec against the
+        # model's widths. A long reference probe must not end on an input wrong from the start.
+        calibration = self._calibration(dataset, prepared)
+        ref_source, ref_fingerprint = resolve_source(cfg.model, cfg.allow_pickle)
+        if cfg.compress:
+            check_spec_fits(cfg.compress, ref_source, cfg.trust_remote_code)
         base = {"dataset": dataset.sha256, "ids": ids, "probes": self.settings.to_dict(),
                 "dtype": cfg.dtype, "device": self._device_type(), "version": __version__}
+        compressed_block, comp_key = self._compressed_identity(calibration, ref_fingerprint, base)
         ref_key = {**base, "role": "reference", "model": ref_fingerprint}
         reference = self._outcomes("reference", ref_key, ids, lambda: self._probe(self._load_reference(), prepared, "probe reference"))
-        compressed_block, comp_key = self._compressed_identity(dataset, prepared, ref_fingerprint, base)
-        compressed = self._outcomes("compressed", comp_key, ids, lambda: self._probe_compressed(dataset, prepared))
+        compressed = self._outcomes("compressed", comp_key, ids, lambda: self._probe_compressed(prepared, calibration))
         items = [item_record(p, r, c) for p, r, c in zip(prepared, reference, compressed)]
         config = {
             "reference": {"name": cfg.model, "fingerprint": ref_fingerprint},
@@ -99,7 +116,7 @@ class Evaluation:
                         "items_per_language": cfg.items, "distractors": cfg.distractors},
             "seed": cfg.seed, "probes": self.settings.to_dict(), "device": self._device_type(), "dtype": cfg.dtype,
         }
-        return build_results(config, items)
+        return build_results(config, items, notes=self.notes)
 
     def _device_type(self) -> str:
         from illusion_checks.models import resolve_device
@@ -146,14 +163,19 @@ class Evaluation:
                 self.log(f"out of memory at batch size {size}; retrying with {size // 2}")
                 settings = replace(settings, decode=replace(settings.decode, batch_size=size // 2))
 
-    def _calibration(self, dataset: Dataset, prepared: list[PreparedItem]) -> dict[str, list[str]]:
-        from illusion_checks.compress import calibration_texts
+    def _calibration(self, dataset: Dataset, prepared: list[PreparedItem]) -> dict[str, list[str]] | None:
+        """The calibration texts by key, or None when the spec needs none (or a prebuilt model is given)."""
+        from illusion_checks.compress import calibration_texts, parse_spec
 
+        cfg = self.cfg
+        if cfg.compressed or not parse_spec(cfg.compress).needs_calibration:
+            return None
         pool, evaluated = _calibration_pool(dataset, prepared)
         langs = sorted({p.item.lang for p in prepared})
-        return calibration_texts(self.cfg.calibration, pool, evaluated, langs, self.cfg.seed)
+        return calibration_texts(cfg.calibration, pool, evaluated, langs, cfg.seed, nsamples=cfg.calibration_samples,
+                                 notice=lambda lang, message: self.note("calibration", lang, message))
 
-    def _compressed_identity(self, dataset: Dataset, prepared: list[PreparedItem], ref_fingerprint: str,
+    def _compressed_identity(self, calibration: dict[str, list[str]] | None, ref_fingerprint: str,
                              base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg = self.cfg
         if cfg.compressed:
@@ -162,21 +184,17 @@ class Evaluation:
             _, fingerprint = resolve_source(cfg.compressed, cfg.allow_pickle)
             block = {"name": cfg.compressed, "spec": None, "calibration": None, "fingerprint": fingerprint}
             return block, {**base, "role": "compressed", "model": fingerprint}
-        from illusion_checks.compress import parse_spec
-
-        spec = parse_spec(cfg.compress)
-        calibration = None
-        if spec.needs_calibration:
-            texts = self._calibration(dataset, prepared)
-            digest = hashlib.sha256(json.dumps(texts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-            calibration = {"source": cfg.calibration, "texts": digest, "nsamples": cfg.calibration_samples,
-                           "seqlen": cfg.calibration_seqlen, "seed": cfg.seed}
-        fingerprint = "sha256:" + cache_key({"reference": ref_fingerprint, "spec": cfg.compress, "calibration": calibration})
+        calibration_key = None
+        if calibration is not None:
+            digest = hashlib.sha256(json.dumps(calibration, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+            calibration_key = {"source": cfg.calibration, "texts": digest, "nsamples": cfg.calibration_samples,
+                               "seqlen": cfg.calibration_seqlen, "seed": cfg.seed}
+        fingerprint = "sha256:" + cache_key({"reference": ref_fingerprint, "spec": cfg.compress, "calibration": calibration_key})
         block = {"name": f"{cfg.model}+{cfg.compress}", "spec": cfg.compress,
-                 "calibration": cfg.calibration if spec.needs_calibration else None, "fingerprint": fingerprint}
+                 "calibration": cfg.calibration if calibration is not None else None, "fingerprint": fingerprint}
         return block, {**base, "role": "compressed", "model": fingerprint}
 
-    def _probe_compressed(self, dataset: Dataset, prepared: list[PreparedItem]) -> list[dict]:
+    def _probe_compressed(self, prepared: list[PreparedItem], calibration: dict[str, list[str]] | None) -> list[dict]:
         cfg = self.cfg
         if cfg.compressed:
             from illusion_checks.models import load_model
@@ -187,9 +205,8 @@ class Evaluation:
         from illusion_checks.compress import parse_spec
 
         spec = parse_spec(cfg.compress)
-        groups = self._calibration(dataset, prepared) if spec.needs_calibration else {"*": []}
         by_id: dict[str, dict] = {}
-        for key, texts in groups.items():
+        for key, texts in (calibration or {"*": []}).items():
             subset = prepared if key == "*" else [p for p in prepared if p.item.lang == key]
             loaded = self._compress(spec, texts, label=key)
             for p, outcome in zip(subset, self._probe(loaded, subset, "probe compressed")):

@@ -106,6 +106,19 @@ def is_correct(output: str, golds: str | Sequence[str]) -> bool:
     return False
 
 
+def carries_content(text: str) -> bool:
+    """Whether text holds a letter, digit or mark: not only whitespace, punctuation, symbols and
+    invisible formatting (a markdown bullet, an opening quote). A replacement character (half of a
+    multi-byte character cut by byte-level tokens) counts as content."""
+    return any(not ch.isspace() and (ch == "\ufffd" or not _dropped(ch)) for ch in text)
+
+
+def begins_with(output: str, golds: str | Sequence[str]) -> bool:
+    """True if the output starts with any gold (or alias), comparing compact normal forms."""
+    produced = normalize_compact(output)
+    return any(wanted and produced.startswith(wanted) for wanted in map(normalize_compact, _as_list(golds)))
+
+
 def _is_character_script(char: str) -> bool:
     """Whether char belongs to a script written without spaces between words."""
     code = ord(char)

@@ -71,10 +71,9 @@ class IllusionSession:
         try:
             if workerinput is not None and WORKER_KEY in workerinput:
                 self.results = load_results(workerinput[WORKER_KEY])
-            elif self.cfg.from_results:
-                self.results = load_results(self.cfg.from_results)
             else:
-                self.results = self._evaluate()
+                self._check_outputs()  # before an evaluation that may take an hour
+                self.results = load_results(self.cfg.from_results) if self.cfg.from_results else self._evaluate()
         except (ResultsError, ValueError) as error:
             raise pytest.UsageError(f"illusion-checks: {error}") from error
         self.gates = evaluate_gates(self.results["summary"], self.cfg.max_dissociation, self.cfg.max_delta_pr,
@@ -83,6 +82,15 @@ class IllusionSession:
         if workerinput is None:
             self._write_outputs()
         self.elapsed = time.perf_counter() - start
+
+    def _check_outputs(self) -> None:
+        """Each output path can be written (its folder made, a temp file created there), or a ValueError names it."""
+        from illusion_checks.preflight import check_writable
+
+        check_writable("--illusion-json", self.json_path)
+        check_writable("--illusion-report", self.report_path)
+        if self.cfg.save_compressed and not self.cfg.from_results:
+            check_writable("--illusion-save-compressed", self.cfg.save_compressed, is_dir=True)
 
     def _evaluate(self) -> dict[str, Any]:
         from illusion_checks.cache import OutcomeCache

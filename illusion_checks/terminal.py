@@ -1,4 +1,5 @@
-"""The terminal summary: one rich table of fates, rates and gate verdicts per language."""
+"""The terminal summary: one rich table of fates, rates and gate verdicts per language, then the
+run's notes and the languages whose gold rank is not interpretable."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import io
 from typing import Any, Mapping
 
 from illusion_checks.gates import Gate
+from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
 
 FATES = ("kept", "mc_only", "produced_only", "lost")
 TABLE_MAX_WIDTH = 1000  # the table is not expanded, so it takes its natural width up to this
@@ -39,8 +41,40 @@ def summary_rows(results: Mapping[str, Any], gates: list[Gate]) -> list[list[str
     return rows
 
 
+def _printable(text: Any) -> str:
+    """Untrusted text (a note names files; a language code comes from the data) kept to one line
+    that cannot drive the terminal: control and other non-printing characters are escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
+def _answer_start(block: Mapping[str, Any]) -> str:
+    """'reference 23% of 43, compressed 21% of 28': each model's FF-correct answers that begin with the gold."""
+    parts = []
+    for model in ("reference", "compressed"):
+        counts = block["answer_start"][model]
+        if counts["n_ff_correct"]:
+            parts.append(f"{model} {counts['share']:.0%} of {counts['n_ff_correct']}")
+        else:
+            parts.append(f"{model}: no correct answer")
+    return ", ".join(parts)
+
+
+def note_lines(results: Mapping[str, Any]) -> list[str]:
+    """One line per note of the run (absent in older results), then one naming the languages whose
+    gold rank is not interpretable, if any."""
+    lines = [f"illusion-checks: note: {_printable(note['message'])}" for note in results.get("notes", [])]
+    per = results["summary"]["per_language"]
+    withheld = [lang for lang in sorted(per) if per[lang].get("rank_interpretable") is False]
+    if withheld:
+        lines.append(f"illusion-checks: gold rank not interpretable (under {RANK_INTERPRETABLE_SHARE:.0%} of "
+                     "correct FF answers begin with the gold where the answer starts) for: "
+                     + "; ".join(f"{_printable(lang)} ({_answer_start(per[lang])})" for lang in withheld))
+    return lines
+
+
 def summary_table(reporter: Any, results: Mapping[str, Any], gates: list[Gate]) -> None:
-    """Write the table through pytest's terminal writer (so it lands in pytest's output stream)."""
+    """Write the table, the gate verdicts and the notes through pytest's terminal writer (so they
+    land in pytest's output stream)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -63,3 +97,5 @@ def summary_table(reporter: Any, results: Mapping[str, Any], gates: list[Gate]) 
     reporter.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
     for gate in gates:
         reporter.write_line(("PASS " if gate.passed else "FAIL ") + gate.describe())
+    for line in note_lines(results):
+        reporter.write_line(line)

@@ -5,6 +5,12 @@ low-resource languages lose greedy production while keeping MC recognition, demo
 keep a small gold rank and are often reached by beam search or sampling), then fills
 `summary` with `illusion_checks.metrics.summarize`, so the file is exactly what a real run
 would write. `with_payloads()` plants hostile strings in every text field, for escaping tests.
+
+Answer-start fields: most FF-correct answers begin with the gold (`ff.begins_with_gold`); those
+that do not ("The answer is ...") have the gold ranked below 1 where the answer starts. A profile's
+`begins_with_gold` lowers that share (the gold rank becomes uninterpretable below 50%), and
+`has_exemplar=False` leaves a language without a 1-shot exemplar: `one_shot` is null and the
+results carry a `one_shot` note, as a real run writes them.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ import copy
 import dataclasses
 import math
 import random
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from illusion_checks.metrics import summarize
+from illusion_checks.results import note
 
 # The nine TyDiQA languages of the paper.
 DEFAULT_LANGS = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
@@ -33,6 +41,8 @@ class LangProfile:
     produced_only: float = 0.03
     demoted_rank: float = 3.5  # median compressed gold rank of MC-only items
     recovery: float = 1.0  # scales how often beam/sampling reach a missed gold
+    begins_with_gold: float = 0.9  # P(an FF-correct answer begins with the gold where it starts)
+    has_exemplar: bool = True  # False: no item left for a 1-shot exemplar, so one_shot is null
 
 
 PROFILES: dict[str, LangProfile] = {
@@ -94,13 +104,31 @@ def _search(rng: random.Random, correct: bool, rank: int, gold: str, wrong: str,
     return {"reached": reached, "outputs": outputs}
 
 
+def _gold_token(rng: random.Random, gold: str, produced: bool) -> dict[str, Any]:
+    """The ranked token: the gold's first content token (a whitespace-free piece of its first
+    word), after the model's own leading whitespace tokens, if any; `produced` when the model's
+    answer began with the gold (its own token is ranked)."""
+    text = gold.split()[0][:4]
+    offset = rng.choices((0, 1, 2), weights=(6, 3, 1))[0]
+    return {"id": zlib.crc32(text.encode("utf-8")) % 262_144, "text": text, "offset": offset,
+            "conditioned_on": "".join(rng.choice((" ", "\n")) for _ in range(offset)),
+            "source": "produced" if produced else "gold", "boundary_ok": rng.random() < 0.95}
+
+
 def _outcome(rng: random.Random, lang: str, gold: str, options: list[str], gold_index: int,
-             ff: bool, mc: bool, cs: bool, one_shot: bool, zero_shot_short: bool,
-             rank: int, recovery: float, with_search: bool) -> dict[str, Any]:
-    """One model's outcome on one item, consistent with the given correctness flags."""
+             ff: bool, mc: bool, cs: bool, one_shot: bool | None, zero_shot_short: bool,
+             rank: int, recovery: float, with_search: bool, begins: bool,
+             gold_token: dict[str, Any], exemplar_id: str | None) -> dict[str, Any]:
+    """One model's outcome on one item, consistent with the given correctness flags.
+
+    `begins`: a correct FF answer starts with the gold ("Paris."), else it is restated ("The
+    answer is Paris"). `one_shot` is None (and so is the outcome's `one_shot`) without an exemplar.
+    """
     wrong_options = [o for i, o in enumerate(options) if i != gold_index]
 
-    def answer(correct: bool) -> str:
+    def answer(correct: bool, starts_with_gold: bool | None = None) -> str:
+        if correct and starts_with_gold is not None:
+            return rng.choice((gold, f"{gold}.")) if starts_with_gold else f"The answer is {gold}"
         if correct:
             return rng.choice((gold, f"{gold}.", f"The answer is {gold}"))
         return rng.choice((rng.choice(wrong_options), _phrase(rng, lang, rng.randint(1, 4))))
@@ -109,29 +137,35 @@ def _outcome(rng: random.Random, lang: str, gold: str, options: list[str], gold_
     scores = [round(-rng.uniform(6.0, 18.0), 3) for _ in options]
     scores[choice] = round(max(scores) + rng.uniform(0.1, 3.0), 3)
     wrong = answer(False)
-    ff_output = answer(ff) if ff else wrong
+    ff_output = answer(ff, begins) if ff else wrong
     f1 = 1.0 if ff and ff_output == gold else (rng.uniform(0.4, 0.9) if ff else rng.uniform(0, 0.3))
     margin = rng.uniform(0.2, 4.0) if rank == 1 else -math.log(rank) * rng.uniform(0.3, 1.2)
     return {
-        "ff": {"correct": ff, "output": ff_output, "f1": round(f1, 3), "em": ff and ff_output == gold},
+        "ff": {"correct": ff, "output": ff_output, "f1": round(f1, 3), "em": ff and ff_output == gold,
+               "begins_with_gold": ff and begins},
         "cs": {"correct": cs, "output": answer(cs)},
         "mc": {"correct": mc, "choice": choice, "scores": scores},
         "gold_rank": rank,
         "gold_margin": round(margin, 3),
+        "gold_token": gold_token,
         "beam": _search(rng, ff, rank, gold, wrong, 5, recovery, 1.2) if with_search else None,
         "sample": _search(rng, ff, rank, gold, wrong, 10, recovery, 1.6) if with_search else None,
-        "one_shot": {"correct": one_shot, "output": answer(one_shot)},
+        "one_shot": None if one_shot is None else {
+            "correct": one_shot, "output": answer(one_shot), "exemplar_id": exemplar_id,
+            "exemplar_source": "dataset"},
         "zero_shot_short": {"correct": zero_shot_short, "output": answer(zero_shot_short)},
         "ablations": {},
     }
 
 
 def _item(seed: int, lang: str, index: int, golds: list[str], profile: LangProfile,
-          with_search: bool) -> dict[str, Any]:
+          with_search: bool, exemplar_id: str | None) -> dict[str, Any]:
     # One RNG per role, so the text and the reference's outcome do not depend on how harsh the
     # compression is: a sweep over `severity` shares its reference, as a real sweep would.
-    text_rng, ref_rng, comp_rng = (random.Random(f"{seed}:{lang}:{index}:{role}")
-                                   for role in ("text", "reference", "compressed"))
+    # Answer-start draws (begins with the gold, the ranked token) have streams of their own.
+    text_rng, ref_rng, comp_rng, ref_start, comp_start = (
+        random.Random(f"{seed}:{lang}:{index}:{role}")
+        for role in ("text", "reference", "compressed", "reference:start", "compressed:start"))
     gold = golds[index]
     options = [gold, *text_rng.sample([g for g in golds if g != gold], 3)]
     text_rng.shuffle(options)
@@ -147,8 +181,13 @@ def _item(seed: int, lang: str, index: int, golds: list[str], profile: LangProfi
     ref_one = ref_rng.random() < min(0.95, profile.ref_ff + 0.08)
     ref_zero = ref_ff if ref_rng.random() < 0.9 else not ref_ff
     ref_rank = 1 if ref_ff else _rank(ref_rng, 17)
-    reference = _outcome(ref_rng, lang, gold, options, gold_index, ref_ff, ref_mc, ref_cs, ref_one,
-                         ref_zero, ref_rank, 1.0, with_search)
+    # A restated answer ("The answer is ...") does not start with the gold: ranked lower there.
+    ref_begins = ref_ff and ref_start.random() < profile.begins_with_gold
+    if ref_ff and not ref_begins:
+        ref_rank = _rank(ref_start, 4)
+    reference = _outcome(ref_rng, lang, gold, options, gold_index, ref_ff, ref_mc, ref_cs,
+                         ref_one if profile.has_exemplar else None, ref_zero, ref_rank, 1.0, with_search,
+                         ref_begins, _gold_token(ref_start, gold, ref_begins), exemplar_id)
 
     both = ref_ff and ref_mc
     fate = None
@@ -161,18 +200,21 @@ def _item(seed: int, lang: str, index: int, golds: list[str], profile: LangProfi
     else:
         comp_ff = ref_ff and comp_rng.random() < 0.7
         comp_mc = comp_rng.random() < (0.9 if ref_mc else 0.15)
+    comp_begins = comp_ff and comp_start.random() < profile.begins_with_gold
     if comp_ff:
-        comp_rank = 1
+        comp_rank = 1 if comp_begins else _rank(comp_start, 4)
     elif fate == "mc_only":
         comp_rank = _rank(comp_rng, profile.demoted_rank)
     else:
         comp_rank = _rank(comp_rng, 30)
+    comp_cs = ref_cs and comp_rng.random() < 1 - profile.dissociation / 2
+    comp_one = ref_one and comp_rng.random() < 0.95
     compressed = _outcome(
-        comp_rng, lang, gold, options, gold_index, comp_ff, comp_mc,
-        ref_cs and comp_rng.random() < 1 - profile.dissociation / 2,
-        ref_one and comp_rng.random() < 0.95,
+        comp_rng, lang, gold, options, gold_index, comp_ff, comp_mc, comp_cs,
+        comp_one if profile.has_exemplar else None,
         comp_ff if comp_rng.random() < 0.9 else not comp_ff,
-        comp_rank, profile.recovery, with_search)
+        comp_rank, profile.recovery, with_search, comp_begins,
+        _gold_token(comp_start, gold, comp_begins), exemplar_id)
     return {
         "id": f"{lang}-{index:04d}", "lang": lang,
         "question": f"{_phrase(text_rng, lang, text_rng.randint(3, 8))}?",
@@ -192,23 +234,43 @@ def _scaled(profile: LangProfile, severity: float) -> LangProfile:
                                lost=profile.lost * share, produced_only=profile.produced_only * share)
 
 
+def _profiles(severity: float, profiles: Mapping[str, LangProfile] | None) -> dict[str, LangProfile]:
+    """Every known language's profile (the defaults overridden by `profiles`), scaled by severity."""
+    return {lang: _scaled(p, severity) for lang, p in {**PROFILES, **(profiles or {})}.items()}
+
+
+def exemplar_id(lang: str, items_per_language: int) -> str:
+    """The 1-shot exemplar: the language's first item that is not evaluated (Appendix C)."""
+    return f"{lang}-{items_per_language:04d}"
+
+
 def make_items(langs: Sequence[str] = DEFAULT_LANGS, items_per_language: int = 200, seed: int = 42,
                *, search_items: int = 100, severity: float = 1.0,
-               profiles: dict[str, LangProfile] | None = None) -> list[dict[str, Any]]:
+               profiles: Mapping[str, LangProfile] | None = None) -> list[dict[str, Any]]:
     """Seeded items sorted by (lang, id); beam/sample probes run on the first `search_items`.
 
     `severity` scales how many both-correct items compression damages (1.0: the profiles).
     """
-    profiles = {lang: _scaled(p, severity) for lang, p in {**PROFILES, **(profiles or {})}.items()}
+    scaled = _profiles(severity, profiles)
     items = []
     for lang in langs:
         rng = random.Random(f"{seed}:{lang}")
         golds = list(dict.fromkeys(_phrase(rng, lang, rng.randint(1, 3)) for _ in range(items_per_language + 8)))
         while len(golds) < items_per_language + 4:
             golds.append(f"{_phrase(rng, lang, 2)} {len(golds)}")
-        profile = profiles.get(lang, _scaled(_FALLBACK, severity))
-        items += [_item(seed, lang, i, golds, profile, i < search_items) for i in range(items_per_language)]
+        profile = scaled.get(lang, _scaled(_FALLBACK, severity))
+        exemplar = exemplar_id(lang, items_per_language) if profile.has_exemplar else None
+        items += [_item(seed, lang, i, golds, profile, i < search_items, exemplar)
+                  for i in range(items_per_language)]
     return sorted(items, key=lambda it: (it["lang"], it["id"]))
+
+
+def make_notes(langs: Sequence[str], profiles: Mapping[str, LangProfile] | None = None) -> list[dict[str, Any]]:
+    """The `one_shot` note a run writes for each language left without a 1-shot exemplar."""
+    scaled = _profiles(1.0, profiles)
+    return [note("one_shot", lang, f"{lang}: no 1-shot exemplar (every {lang} item of the data set is "
+                                   "evaluated), so the 1-shot probe did not run for this language")
+            for lang in langs if not scaled.get(lang, _FALLBACK).has_exemplar]
 
 
 def make_gates(summary: dict[str, Any], langs: Sequence[str]) -> list[dict[str, Any]]:
@@ -240,8 +302,11 @@ def make_gates(summary: dict[str, Any], langs: Sequence[str]) -> list[dict[str, 
 def make_results(langs: Sequence[str] = DEFAULT_LANGS, items_per_language: int = 200, seed: int = 42,
                  *, spec: str = "wanda:0.5", calibration: str = "english", n_resamples: int = 200,
                  search_items: int = 100, severity: float = 1.0, gates: bool = True,
-                 profiles: dict[str, LangProfile] | None = None) -> dict[str, Any]:
-    """A complete, valid results dict; `summary` comes from `illusion_checks.metrics.summarize`."""
+                 profiles: Mapping[str, LangProfile] | None = None,
+                 notes: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """A complete, valid results dict; `summary` comes from `illusion_checks.metrics.summarize`.
+
+    `notes` come after the `one_shot` notes of languages without an exemplar."""
     items = make_items(langs, items_per_language, seed, search_items=search_items,
                        severity=severity, profiles=profiles)
     summary = summarize(items, n_resamples=n_resamples, seed=seed)
@@ -262,12 +327,14 @@ def make_results(langs: Sequence[str] = DEFAULT_LANGS, items_per_language: int =
         },
         "items": items,
         "summary": summary,
+        "notes": [*make_notes(langs, profiles), *(dict(n) for n in notes)],
         "gates": make_gates(summary, langs) if gates else [],
     }
 
 
 def with_payloads(results: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy with XSS payloads in model names, the spec and every text field of the first items."""
+    """A deep copy with XSS payloads in model names, the spec, a note and every text field of the
+    first items (outputs, the ranked token, the 1-shot exemplar id)."""
     out = copy.deepcopy(results)
     payloads = XSS_PAYLOADS
     out["config"]["reference"]["name"] = payloads[0]
@@ -275,6 +342,8 @@ def with_payloads(results: dict[str, Any]) -> dict[str, Any]:
     out["config"]["compressed"]["spec"] = payloads[3]
     out["config"]["compressed"]["calibration"] = payloads[2]
     out["config"]["dataset"]["name"] = payloads[4]
+    out["notes"] = [*out.get("notes", []),
+                    note("calibration", None, f"calibration file {payloads[0]} has 3 samples, fewer than asked")]
     for k, item in enumerate(out["items"][: len(payloads)]):
         p = payloads[k]
         if k == 1:  # a hostile gold also exercises the highlighter
@@ -285,8 +354,13 @@ def with_payloads(results: dict[str, Any]) -> dict[str, Any]:
         for model in ("reference", "compressed"):
             outcome = out["items"][k][model]
             for probe in ("ff", "cs", "one_shot", "zero_shot_short"):
-                outcome[probe]["output"] = f"{p} {outcome[probe]['output']}"
+                if outcome[probe] is not None:
+                    outcome[probe]["output"] = f"{p} {outcome[probe]['output']}"
             for probe in ("beam", "sample"):
                 if outcome[probe] is not None:
                     outcome[probe]["outputs"][0] = p
+            if outcome["one_shot"] is not None:
+                outcome["one_shot"]["exemplar_id"] = p
+            if outcome["gold_token"] is not None:
+                outcome["gold_token"]["text"] = p
     return out

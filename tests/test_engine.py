@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -12,6 +13,8 @@ from illusion_checks.engine import ProbeSettings, item_record, prepare_items, pr
 from illusion_checks.metrics import recompute_check
 from illusion_checks.probes import DecodeSettings
 from illusion_checks.results import build_results, validate
+from illusion_checks.scoring import is_correct
+from tests.tiny import FIXTURES
 
 SMALL = ProbeSettings(decode=DecodeSettings(max_new_tokens=6, num_beams=2, num_samples=2, batch_size=4),
                       items_per_language=3)
@@ -67,3 +70,86 @@ def test_gemma_against_its_magnitude_pruned_copy_gives_valid_recomputable_result
     assert recompute_check(json.loads(json.dumps(results))) == []
     assert sum(r["ff"]["correct"] for r in reference) > 0, "gemma3-270m should answer some fixture items"
     assert reference != compressed
+
+
+def _write_jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_exemplar_is_never_an_evaluated_item():
+    """Appendix C: the exemplar is disjoint from the evaluated subset. With every fixture item of
+    a language evaluated, the data set has none left, nor has the embedded set: no 1-shot probe."""
+    notes = []
+    settings = ProbeSettings(items_per_language=200)
+    prepared = prepare_items(load_dataset("fixtures"), ["de"], settings, lambda *note: notes.append(note))
+    assert len(prepared) == 66 and all(p.exemplar is None for p in prepared)
+    assert [(kind, lang) for kind, lang, _ in notes] == [("one_shot", "de")]
+    assert "1-shot probe is skipped" in notes[0][2]
+
+
+def test_an_exhausted_data_set_borrows_its_exemplar_from_the_embedded_fixtures(tmp_path):
+    rows = [json.loads(line) for line in (FIXTURES / "de.jsonl").read_text(encoding="utf-8").splitlines()[:5]]
+    for row in rows:
+        row["id"] = "mine-" + row["id"]
+    dataset = load_dataset(str(_write_jsonl(tmp_path / "de.jsonl", rows)))
+    notes = []
+    prepared = prepare_items(dataset, ["de"], ProbeSettings(items_per_language=200), lambda *n: notes.append(n))
+    evaluated = {p.item.id for p in prepared} | {p.item.context for p in prepared}
+    for p in prepared:
+        assert p.exemplar_source == "fixtures" and p.exemplar is not None
+        # Not the same item under another id either: the fixtures' de-001..de-005 carry these passages.
+        assert p.exemplar.id not in evaluated and p.exemplar.context not in evaluated
+    assert p.exemplar.id == "de-006" and notes and notes[0][0] == "one_shot"
+
+
+def test_one_shot_outcomes_record_their_exemplar_and_are_null_without_one(tiny_models, tmp_path):
+    model, tokenizer = tiny_models["llama"]
+    small = ProbeSettings(decode=DecodeSettings(max_new_tokens=4, batch_size=4), items_per_language=2,
+                          reachability=False)
+    prepared = prepare_items(load_dataset("fixtures"), ["en"], small)
+    missing = [dataclasses.replace(p, exemplar=None, exemplar_source=None) for p in prepared]
+    outcomes = probe_model(model, tokenizer, prepared + missing, small)
+    for p, o in zip(prepared, outcomes):
+        assert o["one_shot"]["exemplar_id"] == p.exemplar.id != p.item.id
+        assert o["one_shot"]["exemplar_source"] == "dataset"
+    assert [o["one_shot"] for o in outcomes[len(prepared):]] == [None] * len(missing)
+
+
+def test_the_answer_scope_is_part_of_the_results_config_and_the_cache_key():
+    from illusion_checks.cache import cache_key
+
+    line = ProbeSettings()
+    full = dataclasses.replace(line, decode=dataclasses.replace(line.decode, stop_at_newline=False))
+    assert (line.to_dict()["answer_scope"], full.to_dict()["answer_scope"]) == ("line", "full")
+    assert cache_key({"probes": line.to_dict()}) != cache_key({"probes": full.to_dict()})
+    # --illusion-answer-scope reaches the probes
+    from illusion_checks.config import IllusionConfig
+    from illusion_checks.run import probe_settings
+
+    assert probe_settings(IllusionConfig(answer_scope="full")).to_dict() == full.to_dict()
+    assert probe_settings(IllusionConfig()).to_dict() == line.to_dict()
+
+
+@pytest.mark.slow
+def test_full_answer_scope_scores_the_whole_generation_and_line_scope_its_first_line():
+    """Appendix B literally (`full`): containment anywhere in the 32 new tokens; the default
+    (`line`) reads the first non-empty line, which greedy decoding makes a prefix of `full`'s."""
+    from illusion_checks.models import load_model
+
+    loaded = load_model("smollm2-135m", device="cpu", dtype="float32")
+    line = ProbeSettings(items_per_language=6, reachability=False)
+    full = dataclasses.replace(line, decode=dataclasses.replace(line.decode, stop_at_newline=False))
+    prepared = prepare_items(load_dataset("fixtures"), ["en"], line)
+    by_scope = {s.answer_scope: probe_model(loaded.model, loaded.tokenizer, prepared, s) for s in (line, full)}
+    multi = []
+    for short, whole in zip(by_scope["line"], by_scope["full"]):
+        lines = [ln.strip() for ln in whole["ff"]["output"].split("\n") if ln.strip()]
+        if len(lines) > 1:
+            assert short["ff"]["output"] == lines[0]
+            multi.append((short, lines))
+    assert multi, "smollm2-135m should write more than one line in 32 tokens on some fixture item"
+    short, lines = multi[0]
+    # A gold that only a later line holds is found by `full` and not by `line`.
+    later = next(ln for ln in lines[1:] if not is_correct(short["ff"]["output"], [ln]))
+    assert is_correct("\n".join(lines), [later]) and not is_correct(short["ff"]["output"], [later])

@@ -373,3 +373,45 @@ def test_interval_has_95_percent_width() -> None:
     lo, hi = summarize(items, n_resamples=1000, seed=42)["per_language"]["en"]["dissociation_ci95"]
     assert 0.09 < hi - lo < 0.106
     assert lo < 0.5 < hi
+
+
+def _begins(out: dict, begins: bool | None) -> dict:
+    out["ff"]["begins_with_gold"] = begins
+    return out
+
+
+def test_answer_start_share_counts_correct_answers_that_begin_with_the_gold() -> None:
+    # Reference: 4 FF-correct answers, 3 begin with the gold; compressed: 2 correct, 1 begins.
+    items = [
+        item("aa", "1", _begins(outcome(1, 1), True), _begins(outcome(1, 1), True)),
+        item("aa", "2", _begins(outcome(1, 1), True), _begins(outcome(1, 1), False)),
+        item("aa", "3", _begins(outcome(1, 1), True), _begins(outcome(0, 1), False)),
+        item("aa", "4", _begins(outcome(1, 0), False), _begins(outcome(0, 0), False)),
+        item("aa", "5", _begins(outcome(0, 1), True), _begins(outcome(0, 1), True)),  # not FF-correct: not counted
+    ]
+    s = summarize(items, n_resamples=0)["per_language"]["aa"]
+    assert s["answer_start"] == {"reference": {"n_ff_correct": 4, "n_begins_with_gold": 3, "share": 0.75},
+                                 "compressed": {"n_ff_correct": 2, "n_begins_with_gold": 1, "share": 0.5}}
+    assert s["rank_interpretable"] is True  # both shares reach RANK_INTERPRETABLE_SHARE (0.5)
+
+
+def test_the_rank_is_not_interpretable_where_few_answers_begin_with_the_gold() -> None:
+    low = [item("bb", str(k), _begins(outcome(1, 1), k == 0), _begins(outcome(1, 1), True)) for k in range(4)]
+    assert summarize(low, n_resamples=0)["per_language"]["bb"]["rank_interpretable"] is False
+    none_correct = [item("cc", "1", _begins(outcome(1, 1), True), _begins(outcome(0, 1), False))]
+    block = summarize(none_correct, n_resamples=0)["per_language"]["cc"]
+    assert block["answer_start"]["compressed"]["share"] is None and block["rank_interpretable"] is False
+    # Results written before the field existed: unknown, not a verdict.
+    old = [item("dd", "1", outcome(1, 1), outcome(1, 1))]
+    assert summarize(old, n_resamples=0)["per_language"]["dd"]["rank_interpretable"] is None
+
+
+def test_a_missing_one_shot_probe_is_left_out_of_its_accuracy() -> None:
+    ran = item("aa", "1", outcome(1, 1, one=True), outcome(1, 1, one=False))
+    skipped = item("bb", "1", outcome(1, 1), outcome(1, 1))
+    skipped["reference"]["one_shot"] = skipped["compressed"]["one_shot"] = None
+    summary = summarize([ran, skipped], n_resamples=0)
+    assert summary["per_language"]["bb"]["acc"]["reference"]["one_shot"] is None
+    assert summary["per_language"]["bb"]["prune_gap"]["one_shot"] is None
+    assert summary["overall"]["acc"]["reference"]["one_shot"] == 1.0  # over the one item that ran
+    assert summary["overall"]["prune_gap"]["one_shot"] == 1.0

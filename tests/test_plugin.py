@@ -7,6 +7,7 @@ report, JUnit XML, xdist) with results whose every outcome the test knows in adv
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 
 from illusion_checks.metrics import item_fate, summarize
-from tests.synth import make_results
+from illusion_checks.results import note
+from tests.synth import PROFILES, make_results
 
 SEED = 3
 
@@ -29,6 +31,9 @@ def crafted() -> dict[str, Any]:
     for item in both:
         item["compressed"] = copy.deepcopy(item["reference"])
     demoted = next(item for item in both if item["lang"] == "sw")
+    # The reference's answer begins with the gold, so its rank at the answer start is 1.
+    demoted["reference"]["ff"].update(output=demoted["gold"], begins_with_gold=True)
+    demoted["reference"]["gold_rank"] = 1
     outcome = demoted["compressed"]
     outcome["ff"] = {"correct": False, "output": "a confidently wrong answer", "f1": 0.0, "em": False}
     outcome["gold_rank"] = 4
@@ -139,6 +144,26 @@ def test_undefined_metric_fails_its_gate_with_the_reason(pytester: pytest.Pytest
     output = result.stdout.str()
     failure_entry = output[output.index("FAILURES"):output.index("illusion-checks summary")]
     assert failure_entry.count("the reference model answers none of them") == 1
+
+
+def test_terminal_summary_ends_with_the_notes_and_uninterpretable_ranks(pytester: pytest.Pytester) -> None:
+    sw = dataclasses.replace(PROFILES["sw"], begins_with_gold=0.1, has_exemplar=False)
+    hostile = "calibration file evil\x1b[31m.txt\nhas 3 of 16 samples"  # a file name is untrusted text
+    results = make_results(["en", "sw"], 30, seed=SEED, n_resamples=20, gates=False, profiles={"sw": sw},
+                           notes=[note("calibration", None, hostile)])
+    source = write_results(pytester, results)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-item-policy=off")
+    lines = result.stdout.lines
+    table_end = max(n for n, line in enumerate(lines) if line.startswith("└"))
+    one_shot = next(n for n, line in enumerate(lines) if line.startswith("illusion-checks: note: sw: no 1-shot"))
+    assert one_shot > table_end
+    assert lines[one_shot + 1] == "illusion-checks: note: calibration file evil\\x1b[31m.txt\\nhas 3 of 16 samples"
+    ref, comp = (results["summary"]["per_language"]["sw"]["answer_start"][m] for m in ("reference", "compressed"))
+    assert lines[one_shot + 2] == (
+        "illusion-checks: gold rank not interpretable (under 50% of correct FF answers begin with the gold where "
+        f"the answer starts) for: sw (reference {ref['share']:.0%} of {ref['n_ff_correct']}, "
+        f"compressed {comp['share']:.0%} of {comp['n_ff_correct']})")
+    assert "\x1b[31m" not in result.stdout.str()
 
 
 # -- item policies ---------------------------------------------------------------------------

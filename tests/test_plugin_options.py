@@ -26,6 +26,7 @@ BAD_VALUES = {
     "retention=-0.1": ((*ACTIVE, "--illusion-min-retention=-0.1"), ("--illusion-min-retention", "'-0.1'", "[0, 1]")),
     "langs=,": ((*ACTIVE, "--illusion-langs=,"), ("--illusion-langs", "','")),
     "ablations": ((*ACTIVE, "--illusion-ablations=foo"), ("--illusion-ablations", "foo", "distractors_only")),
+    "answer-scope": ((*ACTIVE, "--illusion-answer-scope=word"), ("--illusion-answer-scope", "'word'", "line, full")),
     "wanda:1.5": (("--illusion-model=m", "--illusion-compress=wanda:1.5"), ("--illusion-compress", "'wanda:1.5'", "[0, 1)")),
     "wanda:3:2": (("--illusion-model=m", "--illusion-compress=wanda:3:2"), ("--illusion-compress", "'wanda:3:2'", "N < M")),
     "bogus": (("--illusion-model=m", "--illusion-compress=bogus"), ("--illusion-compress", "'bogus'", "Valid forms")),

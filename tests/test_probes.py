@@ -19,6 +19,7 @@ PROMPTS = [
 ]
 OPTIONS = [["1889", "Paris", "1900", "the tower"], ["Москва", "России", "Киев", "Минск"],
            ["中国北方", "长城", "北京", "上海"], ["القاهرة", "مصر", "دمشق", "بغداد"], ["a", "bb", "ccc", "dddd"]]
+GOLDS = [(options[0],) for options in OPTIONS]  # the gold is each item's first option
 
 
 def _encoded(tokenizer):
@@ -47,19 +48,21 @@ def _naive_scores(model, encoded):
 def test_mc_scores_and_rank_match_unbatched_full_forward(tiny_models, arch):
     model, tokenizer = tiny_models[arch]
     encoded = _encoded(tokenizer)
-    probes = ff_probes(model, tokenizer, encoded, [0] * len(encoded), DecodeSettings(batch_size=3), [0] * len(encoded),
-                       [False] * len(encoded))
-    results = [p.mc for p in probes]
+    probes = ff_probes(model, tokenizer, encoded, GOLDS * (len(encoded) // len(GOLDS)), DecodeSettings(batch_size=3),
+                       [0] * len(encoded), [False] * len(encoded))
     with torch.no_grad():
         naive = _naive_scores(model, encoded)
-        for enc, result, expected in zip(encoded, results, naive):
+        for enc, probe, expected in zip(encoded, probes, naive):
+            result, target = probe.mc, probe.target
             assert result.scores == pytest.approx(expected, abs=1e-4)
-            logprobs = torch.log_softmax(model(torch.tensor([enc.prompt_ids])).logits[0, -1].float(), -1)
-            gold_first = enc.option_ids[0][0]
-            assert result.gold_rank == int((logprobs > logprobs[gold_first]).sum()) + 1
+            # The rank's definition: one unpadded forward over the prompt and the tokens before the
+            # answer start, and the ranked token's place in the next-token distribution there.
+            ids = torch.tensor([enc.prompt_ids + target.conditioned_ids])
+            logprobs = torch.log_softmax(model(ids).logits[0, -1].float(), -1)
+            assert result.gold_rank == int((logprobs > logprobs[target.token]).sum()) + 1
             others = logprobs.clone()
-            others[gold_first] = -float("inf")
-            assert result.gold_margin == pytest.approx(float(logprobs[gold_first] - others.max()), abs=1e-4)
+            others[target.token] = -float("inf")
+            assert result.gold_margin == pytest.approx(float(logprobs[target.token] - others.max()), abs=1e-4)
 
 
 def test_boundary_check_uses_joint_encoding_and_flags_merges(tiny_models):
@@ -88,20 +91,20 @@ def test_results_do_not_depend_on_batch_size(tiny_models, arch):
     for batch in (1, 4, 16):
         settings = DecodeSettings(max_new_tokens=8, batch_size=batch)
         outputs[batch] = greedy(model, tokenizer, prompts, settings)
-        probes = ff_probes(model, tokenizer, encoded, [0] * n, settings, [0] * n, [False] * n)
-        scores[batch] = [p.mc.scores for p in probes]
+        probes = ff_probes(model, tokenizer, encoded, GOLDS * 4, settings, [0] * n, [False] * n)
+        scores[batch] = [(p.mc.scores, p.mc.gold_rank) for p in probes]
         ff[batch] = [p.output for p in probes]
     assert outputs[1] == outputs[4] == outputs[16]
     assert ff[1] == ff[4] == ff[16] == outputs[1]  # greedy from the shared prefix = plain greedy
     for batch in (4, 16):
-        for a, b in zip(scores[1], scores[batch]):
-            assert a == pytest.approx(b, abs=1e-4)
+        for (a, rank_a), (b, rank_b) in zip(scores[1], scores[batch]):
+            assert a == pytest.approx(b, abs=1e-4) and rank_a == rank_b
             assert max(range(4), key=a.__getitem__) == max(range(4), key=b.__getitem__)
 
 
 def _reach(model, tokenizer, encoded, settings, seeds):
     n = len(encoded)
-    return ff_probes(model, tokenizer, encoded, [0] * n, settings, seeds, [True] * n)
+    return ff_probes(model, tokenizer, encoded, GOLDS[:n], settings, seeds, [True] * n)
 
 
 def test_samples_are_seeded_per_item_not_per_batch(tiny_models):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from illusion_checks.scoring import (
+    carries_content,
     exact_match,
     is_correct,
     normalize,
@@ -171,3 +172,11 @@ def test_html_wrapped_answers_score_like_plain_ones():
     assert token_f1(output, ["Joseph Shea"]) == 1.0
     assert exact_match("<b>1427</b>", ["1427"])
     assert token_f1("a < b and c > d", ["a b and c d"]) == 1.0  # comparison signs are not tags
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Paris", True), (" 4", True), ("汤", True), ("\ufffd", True),  # half of a byte-split character
+    (" ", False), ("\n\n", False), ("*", False), (" «", False), ("\u200b", False), ("", False),
+])
+def test_carries_content_is_letters_digits_and_marks(text, expected):
+    assert carries_content(text) is expected

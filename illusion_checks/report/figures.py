@@ -1,19 +1,22 @@
 """The paper's figures for one run, per language plus 'overall', as `svg.Chart`s and table rows.
 
-Fig. 8 fate breakdown, Fig. 2 output-mode ladder, Fig. 3 gold-rank distribution, Fig. 4
-greedy vs beam/sample reachability and recovery, Table 1 prune gap, and the dissociation /
-ΔPR intervals. Every value label names its summary field in `data-metric` (a dotted path
-into `summary.per_language[lang]` or `summary.overall`).
+Fig. 8 fate breakdown, Fig. 2 output-mode ladder, Fig. 3 gold-rank distribution (with the
+answer-start diagnostic that says where it may be read), Fig. 4 greedy vs beam/sample
+reachability and recovery, Table 1 prune gap, and the dissociation / ΔPR intervals. Every value
+label names its summary field in `data-metric` (a dotted path into `summary.per_language[lang]`
+or `summary.overall`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from illusion_checks.fates import FATE_ORDER
-from illusion_checks.report import item_stats, svg
+from illusion_checks.metrics import MODELS
+from illusion_checks.report import findings, item_stats, svg
 from illusion_checks.report.charts import (IntervalRow, Series, StackRow, grouped_bars,
                                            interval_rows, stacked_rows)
 from illusion_checks.report.formats import pct, points, rank, signed
@@ -74,25 +77,84 @@ RANK_SERIES = (("mc_only", Series("MC-only (compressed rank)", "rank-mc-only")),
 RANK_SHORT = {"mc_only": "MC-only", "kept": "kept", "reference_failures": "ref. failures"}
 
 
-def rank_panels(items_by_lang: Mapping[str, Sequence[Mapping[str, Any]]], summary: Summary,
-                langs: Sequence[str]) -> list[svg.Chart]:
-    """Fig. 3 as small multiples: share of each group's gold ranks per log-scale bucket, with medians."""
+@dataclasses.dataclass(frozen=True)
+class RankFigure:
+    """Fig. 3: a panel per language whose gold rank may be read, and why each other one has none."""
+
+    panels: tuple[svg.Chart, ...]
+    withheld: tuple[tuple[str, str], ...]  # (language or 'overall', sentence)
+
+
+def _rank_panel(chart_id: str, title: str, items: Sequence[Mapping[str, Any]],
+                medians: Mapping[str, float | None], tags: Mapping[str, Mapping[str, str]],
+                caption: str = "") -> svg.Chart:
+    """One small multiple: each group's share of gold ranks per bucket, medians top-right."""
     buckets = [item_stats.bucket_label(lo, hi) for lo, hi in item_stats.RANK_BUCKETS]
-    panels = []
+    groups = item_stats.rank_groups(items)
+    shares = [item_stats.bucket_shares(groups[key]) for key, _ in RANK_SERIES]
+    chart = grouped_bars(
+        chart_id, title, buckets, [ser for _, ser in RANK_SERIES],
+        [[shares[g][b] for g in range(len(RANK_SERIES))] for b in range(len(buckets))],
+        pct, bar_width=11, height=190, show_values=False, domain=(0.0, 1.0),
+        caption=caption + " · ".join(f"{RANK_SHORT[key]} n={len(groups[key])}" for key, _ in RANK_SERIES))
+    marks = [svg.text(chart.width - 10, 14 + 12 * i, f"{RANK_SHORT[key]} median {rank(medians[key])}",
+                      f"median {ser.cls}", "end", tags.get(key, {}))
+             for i, (key, ser) in enumerate(RANK_SERIES)]
+    return _with_marks(chart, marks, legend=False)
+
+
+def rank_figure(items_by_lang: Mapping[str, Sequence[Mapping[str, Any]]], summary: Summary,
+                langs: Sequence[str], chat_template: bool = False) -> RankFigure:
+    """Fig. 3 as small multiples, one per language whose gold rank is interpretable (medians
+    from the summary); every other language gets a sentence instead. 'overall' pools only the
+    languages shown, so its medians are then recomputed from their items (and not tagged)."""
+    panels: list[svg.Chart] = []
+    withheld: list[tuple[str, str]] = []
+    shown = [lang for lang in langs if findings.rank_interpretable(summary["per_language"][lang])]
+    for lang in langs:
+        s = summary["per_language"][lang]
+        if lang not in shown:
+            withheld.append((lang, findings.rank_not_interpretable(lang, s, chat_template)))
+            continue
+        panels.append(_rank_panel(f"fig-ranks-{len(panels)}", lang, items_by_lang[lang], s["median_gold_rank"],
+                                  {key: _tag(lang, f"median_gold_rank.{key}") for key, _ in RANK_SERIES}))
+    overall = summary[OVERALL]
+    if len(shown) == len(langs) and findings.rank_interpretable(overall):
+        panels.append(_rank_panel(f"fig-ranks-{len(panels)}", OVERALL, items_by_lang[OVERALL],
+                                  overall["median_gold_rank"],
+                                  {key: _tag(OVERALL, f"median_gold_rank.{key}") for key, _ in RANK_SERIES}))
+    elif len(shown) == len(langs):
+        withheld.append((OVERALL, findings.rank_not_interpretable(OVERALL, overall, chat_template)))
+    elif shown:
+        pooled = [it for lang in shown for it in items_by_lang[lang]]
+        groups = item_stats.rank_groups(pooled)
+        medians = {key: float(statistics.median(v)) if v else None for key, v in groups.items()}
+        panels.append(_rank_panel(f"fig-ranks-{len(panels)}", f"{OVERALL} ({', '.join(shown)})", pooled, medians,
+                                  {}, caption=f"pooled over {', '.join(shown)} only: "))
+    else:
+        withheld.append((OVERALL, f"{OVERALL}: not shown, since the gold rank is interpretable in no language."))
+    return RankFigure(tuple(panels), tuple(withheld))
+
+
+def answer_start_rows(summary: Summary, langs: Sequence[str]) -> list[dict[str, Any]]:
+    """Per language: how many of each model's FF-correct answers begin with the gold where the
+    answer starts, and whether that makes the gold rank interpretable; [] for older results."""
+    rows = []
+    withheld = [lang for lang in langs if not findings.rank_interpretable(summary["per_language"][lang])]
     for lang, s in _per_lang(summary, langs):
-        groups = item_stats.rank_groups(items_by_lang[lang])
-        shares = [item_stats.bucket_shares(groups[key]) for key, _ in RANK_SERIES]
-        chart = grouped_bars(
-            f"fig-ranks-{len(panels)}", lang, buckets, [ser for _, ser in RANK_SERIES],
-            [[shares[g][b] for g in range(len(RANK_SERIES))] for b in range(len(buckets))],
-            pct, bar_width=11, height=190, show_values=False, domain=(0.0, 1.0),
-            caption=" · ".join(f"{RANK_SHORT[key]} n={len(groups[key])}" for key, _ in RANK_SERIES))
-        # Medians come from the summary, written top-right in the series' colours.
-        medians = [svg.text(chart.width - 10, 14 + 12 * i, f"{RANK_SHORT[key]} median {rank(s['median_gold_rank'][key])}",
-                            f"median {ser.cls}", "end", _tag(lang, f"median_gold_rank.{key}"))
-                   for i, (key, ser) in enumerate(RANK_SERIES)]
-        panels.append(_with_marks(chart, medians, legend=False))
-    return panels
+        if "answer_start" not in s:
+            return []
+        cells = []
+        for model in MODELS:
+            block = s["answer_start"][model]
+            cells.append({"metric": None, "text": f"{block['n_begins_with_gold']} of {block['n_ff_correct']}"})
+            cells.append({"metric": f"answer_start.{model}.share", "text": pct(block["share"])})
+        verdict = s.get("rank_interpretable")
+        text = {True: "yes", False: "no: not plotted", None: "unknown"}[verdict]
+        if lang == OVERALL and verdict is not False and withheld:
+            text += f" (plotted without {', '.join(withheld)})"
+        rows.append({"lang": lang, "cells": cells, "interpretable": verdict, "verdict": text})
+    return rows
 
 
 def reach_panels(summary: Summary, langs: Sequence[str]) -> list[svg.Chart]:
@@ -151,6 +213,12 @@ def prune_gap_rows(summary: Summary, langs: Sequence[str]) -> list[dict[str, Any
             for lang, s in _per_lang(summary, langs)]
 
 
+def one_shot_missing(summary: Summary, langs: Sequence[str]) -> list[str]:
+    """Languages where the 1-shot probe ran on no item (no exemplar), so Table 1 says n/a."""
+    return [lang for lang in langs
+            if all(summary["per_language"][lang]["acc"][m]["one_shot"] is None for m in MODELS)]
+
+
 def _with_marks(chart: svg.Chart, extra: Sequence[svg.Mark], legend: bool = True) -> svg.Chart:
     return dataclasses.replace(chart, marks=chart.marks + tuple(extra),
                                legend=chart.legend if legend else ())
@@ -164,17 +232,21 @@ def all_figures(results: Mapping[str, Any], langs: Sequence[str]) -> dict[str, A
     """Every figure of the report, keyed by template slot."""
     summary = results["summary"]
     items_by_lang = item_stats.by_language(results["items"], langs)
-    ranks = rank_panels(items_by_lang, summary, langs)
+    chat_template = bool(results["config"].get("probes", {}).get("chat_template", False))
+    ranks = rank_figure(items_by_lang, summary, langs, chat_template)
     return {
         "fates": fate_chart(summary, langs),
         "ladder": ladder_chart(summary, langs),
-        "ranks": ranks,
+        "ranks": ranks.panels,
+        "ranks_withheld": ranks.withheld,
         "rank_legend": tuple((ser.label, ser.cls) for _, ser in RANK_SERIES),
+        "answer_start": answer_start_rows(summary, langs),
         "reach": reach_panels(summary, langs),
         "reach_legend": (("greedy", "probe-greedy"), ("beam-5", "probe-beam"), ("10-sample", "probe-sample")),
         "recovery": recovery_chart(summary, langs),
         "intervals": interval_charts(summary, langs),
         "prune_gap": prune_gap_rows(summary, langs),
+        "one_shot_missing": one_shot_missing(summary, langs),
         "has_search": _nonempty([summary["overall"]["acc"]["compressed"]["beam"],
                                  summary["overall"]["acc"]["compressed"]["sample"]]),
     }

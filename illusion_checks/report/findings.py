@@ -3,7 +3,9 @@
 "Demoted, not erased" is claimed only when the evidence supports it: the MC-only items' gold
 first token still ranks near the top (paper Fig. 3: median 3.5 after pruning, versus 17 for
 items the reference already failed) and beam search or sampling reaches a good share of them
-(Sec. 3.4). Evidence pointing the other way says "erased"; mixed evidence says so.
+(Sec. 3.4). Evidence pointing the other way says "erased"; mixed evidence says so. The rank is
+read where the model's answer starts, so it is no evidence for a language whose correct answers
+mostly do not begin with the gold (`rank_interpretable` false): there, recovery alone decides.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
 from illusion_checks.report.formats import pct, rank, signed
 from illusion_checks.report.item_stats import Recovery
 
@@ -62,7 +65,32 @@ def _verdict(median_rank: float | None, recovery: float | None) -> str | None:
     return "mixed"
 
 
-def _evidence(rec: Recovery, median_rank: float | None) -> str:
+def rank_interpretable(s: Mapping[str, Any]) -> bool:
+    """Whether a summary block's gold ranks may be read (true, or unknown in older results)."""
+    return s.get("rank_interpretable") is not False
+
+
+def rank_not_interpretable(lang: str, s: Mapping[str, Any], chat_template: bool = False) -> str:
+    """Why `lang`'s gold rank is withheld, with each model's answer-start counts."""
+    shares, silent = [], []
+    for model, who in (("reference", "the reference"), ("compressed", "the compressed model")):
+        block = s["answer_start"][model]
+        if block["n_ff_correct"]:
+            shares.append(f"{pct(block['share'])} ({block['n_begins_with_gold']} of {block['n_ff_correct']}) "
+                          f"of {who}'s")
+        else:
+            silent.append(who)
+    text = f"{lang}: the gold rank is not interpretable for this model and prompt: "
+    if shares:
+        text += (f"only {' and '.join(shares)} correct answers begin with the gold where the answer "
+                 f"starts (at least {pct(RANK_INTERPRETABLE_SHARE)} needed)")
+        text += f", and {' and '.join(silent)} produced no correct answer. " if silent else ". "
+    else:
+        text += "neither model produced a correct answer whose start could be checked. "
+    return text + ("Try a 1-shot prompt." if chat_template else "Try --illusion-chat-template or a 1-shot prompt.")
+
+
+def _evidence(rec: Recovery, median_rank: float | None, interpretable: bool = True) -> str:
     """'; beam-5 recovers 55% of them, 10-sample decoding 70%; their gold first token has median rank 3'."""
     parts = []
     if rec.beam is not None and rec.sample is not None:
@@ -73,7 +101,10 @@ def _evidence(rec: Recovery, median_rank: float | None) -> str:
         parts.append(f"10-sample decoding recovers {pct(rec.sample)} of them")
     if parts and _probed(rec) < rec.n_items:
         parts[-1] += f" (of the {_probed(rec)} probed)"
-    if median_rank is not None:
+    if not interpretable:
+        parts.append("their gold rank is not interpretable here (too few correct answers begin with "
+                     "the gold where the answer starts)")
+    elif median_rank is not None:
         parts.append(f"their gold first token has median rank {rank(median_rank)}")
     return "".join(f"; {p}" for p in parts)
 
@@ -99,13 +130,14 @@ def language_finding(lang: str, s: Mapping[str, Any], rec: Recovery) -> Finding:
                     "the reference produced are still produced.")
         return Finding(lang, text, "none", s["dissociation_rate"])
 
-    median_rank = s["median_gold_rank"]["mc_only"]
+    interpretable = rank_interpretable(s)
+    median_rank = s["median_gold_rank"]["mc_only"] if interpretable else None
     # Recovery measured on a handful of probed items is printed but does not decide the verdict.
     recoveries = [r for r in (rec.beam, rec.sample) if r is not None]
     enough = recoveries and _probed(rec) >= MIN_ITEMS_FOR_VERDICT
     verdict = _verdict(median_rank, max(recoveries) if enough else None)
     text = (f"{lang}: {pct(s['dissociation_rate'])} of the answers the reference produced are now "
-            f"MC-only ({fates['mc_only']} of {n}){_evidence(rec, median_rank)}")
+            f"MC-only ({fates['mc_only']} of {n}){_evidence(rec, median_rank, interpretable)}")
     if fates["mc_only"] < MIN_ITEMS_FOR_VERDICT:
         verdict = None
         text += ": too few to tell whether they are demoted or erased."

@@ -15,8 +15,9 @@ import jinja2
 from markupsafe import Markup
 
 from illusion_checks import __version__
+from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
 from illusion_checks.report import explorer, figures, findings, item_stats, sweep as sweep_mod
-from illusion_checks.report.formats import interval, spec_value
+from illusion_checks.report.formats import interval, pct, spec_value
 
 SCHEMA = "illusion-checks/results/v1"
 _REQUIRED = ("schema", "config", "items", "summary", "gates")
@@ -55,6 +56,10 @@ def check_results(results: Mapping[str, Any], name: str = "results") -> None:
         raise ValueError(f"{name}: missing field {missing[0]!r}")
     if results["schema"] != SCHEMA:
         raise ValueError(f"{name}: schema is {results['schema']!r}, expected {SCHEMA!r}")
+    notes = results.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, Mapping) and isinstance(n.get("message"), str)
+                                              for n in notes):
+        raise ValueError(f"{name}: field 'notes' must be a list of objects with a 'message' string")
 
 
 def report_langs(results: Mapping[str, Any]) -> list[str]:
@@ -74,6 +79,11 @@ def gate_rows(gates: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                      "rule": f"{'≤' if g['direction'] == 'max' else '≥'} {fmt(g['threshold'])}",
                      "gate_on": g["gate_on"], "passed": bool(g["passed"])})
     return rows
+
+
+def note_rows(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The run's notes (absent in older results) as kind and message, in the order written."""
+    return [{"kind": str(n.get("kind", "")), "message": n["message"]} for n in results.get("notes", [])]
 
 
 def _verdict(gates: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -105,9 +115,11 @@ def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] =
         gates=gate_rows(results["gates"]),
         verdict_class=verdict_class,
         verdict_text=verdict_text,
+        notes=note_rows(results),
         headline=findings.headline(results["summary"], per_lang, config["compressed"]["spec"]),
         findings=per_lang,
         fig=figures.all_figures(results, langs),
+        rank_share=pct(RANK_INTERPRETABLE_SHARE),
         sweep=sweep_mod.sweep_section(results, sweep),
         fate_choices=FATE_CHOICES,
         items_json=explorer.script_json(explorer.explorer_data(results["items"])),

@@ -4,6 +4,8 @@
   "use strict";
   var PAGE = 200;
   var FATES = { kept: "kept", mc_only: "MC-only", produced_only: "produced-only", lost: "lost" };
+  // gold_token.source: the model's own first token of a gold it produced, or the gold's token.
+  var TOKEN_SOURCES = { produced: "as the model produced it", gold: "from the gold" };
   var data = JSON.parse(document.getElementById("items-data").textContent);
   var items = data.items;
   var form = document.getElementById("explorer-filters");
@@ -29,6 +31,18 @@
     var node = el(tag, cls, text);
     node.dir = "auto";
     return node;
+  }
+
+  // Whitespace and invisible characters made visible, for tokens: a space as \u2423, a newline
+  // as \n, any other as \u{hex}.
+  function visible(text) {
+    return String(text).replace(/[\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u2060\ufeff]/g, function (c) {
+      if (c === " ") return "\u2423";
+      if (c === "\n") return "\\n";
+      if (c === "\t") return "\\t";
+      if (c === "\r") return "\\r";
+      return "\\u{" + c.charCodeAt(0).toString(16) + "}";
+    });
   }
 
   function mark(ok) {
@@ -65,11 +79,16 @@
     return frag;
   }
 
+  // A probe that did not run (one_shot without an exemplar) is null: it adds no text.
+  function outputOf(probe) {
+    return probe ? probe.output : "";
+  }
+
   function haystack(it) {
     var parts = [it.id, it.question, it.gold].concat(it.aliases);
     ["reference", "compressed"].forEach(function (m) {
       var o = it[m];
-      parts.push(o.ff.output, o.cs.output, o.one_shot.output, o.zero_shot_short.output);
+      parts.push(outputOf(o.ff), outputOf(o.cs), outputOf(o.one_shot), outputOf(o.zero_shot_short));
     });
     return parts.join("\n").toLowerCase();
   }
@@ -157,12 +176,7 @@
     g.appendChild(el("mark", "gold", it.gold));
     if (it.aliases.length) g.appendChild(el("span", "muted", " (also: " + it.aliases.join(", ") + ")"));
     q.appendChild(g);
-    var rank = el("p");
-    rank.appendChild(el("strong", null, "Gold first-token rank: "));
-    rank.appendChild(document.createTextNode("reference " + rankText(it.reference.gold_rank) +
-      " (margin " + fmt(it.reference.gold_margin) + ") \u2192 compressed " +
-      rankText(it.compressed.gold_rank) + " (margin " + fmt(it.compressed.gold_margin) + ")"));
-    q.appendChild(rank);
+    q.appendChild(rankLine(it.reference, it.compressed));
     box.appendChild(q);
 
     var p = section("Passage");
@@ -176,6 +190,40 @@
     box.appendChild(searchOutputs(it, gold, "beam", "Beam search (5 beams)"));
     box.appendChild(searchOutputs(it, gold, "sample", "Samples (10, top-p 0.9)"));
     return box;
+  }
+
+  // "reference 1 (margin +2.10) -> compressed 3 (margin -0.40) of 'Paris' (id 1234, after '\n',
+  // offset 1)": the ranked token once when both models ranked the same one, else after each rank.
+  function rankLine(ref, comp) {
+    var p = el("p", "rank-line");
+    var same = sameToken(ref.gold_token, comp.gold_token);
+    p.appendChild(el("strong", null, "Gold first-token rank: "));
+    p.appendChild(document.createTextNode("reference " + rankText(ref.gold_rank) +
+      " (margin " + fmt(ref.gold_margin) + ")"));
+    if (!same) appendToken(p, ref.gold_token);
+    p.appendChild(document.createTextNode(" \u2192 compressed " + rankText(comp.gold_rank) +
+      " (margin " + fmt(comp.gold_margin) + ")"));
+    appendToken(p, comp.gold_token);
+    return p;
+  }
+
+  function sameToken(a, b) {
+    if (!a || !b) return !a && !b;
+    return a.id === b.id && a.text === b.text && a.offset === b.offset &&
+      a.conditioned_on === b.conditioned_on && a.boundary_ok === b.boundary_ok && a.source === b.source;
+  }
+
+  // The ranked token (null when the gold has no content token, absent in older results).
+  function appendToken(p, t) {
+    if (!t) return;
+    p.appendChild(document.createTextNode(" of "));
+    p.appendChild(textEl("code", "token", "'" + visible(t.text) + "'"));
+    var where = t.offset ? "after '" + visible(t.conditioned_on) + "', offset " + t.offset : "at the answer start";
+    var origin = TOKEN_SOURCES[t.source] || (t.source ? String(t.source) : "");
+    p.appendChild(document.createTextNode(" (id " + t.id + ", " + where + (origin ? ", " + origin : "") + ")"));
+    if (t.boundary_ok === false) {
+      p.appendChild(el("span", "muted", " tokens merged across the answer boundary"));
+    }
   }
 
   function fmt(x) {
@@ -218,6 +266,13 @@
     td.appendChild(document.createTextNode(" "));
     td.appendChild(highlighted(probe.output, gold));
     if (typeof probe.f1 === "number") td.appendChild(el("span", "muted", " F1 " + probe.f1.toFixed(2)));
+    if (probe.correct && probe.begins_with_gold === false) {
+      td.appendChild(el("span", "muted", " \u00b7 does not begin with the gold"));
+    }
+    if (probe.exemplar_id !== undefined && probe.exemplar_id !== null) {
+      td.appendChild(el("span", "muted", " \u00b7 exemplar " + probe.exemplar_id +
+        (probe.exemplar_source ? " (" + probe.exemplar_source + ")" : "")));
+    }
     return td;
   }
 
@@ -237,7 +292,8 @@
       ["reference", "compressed"].forEach(function (m) {
         var o = it[m];
         var probe = p[0].indexOf("ablation:") === 0 ? (o.ablations || {})[p[0].slice(9)] : o[p[0]];
-        tr.appendChild(probe ? outputCell(probe, gold) : el("td", "muted", "not run"));
+        if (probe) tr.appendChild(outputCell(probe, gold));
+        else tr.appendChild(el("td", "muted", p[0] === "one_shot" ? "not run (no exemplar for this language)" : "not run"));
       });
       t.tBodies[0].appendChild(tr);
     });

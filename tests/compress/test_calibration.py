@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
 
 from illusion_checks.compress import calibration_batch, calibration_texts, fingerprint
+from illusion_checks.datasets import load_dataset
 
 
 class CharTokenizer:
@@ -59,8 +61,79 @@ def test_text_and_jsonl_files(tmp_path):
 
 
 def test_unknown_source_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="one of english, balanced, per-language or a text/JSONL file, but is 'c4'"):
-        calibration_texts("c4", POOL, EVAL, ["en"], seed=0)
+    with pytest.raises(ValueError, match="one of english, balanced, per-language, embedded, c4 or a text/JSONL file, "
+                                         "but is 'c5'"):
+        calibration_texts("c5", POOL, EVAL, ["en"], seed=0)
+
+
+def test_embedded_is_every_fixture_language_minus_the_evaluated_passages():
+    fixtures = load_dataset("fixtures").by_lang
+    equal = fixtures["de"][0].context
+    inside = fixtures["en"][1].context[:60]  # an evaluated context that a fixture passage contains
+    texts = calibration_texts("embedded", {}, {equal, inside}, ["de"], seed=0)
+    assert list(texts) == ["*"]
+    everything = [item.context for items in fixtures.values() for item in items]
+    assert sorted(texts["*"]) == sorted(p for p in everything if p != equal and inside not in p)
+    assert len(texts["*"]) == len(everything) - 2
+    assert texts == calibration_texts("embedded", {}, {equal, inside}, ["de"], seed=0)
+
+
+def test_english_without_english_in_the_data_falls_back_to_the_embedded_corpus_and_says_so():
+    notices: list[tuple[str | None, str]] = []
+    pool = {lang: POOL[lang] for lang in ("sw", "de")}
+    evaluated = {load_dataset("fixtures").by_lang["en"][0].context}
+    texts = calibration_texts("english", pool, evaluated, ["sw", "de"], seed=0,
+                              notice=lambda lang, message: notices.append((lang, message)))
+    english = [item.context for item in load_dataset("fixtures").by_lang["en"]][1:]
+    assert sorted(texts["*"]) == sorted(english)
+    assert notices == [("en", "calibration 'english': the data set has no unevaluated passages in 'en'; "
+                              f"using the embedded fixture corpus's {len(english)} 'en' passages")]
+    quiet: list = []
+    calibration_texts("english", POOL, EVAL, ["sw"], seed=0, notice=lambda lang, message: quiet.append(message))
+    assert quiet == []  # the data set's own English passages need no notice
+
+
+def test_balanced_falls_back_per_language():
+    notices: list[tuple[str | None, str]] = []
+    texts = calibration_texts("balanced", POOL, EVAL, ["de", "zh"], seed=0,
+                              notice=lambda lang, message: notices.append((lang, message)))["*"]
+    chinese = {item.context for item in load_dataset("fixtures").by_lang["zh"]}
+    assert sum(p in POOL["de"] for p in texts) == 4 and sum(p in chinese for p in texts) == 4 and len(texts) == 8
+    assert [lang for lang, _ in notices] == ["zh"] and "embedded fixture corpus" in notices[0][1]
+
+
+@pytest.mark.parametrize("source", ["english", "balanced", "per-language"])
+def test_a_language_missing_everywhere_names_the_source_and_language_and_the_alternatives(source):
+    # Every English fixture passage evaluated, and no English in the data set: nowhere to fall back to.
+    evaluated = {item.context for item in load_dataset("fixtures").by_lang["en"]} | EVAL
+    pool = {"th": [], "sw": POOL["sw"]}
+    langs = ["th"] if source != "english" else ["sw"]
+    missing = "th" if source != "english" else "en"
+    with pytest.raises(ValueError, match=f"calibration source '{source}' needs passages in '{missing}'") as caught:
+        calibration_texts(source, pool, evaluated, langs, seed=0)
+    message = str(caught.value)
+    assert "\n" not in message
+    for alternative in ("--illusion-calibration=embedded", "c4", ".txt/.jsonl file"):
+        assert alternative in message
+
+
+def test_per_language_does_not_fall_back():
+    with pytest.raises(ValueError, match="needs passages in 'zh'"):
+        calibration_texts("per-language", POOL, EVAL, ["de", "zh"], seed=0, notice=lambda lang, message: None)
+
+
+def test_c4_offline_fails_fast_in_one_line(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="calibration source 'c4' .*needs the network") as caught:
+        calibration_texts("c4", POOL, EVAL, ["en"], seed=0, nsamples=4)
+    assert time.perf_counter() - start < 10
+    message = str(caught.value)
+    assert "\n" not in message and "--illusion-calibration=embedded" in message and ".txt/.jsonl file" in message
 
 
 @pytest.mark.parametrize("passage", ["The evaluated context about mountains.", "Intro. The evaluated context about mountains. More."])

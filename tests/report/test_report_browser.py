@@ -7,6 +7,7 @@ Needs the Debian `chromium` package at /usr/bin/chromium and the Python `playwri
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from illusion_checks.report import write_report
-from tests.synth import XSS_PAYLOADS, make_results, with_payloads
+from tests.synth import PROFILES, XSS_PAYLOADS, make_results, with_payloads
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -213,4 +214,58 @@ def test_nine_languages_by_200_items_stay_fast(browser, artifacts):
     assert size_mb < 8
     assert page.load_s < 10 and filter_s < 1.0  # generous: CI machines are shared
     assert page.errors() == []
+    page.close()
+
+
+def _visible(text: str) -> str:
+    """The explorer's rendering of whitespace in a token."""
+    return text.replace(" ", "\u2423").replace("\n", "\\n")
+
+
+def _token_text(token: dict) -> str:
+    where = (f"after '{_visible(token['conditioned_on'])}', offset {token['offset']}" if token["offset"]
+             else "at the answer start")
+    source = {"produced": "as the model produced it", "gold": "from the gold"}[token["source"]]
+    return f"'{_visible(token['text'])}' (id {token['id']}, {where}, {source})"
+
+
+def test_explorer_shows_the_ranked_token_notes_and_a_missing_one_shot(browser, artifacts):
+    from playwright.sync_api import expect
+
+    sw = dataclasses.replace(PROFILES["sw"], has_exemplar=False, begins_with_gold=0.2)
+    results = with_payloads(make_results(("en", "sw"), 30, n_resamples=10, profiles={"sw": sw}))
+    path = artifacts / "report-browser-answer-start.html"
+    write_report(path, results)
+    page = Page(browser, path)
+    pg = page.page
+
+    # The run's notes are visible near the top, the planted payload as text.
+    notes = pg.locator("#notes")
+    assert notes.is_visible() and "<script>window.__pwned=1</script>" in notes.inner_text()
+    assert pg.locator("#notes li").count() == len(results["notes"]) == 2
+
+    # Searching reads every item's outputs, sw's null 1-shot included; its detail says why.
+    item = next(it for it in results["items"] if it["lang"] == "sw"
+                and it["reference"]["gold_token"]["offset"] and it["compressed"]["gold_token"]["offset"] == 0)
+    pg.fill("#filter-text", item["id"])
+    expect(pg.locator(".item-row")).to_have_count(1)
+    pg.locator(".item-row").first.click()
+    detail = pg.locator(".item-detail").first
+    one_shot = detail.locator("tr", has_text="1-shot").inner_text()
+    assert one_shot.count("not run (no exemplar for this language)") == 2
+    rank_line = detail.locator(".rank-line").inner_text()
+    assert _token_text(item["reference"]["gold_token"]) in rank_line
+    assert _token_text(item["compressed"]["gold_token"]) in rank_line
+    pg.screenshot(path=str(artifacts / "report-browser-answer-start.png"), full_page=False)
+
+    # An en item with an exemplar shows its id; a hostile token and exemplar id stay text.
+    pg.fill("#filter-text", "")
+    expect(pg.locator(".item-row")).to_have_count(len(results["items"]))
+    pg.locator(".item-row").first.click()
+    first = pg.locator("#item-detail-0")
+    assert "of '<script>window.__pwned=1</script>' (id" in first.locator(".rank-line").inner_text()
+    assert "exemplar <script>window.__pwned=1</script> (dataset)" in first.inner_text()
+    assert pg.evaluate("typeof window.__pwned") == "undefined"
+    assert pg.evaluate("document.scripts.length") == 2
+    assert page.errors() == [] and page.dialogs == []
     page.close()

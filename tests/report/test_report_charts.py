@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from illusion_checks.report import figures, item_stats, svg, sweep
 from illusion_checks.report.charts import (IntervalRow, Series, StackRow, grouped_bars,
                                            interval_rows, stacked_rows)
 from illusion_checks.report.formats import pct
-from tests.synth import make_results
+from tests.synth import PROFILES, make_results
 
 LANGS = ["ar", "en", "sw"]
 
@@ -136,3 +137,35 @@ def test_sweep_orders_specs_and_labels_calibrations(small_results):
     assert [r["current"] for r in section["rows"]] == [False, True]
     assert sweep.sweep_section(small_results, []) is None
     assert sweep._natural_key("wanda:0.5") < sweep._natural_key("wanda:0.75")
+
+
+def test_rank_figure_withholds_a_language_whose_rank_is_not_interpretable():
+    results = make_results(tuple(LANGS), 60, n_resamples=10,
+                           profiles={"sw": dataclasses.replace(PROFILES["sw"], begins_with_gold=0.2)})
+    per = results["summary"]["per_language"]
+    assert [per[lang]["rank_interpretable"] for lang in LANGS] == [True, True, False]
+    fig = figures.all_figures(results, LANGS)
+
+    # No sw panel and no sw rank anywhere; overall pools ar and en only, with its own medians.
+    assert [c.title for c in fig["ranks"]] == ["ar", "en", "overall (ar, en)"]
+    assert all(lang in ("ar", "en") for c in fig["ranks"] for lang, _ in labelled(c))
+    pooled = item_stats.rank_groups([it for it in results["items"] if it["lang"] != "sw"])
+    assert f"MC-only n={len(pooled['mc_only'])}" in fig["ranks"][-1].caption
+
+    # In its place, the sentence with sw's real answer-start counts.
+    ref, comp = per["sw"]["answer_start"]["reference"], per["sw"]["answer_start"]["compressed"]
+    assert ref["share"] < 0.5 and comp["share"] < 0.5
+    assert fig["ranks_withheld"] == (("sw", (
+        "sw: the gold rank is not interpretable for this model and prompt: only "
+        f"{ref['share']:.0%} ({ref['n_begins_with_gold']} of {ref['n_ff_correct']}) of the reference's and "
+        f"{comp['share']:.0%} ({comp['n_begins_with_gold']} of {comp['n_ff_correct']}) of the compressed model's "
+        "correct answers begin with the gold where the answer starts (at least 50% needed). "
+        "Try --illusion-chat-template or a 1-shot prompt.")),)
+    assert [row["verdict"] for row in fig["answer_start"]] == [
+        "yes", "yes", "no: not plotted", "yes (plotted without sw)"]
+
+    # Results written before the field existed (null) are plotted as before.
+    for block in [*per.values(), results["summary"]["overall"]]:
+        block["rank_interpretable"] = None
+    fig = figures.all_figures(results, LANGS)
+    assert [c.title for c in fig["ranks"]] == [*LANGS, "overall"] and fig["ranks_withheld"] == ()

@@ -103,3 +103,11 @@ def test_mc_only_recovery_counts_probed_items_only(small_results):
     probed = [it for it in mc_only if it["compressed"]["beam"] is not None]
     assert result.n_items == len(mc_only) and result.n_beam == len(probed)
     assert result.beam == sum(it["compressed"]["beam"]["reached"] for it in probed) / len(probed)
+
+
+def test_an_uninterpretable_rank_is_not_cited():
+    s = {**summary(median=40.0), "rank_interpretable": False}
+    f = language_finding("ru", s, rec(0.55, 0.7))
+    assert "median rank" not in f.text
+    assert "their gold rank is not interpretable here" in f.text
+    assert f.verdict == "demoted"  # recovery alone decides; the deep rank would have made it "mixed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ import pytest
 
 from illusion_checks.report import make_report, write_report
 from illusion_checks.report.explorer import explorer_data
-from tests.synth import XSS_PAYLOADS, LangProfile, make_results, with_payloads
+from tests.synth import PROFILES, XSS_PAYLOADS, LangProfile, make_results, with_payloads
 
 SCRIPT = re.compile(r"<script([^>]*)>(.*?)</script>", re.S)
 
@@ -170,3 +171,40 @@ def test_run_without_search_probes_and_one_language():
     assert "Beam search and sampling were not run." in html
     assert 'data-metric="acc.compressed.beam" data-lang="sw">n/a<' in html
     assert "in sw" in html and "did not run to confirm" in html
+
+
+def test_notes_are_listed_near_the_top_and_escaped(small_results):
+    results = with_payloads(small_results)
+    html = make_report(results)
+    assert html.index('id="gates"') < html.index('id="notes"') < html.index('id="findings"')
+    notes = html[html.index('id="notes"'):html.index('id="findings"')]
+    assert notes.count("<li") == len(results["notes"]) == 1
+    assert "calibration file &lt;script&gt;window.__pwned=1&lt;/script&gt; has 3 samples" in notes
+    assert "<script>window" not in html
+    del small_results["notes"]  # results written before notes existed
+    assert 'id="notes"' not in make_report(small_results)
+    with pytest.raises(ValueError, match="field 'notes'"):
+        make_report({**small_results, "notes": ["a bare string"]})
+
+
+def test_rank_not_interpretable_and_missing_one_shot_read_plainly():
+    profile = dataclasses.replace(PROFILES["sw"], begins_with_gold=0.2, has_exemplar=False)
+    results = make_results(("en", "sw"), 40, n_resamples=10, profiles={"sw": profile})
+    s = results["summary"]["per_language"]["sw"]
+    assert s["rank_interpretable"] is False and s["acc"]["reference"]["one_shot"] is None
+    html = make_report(results)
+
+    # Fig. 3: en and the pooled overall are plotted, sw is a sentence with its counts.
+    ref = s["answer_start"]["reference"]
+    rank_titles = re.findall(r'id="fig-ranks-\d+">\s*<figcaption><span class="chart-title">([^<]*)<', html)
+    assert rank_titles == ["en", "overall (en)"]
+    assert (f'<li data-lang="sw">sw: the gold rank is not interpretable for this model and prompt: only '
+            f"{ref['share']:.0%} ({ref['n_begins_with_gold']} of {ref['n_ff_correct']}) of the reference&#39;s") in html
+    assert f'data-metric="answer_start.reference.share" data-lang="sw">{ref["share"]:.0%}<' in html
+
+    # Table 1: n/a for sw, and why (with the run's note in the Notes section).
+    assert 'data-metric="acc.reference.one_shot" data-lang="sw">n/a<' in html
+    assert 'data-metric="prune_gap.one_shot" data-lang="sw">n/a<' in html
+    assert "n/a for sw: the 1-shot probe did not run there, because no exemplar was available" in html
+    (one_shot_note,) = results["notes"]
+    assert one_shot_note["kind"] == "one_shot" and one_shot_note["message"] in html
