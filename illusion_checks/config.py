@@ -112,6 +112,7 @@ OPTIONS = (
     Option("--illusion-calibration-seqlen", _int("--illusion-calibration-seqlen", 8), 2048, "calibration sequence length (capped at the model's context)"),
     Option("--illusion-save-compressed", str, None, "save the compressed model (safetensors) to this directory", is_path=True),
     Option("--illusion-dataset", str, "fixtures", "fixtures (default), xquad, tydiqa, or a path (.jsonl, SQuAD .json[:LANG], or a directory)"),
+    Option("--illusion-strict-data", None, False, "stop on a gold that is not in its passage (default: a note listing the items)", is_flag=True),
     Option("--illusion-langs", parse_langs, None, "comma-separated languages to evaluate (default: all in the data set)"),
     Option("--illusion-items", _int("--illusion-items", 1), 200, "items per language"),
     Option("--illusion-seed", _int("--illusion-seed", 0), 42, "seed for item sampling, options, sampling and bootstrap"),
@@ -164,6 +165,7 @@ class IllusionConfig:
     calibration_seqlen: int = 2048
     save_compressed: str | None = None
     dataset: str = "fixtures"
+    strict_data: bool = False
     langs: tuple[str, ...] | None = None
     items: int = 200
     seed: int = 42
@@ -210,6 +212,8 @@ def _raw_value(config: pytest.Config, option: Option) -> tuple[Any, str]:
 
 def read_config(config: pytest.Config) -> IllusionConfig:
     """Parse and validate every option; a bad value raises pytest.UsageError naming it."""
+    if config.getoption("help", False) or config.getoption("markers", False):
+        return IllusionConfig()  # --help and --markers run nothing: they must work whatever the options say
     values: dict[str, Any] = {}
     on_cli: list[str] = []
     for option in OPTIONS:

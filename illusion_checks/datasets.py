@@ -8,6 +8,9 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
+
+from illusion_checks.scoring import normalize_compact
 
 FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "qa"
 TYDIQA_LANGS = {
@@ -55,10 +58,30 @@ class Dataset:
         return digest.hexdigest()
 
 
+def _shown(value: object) -> str:
+    """A value as an error message shows it: its repr, on one line, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _require_str(value: object, where: str, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise DatasetError(f"{where}: field '{name}' must be a non-empty string, got {value!r}")
     return value
+
+
+def _check_scorable(text: str, where: str, item_id: str, name: str) -> str:
+    """A gold or alias must keep something after normalization, or no answer can ever match it."""
+    if not normalize_compact(text):
+        raise DatasetError(f"{where}: item {item_id!r}: field '{name}' is {_shown(text)}, which normalizes to an "
+                           "empty string (punctuation, symbols and markup are dropped), so no answer can ever be "
+                           "scored correct; give a gold with letters or digits")
+    return text
+
+
+def golds_not_in_context(items: list[QAItem]) -> list[QAItem]:
+    """Items whose gold is not a verbatim span of their passage: not extractive QA (fixtures/qa/README.md)."""
+    return [item for item in items if item.gold not in item.context]
 
 
 def load_jsonl(path: Path) -> list[QAItem]:
@@ -77,32 +100,65 @@ def load_jsonl(path: Path) -> list[QAItem]:
         aliases = row.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise DatasetError(f"{where}: field 'aliases' must be a list of strings, got {aliases!r}")
+        item_id = _require_str(row.get("id"), where, "id")
         items.append(QAItem(
-            id=_require_str(row.get("id"), where, "id"),
+            id=item_id,
             lang=_require_str(row.get("lang"), where, "lang"),
             context=_require_str(row.get("context"), where, "context"),
             question=_require_str(row.get("question"), where, "question"),
-            gold=_require_str(row.get("answer"), where, "answer"),
-            aliases=tuple(a for a in aliases if a.strip()),
+            gold=_check_scorable(_require_str(row.get("answer"), where, "answer"), where, item_id, "answer"),
+            aliases=tuple(_check_scorable(a, where, item_id, "aliases") for a in aliases if a.strip()),
         ))
     return items
 
 
+def _field(row: dict, name: str, kinds: tuple[type, ...], where: str) -> Any:
+    """`row[name]`, which must be one of `kinds` (a string also non-empty); else a DatasetError at `where`."""
+    if name not in row:
+        raise DatasetError(f"{where}: field '{name}' is missing")
+    value = row[name]
+    if not isinstance(value, kinds) or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        noun = "a list" if list in kinds else "a non-empty string"
+        raise DatasetError(f"{where}: field '{name}' must be {noun}, got {_shown(value)}")
+    return value
+
+
+def _objects(path: Path, values: list, where: str) -> Iterator[tuple[str, dict]]:
+    """Each entry of a JSON list with its JSON path (`where[k]`); every entry must be an object."""
+    for k, value in enumerate(values):
+        if not isinstance(value, dict):
+            raise DatasetError(f"{path}: {where}[{k}]: must be an object, got {_shown(value)}")
+        yield f"{where}[{k}]", value
+
+
 def load_squad_json(path: Path, lang: str) -> list[QAItem]:
-    """Read SQuAD-style JSON (XQuAD files load as they are); the first answer is the gold."""
+    """Read SQuAD-style JSON (XQuAD files load as they are); the first answer is the gold. A malformed
+    entry raises DatasetError naming the file, its JSON path (`data[0].paragraphs[1].qas[2]`), the field
+    and the value."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))["data"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise DatasetError(f"{path}: not SQuAD-style JSON with a top-level 'data' list ({error})") from error
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from error
+    if not isinstance(document, dict):
+        raise DatasetError(f"{path}: top level: must be an object with a 'data' list, got {_shown(document)}")
     items = []
-    for article in data:
-        for paragraph in article.get("paragraphs", []):
-            for qa in paragraph.get("qas", []):
-                answers = [a["text"] for a in qa.get("answers", []) if a.get("text", "").strip()]
+    for at_article, article in _objects(path, _field(document, "data", (list,), f"{path}: top level"), "data"):
+        paragraphs = _field(article, "paragraphs", (list,), f"{path}: {at_article}")
+        for at_paragraph, paragraph in _objects(path, paragraphs, f"{at_article}.paragraphs"):
+            where = f"{path}: {at_paragraph}"
+            context = _field(paragraph, "context", (str,), where)
+            for at_qa, qa in _objects(path, _field(paragraph, "qas", (list,), where), f"{at_paragraph}.qas"):
+                where = f"{path}: {at_qa}"
+                qid = str(_field(qa, "id", (str, int), where))
+                question = _field(qa, "question", (str,), where)
+                answers = []
+                for at_answer, answer in _objects(path, _field(qa, "answers", (list,), where), f"{at_qa}.answers"):
+                    text = _field(answer, "text", (str,), f"{path}: {at_answer}")
+                    answers.append(_check_scorable(text, f"{path}: {at_answer}", qid, "text"))
                 if not answers:
-                    raise DatasetError(f"{path}: question id {qa.get('id')!r} has no answer text")
+                    raise DatasetError(f"{where}: question id {qid!r} has no answer text")
                 aliases = tuple(dict.fromkeys(a for a in answers[1:] if a != answers[0]))
-                items.append(QAItem(str(qa["id"]), lang, paragraph["context"], qa["question"], answers[0], aliases))
+                items.append(QAItem(qid, lang, context, question, answers[0], aliases))
     return items
 
 
@@ -156,18 +212,20 @@ def load_hub(name: str, langs: list[str] | None) -> Dataset:
         for row in hf.load_dataset("google-research-datasets/tydiqa", "secondary_task", split="validation"):
             lang = TYDIQA_LANGS.get(row["id"].split("-")[0])
             if lang and (not langs or lang in langs):
-                items.append(_hub_item(row, lang))
+                items.append(_hub_item(row, lang, name))
     else:
         for lang in langs or XQUAD_LANGS:
             if lang not in XQUAD_LANGS:
                 raise DatasetError(f"xquad has no language '{lang}'; it has {', '.join(XQUAD_LANGS)}")
             for row in hf.load_dataset("google/xquad", f"xquad.{lang}", split="validation"):
-                items.append(_hub_item(row, lang))
+                items.append(_hub_item(row, lang, name))
     return Dataset(name=name, by_lang=_group(items))
 
 
-def _hub_item(row: dict, lang: str) -> QAItem:
+def _hub_item(row: dict, lang: str, name: str) -> QAItem:
     answers = list(dict.fromkeys(t for t in row["answers"]["text"] if t.strip()))
+    for text in answers:
+        _check_scorable(text, f"data set '{name}' ({lang})", row["id"], "answers.text")
     return QAItem(row["id"], lang, row["context"], row["question"], answers[0], tuple(answers[1:]))
 
 

@@ -3,7 +3,8 @@
 A threshold spec is a bare number (every language and `overall`), or `LANG=FLOAT` pairs where
 `*` sets the default for every language and for `overall`; without `*` only the named keys
 (languages, or `overall` itself) are gated. A language named in a spec but absent from the
-results yields a failed gate, so a typo ("swa" for "sw") cannot silently pass.
+results yields a failed gate naming the option and the languages the run has, so a typo ("swa"
+for "sw") or a language dropped from `--illusion-langs` cannot silently pass.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ class _Metric:
     value_key: str
     ci_key: str
     direction: str  # "max": value <= threshold; "min": value >= threshold
+    option: str  # the command-line option that sets its thresholds
 
 
 METRICS = {
-    "dissociation": _Metric("dissociation", "dissociation_rate", "dissociation_ci95", "max"),
-    "delta_pr": _Metric("delta_pr", "delta_pr", "delta_pr_ci95", "max"),
-    "retention": _Metric("retention", "retention", "retention_ci95", "min"),
+    "dissociation": _Metric("dissociation", "dissociation_rate", "dissociation_ci95", "max",
+                            "--illusion-max-dissociation"),
+    "delta_pr": _Metric("delta_pr", "delta_pr", "delta_pr_ci95", "max", "--illusion-max-delta-pr"),
+    "retention": _Metric("retention", "retention", "retention_ci95", "min", "--illusion-min-retention"),
 }
 
 
@@ -134,9 +137,13 @@ class Gate:
         return f"{head} = {_fmt(self.value)}{ci} {op} {bound}: {verdict}"
 
 
-def _undefined_reason(metric: _Metric, lang: str, summary: Mapping[str, Any] | None) -> str:
+def _undefined_reason(metric: _Metric, lang: str, summary: Mapping[str, Any] | None,
+                      run_langs: list[str]) -> str:
     """Why a metric has no value for this language, in the user's terms."""
-    if summary is None or not summary.get("n_items"):
+    if summary is None:
+        return (f"{metric.option} names {lang!r}, but the results hold no items in {lang!r}; "
+                f"languages in this run: {', '.join(run_langs) or 'none'}")
+    if not summary.get("n_items"):
         return (f"no items in {lang!r}: the results hold no items for it, "
                 f"so {metric.name} is undefined")
     if metric.name == "delta_pr":
@@ -154,7 +161,7 @@ def _undefined_reason(metric: _Metric, lang: str, summary: Mapping[str, Any] | N
 
 
 def _gate(metric: _Metric, lang: str, summary: Mapping[str, Any] | None, threshold: float,
-          gate_on: str) -> Gate:
+          gate_on: str, run_langs: list[str]) -> Gate:
     """Evaluate one metric for one language against its threshold."""
     value = summary.get(metric.value_key) if summary is not None else None
     raw_ci = summary.get(metric.ci_key) if summary is not None else None
@@ -163,7 +170,7 @@ def _gate(metric: _Metric, lang: str, summary: Mapping[str, Any] | None, thresho
                   direction=metric.direction, gate_on=gate_on)
     if value is None:
         return Gate(**common, compared=None, passed=False,
-                    reason=_undefined_reason(metric, lang, summary))
+                    reason=_undefined_reason(metric, lang, summary, run_langs))
     if gate_on == "point":
         compared = value
     elif ci is None:
@@ -202,5 +209,5 @@ def evaluate_gates(summary: Mapping[str, Any], max_dissociation: Mapping[str, fl
             if threshold is None:
                 continue
             stats = summary.get(OVERALL) if key == OVERALL else per_language.get(key)
-            gates.append(_gate(METRICS[name], key, stats, threshold, gate_on))
+            gates.append(_gate(METRICS[name], key, stats, threshold, gate_on, sorted(per_language)))
     return gates

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import struct
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import Any, Callable
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 COMPLETE_MARKER = "illusion-complete.json"
+# Any one of these (or a *.model / *.tiktoken file) lets AutoTokenizer build a tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt")
 
 
 class ModelLoadError(ValueError):
@@ -155,6 +158,53 @@ def _refuse_pickle(directory: Path, allow_pickle: bool) -> None:
         )
 
 
+def _check_gguf_magic(path: Path) -> None:
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+
+
+def check_gguf(path: Path) -> None:
+    """Raise ModelLoadError unless `path` is a whole GGUF file: its header and tensor index read, and every
+    tensor's data lies inside the file. Reading the index takes seconds (the vocabulary is in it), so the
+    conversion runs this only once it has failed, to tell a cut-short file from other errors."""
+    from gguf import GGUFReader
+
+    _check_gguf_magic(path)
+    size = path.stat().st_size
+    again = "download or copy it again"
+    try:
+        reader = GGUFReader(path)
+    except (ValueError, IndexError, KeyError, struct.error) as error:  # what gguf raises on a cut-short file
+        reason = (str(error).strip().splitlines() or [""])[0][:120]
+        raise ModelLoadError(f"{path} is not a complete GGUF file ({size} bytes; its header or tensors do not "
+                             f"read: {type(error).__name__}: {reason}); {again}") from error
+    end = max((tensor.data_offset + int(tensor.n_bytes) for tensor in reader.tensors), default=size)
+    del reader  # closes the memory map
+    if end > size:
+        raise ModelLoadError(f"{path} is not a complete GGUF file ({size} bytes, but its tensors end at byte {end}); "
+                             f"{again}")
+
+
+def _check_model_files(directory: Path, allow_pickle: bool) -> None:
+    """A model directory needs weights and tokenizer files besides config.json; say which are missing, before
+    transformers fails on them with a message about sentencepiece or a missing file."""
+    names = [p.name for p in directory.iterdir()]
+    weight_suffixes = (".safetensors", *(PICKLE_SUFFIXES if allow_pickle else ()))
+    weights = [name for name in names if name.endswith(weight_suffixes)]
+    tokenizer = [name for name in names if name in TOKENIZER_FILES or name.endswith((".model", ".tiktoken"))]
+    missing = []
+    if not weights:
+        missing.append("no weights (*.safetensors" + (", or a pickle checkpoint)" if allow_pickle else ")"))
+    if not tokenizer:
+        missing.append("no tokenizer files (tokenizer.json, tokenizer.model, vocab.json + merges.txt, or vocab.txt)")
+    if missing:
+        raise ModelLoadError(f"{directory} is not a complete model directory: it has config.json but "
+                             f"{' and '.join(missing)}; save both the model and its tokenizer there "
+                             "(save_pretrained), or point at the directory that holds them")
+
+
 def converted_gguf_dir(gguf_path: Path) -> Path:
     """Convert a GGUF once into a safetensors + tokenizer directory under the cache."""
     from filelock import FileLock
@@ -163,6 +213,7 @@ def converted_gguf_dir(gguf_path: Path) -> Path:
     target = cache_root() / "models" / f"{gguf_path.stem}-{digest}"
     if (target / COMPLETE_MARKER).is_file():
         return target
+    _check_gguf_magic(gguf_path)  # before anything is written to the cache
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if (target / COMPLETE_MARKER).is_file():
@@ -171,7 +222,11 @@ def converted_gguf_dir(gguf_path: Path) -> Path:
             shutil.rmtree(target)  # an earlier conversion died before completing
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
         try:
-            _convert_gguf(gguf_path, tmp)
+            try:
+                _convert_gguf(gguf_path, tmp)
+            except Exception:
+                check_gguf(gguf_path)  # a cut-short file fails with a bare struct.error or reshape error: name it
+                raise
             marker = {"gguf": str(gguf_path), "fingerprint": fingerprint_path(gguf_path)}
             (tmp / COMPLETE_MARKER).write_text(json.dumps(marker))
             os.replace(tmp, target)
@@ -219,6 +274,7 @@ def resolve_source(name: str, allow_pickle: bool = False) -> tuple[str, str]:
             raise ModelLoadError(f"'{name}' is not a model directory (no config.json in it); point at the directory "
                                  "that holds config.json and the weights")
         _refuse_pickle(path, allow_pickle)
+        _check_model_files(path, allow_pickle)
         return str(path.resolve()), fingerprint_path(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelLoadError(

@@ -20,9 +20,13 @@ def pytest_configure(config: pytest.Config) -> None:
     cfg = read_config(config)
     if not cfg.active:
         return
+    from illusion_checks.selection import split_args
     from illusion_checks.session import IllusionSession
 
-    session = IllusionSession(cfg, config)
+    # pytest would look for the generated tests' node ids on disk: they name tests, not paths.
+    args, named = split_args(config.args, config.invocation_params.dir)
+    config.args[:] = args
+    session = IllusionSession(cfg, config, named)
     config.pluginmanager.register(session, SESSION_NAME)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(session), SESSION_NAME + "-xdist")
@@ -34,18 +38,35 @@ def _session(config: pytest.Config) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    # tryfirst: the controller evaluates before xdist starts its workers (xdist's hook is trylast).
+    # tryfirst: the xdist controller evaluates before xdist starts its workers (xdist's hook is trylast).
     illusion = _session(session.config)
     if illusion is not None:
-        illusion.prepare()
+        illusion.start()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    # tryfirst: -k and -m deselection, which run later, then apply to our items too.
+    # tryfirst: -k, -m and --lf deselection, which run later, then apply to our items too.
     illusion = _session(config)
     if illusion is not None:
         illusion.collect(session, items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_deselected(items: list[pytest.Item]) -> Any:
+    # A wrapper: it runs before the terminal counts the deselected items.
+    illusion = _session(items[0].config) if items and isinstance(items, list) else None
+    if illusion is not None:
+        illusion.hold_back(items)
+    return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # tryfirst: before the terminal prints "collected N items" and an xdist worker sends its test ids.
+    illusion = _session(session.config)
+    if illusion is not None:
+        illusion.settle(session)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -70,6 +91,7 @@ def illusion_results(request: pytest.FixtureRequest) -> Any:
     from illusion_checks.session import IllusionResults
 
     illusion = _session(request.config)
-    if illusion is None or illusion.results is None:
+    if illusion is None:
         pytest.skip("illusion-checks is not active: pass --illusion-model (or --illusion-from-results)")
+    illusion.publish()  # evaluates now when no generated test was selected
     return IllusionResults(illusion.results)

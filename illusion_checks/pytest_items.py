@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+import itertools
+import re
+from typing import Any, Iterable, Iterator, Mapping
 
 import pytest
 
-from illusion_checks.gates import Gate
+from illusion_checks.gates import METRICS, OVERALL, Gate
 
 ITEM_CHECKS = ("produces", "recognizes", "reaches")
 GATE_NAMES = ("dissociation", "delta_pr", "retention")
-GATE_OPTIONS = {"dissociation": "--illusion-max-dissociation", "delta_pr": "--illusion-max-delta-pr",
-                "retention": "--illusion-min-retention"}
+# Characters a node name cannot hold as text: "::" and "[" are pytest's node-id syntax, "/" our
+# path separator, and control characters would garble the terminal and JUnit XML.
+_NOT_IN_NODE_NAMES = re.compile(r"[:\[\]/\\\x00-\x1f\x7f-\x9f]")
 
 
 class IllusionCheckFailure(Exception):
@@ -44,10 +47,12 @@ class _IllusionTest(pytest.Item):
 class ItemCheck(_IllusionTest):
     """Does the compressed model still produce / recognize / reach this reference-both-correct item?"""
 
-    def __init__(self, *, item: Mapping[str, Any], check: str, policy: str, **kwargs: Any) -> None:
+    def __init__(self, *, item: Mapping[str, Any], check: str, policy: str, renamed: bool,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.item, self.check, self.policy = item, check, policy
+        self.item, self.check, self.policy, self.renamed = item, check, policy, renamed
         self.add_marker(pytest.mark.illusion)
+        self.user_properties.append(("item_id", item["id"]))
 
     def runtest(self) -> None:
         comp = self.item["compressed"]
@@ -63,6 +68,8 @@ class ItemCheck(_IllusionTest):
         if passed:
             return
         message = diagnosis(self.item, self.check)
+        if self.renamed:  # the node name is not the id: say which item this is
+            message += f"; item id {self.item['id']!r}"
         if self.policy == "xfail":
             pytest.xfail(message)
         raise IllusionCheckFailure(message)
@@ -98,7 +105,7 @@ class GateCheck(_IllusionTest):
 
     def runtest(self) -> None:
         if self.gate is None:
-            pytest.skip(f"{self.metric}[{self.lang}] = {_fmt(self.value)}: no threshold set ({GATE_OPTIONS[self.metric]})")
+            pytest.skip(f"{self.metric}[{self.lang}] = {_fmt(self.value)}: no threshold set ({METRICS[self.metric].option})")
         if not self.gate.passed:
             raise IllusionCheckFailure(self.gate.describe())  # describe() carries the reason when undefined
 
@@ -107,22 +114,99 @@ def _fmt(value: Any) -> str:
     return "undefined" if value is None else f"{value:.3f}"
 
 
+def node_names(keys: Iterable[str]) -> dict[str, str]:
+    """A node name for each key (an item id or a language: user text), unique among these keys.
+
+    Offending characters become "_"; a key that needs no change keeps its name, and a changed one
+    that would collide gets the first free "-2", "-3", ... suffix.
+    """
+    keys = sorted(set(keys))
+    names = {key: key for key in keys if not _NOT_IN_NODE_NAMES.search(key)}
+    taken = set(names.values())
+    for key in keys:
+        if key in names:
+            continue
+        base = name = _NOT_IN_NODE_NAMES.sub("_", key)
+        suffix = 2
+        while name in taken:
+            name, suffix = f"{base}-{suffix}", suffix + 1
+        names[key] = name
+        taken.add(name)
+    return names
+
+
 def build_groups(session: pytest.Session, results: Mapping[str, Any], gates: list[Gate],
                  policy: str) -> Iterator[IllusionGroup]:
-    """Every illusion collector, in a stable sorted order (identical on every xdist worker)."""
-    summary = results["summary"]
+    """Every illusion collector, in a stable sorted order (identical on every xdist worker).
+
+    Every gate asked for is collected, also for a language the results lack (it fails, saying so).
+    """
+    per_language = results["summary"]["per_language"]
     by_key = {(g.name, g.lang): g for g in gates}
+    langs = sorted(set(per_language) | {g.lang for g in gates if g.lang != OVERALL})
+    lang_names = node_names([*langs, *(item["lang"] for item in results["items"])])
+    lang_names[OVERALL] = OVERALL
     if policy != "off":
-        for item in sorted(results["items"], key=lambda i: (i["lang"], i["id"])):
-            if not item["both_correct"]:
-                continue
-            children = [(check, (ItemCheck, {"item": item, "check": check, "policy": policy})) for check in ITEM_CHECKS]
-            name = f"illusion/{item['lang']}/{item['id']}"
-            yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
-    for lang in [*sorted(summary["per_language"]), "overall"]:
-        block = summary["overall"] if lang == "overall" else summary["per_language"][lang]
+        both = sorted((i for i in results["items"] if i["both_correct"]), key=lambda i: (i["lang"], i["id"]))
+        for lang, group in itertools.groupby(both, key=lambda i: i["lang"]):
+            in_lang = list(group)
+            id_names = node_names(item["id"] for item in in_lang)  # ids are unique within a language
+            for item in in_lang:
+                kw = {"item": item, "policy": policy, "renamed": id_names[item["id"]] != item["id"]}
+                children = [(check, (ItemCheck, {**kw, "check": check})) for check in ITEM_CHECKS]
+                name = f"illusion/{lang_names[lang]}/{id_names[item['id']]}"
+                yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
+    for lang in [*langs, OVERALL]:
+        block = results["summary"]["overall"] if lang == OVERALL else per_language.get(lang)
+        # A language missing from the results has only the gates asked for: each fails, naming it.
+        metrics = [m for m in GATE_NAMES if block is not None or (m, lang) in by_key]
         children = [(metric, (GateCheck, {"gate": by_key.get((metric, lang)), "metric": metric, "lang": lang,
-                                          "value": block.get("dissociation_rate" if metric == "dissociation" else metric)}))
-                    for metric in GATE_NAMES]
-        name = f"illusion/{lang}"
+                                          "value": (block or {}).get(METRICS[metric].value_key)}))
+                    for metric in metrics]
+        name = f"illusion/{lang_names[lang]}"
+        yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
+
+
+class PendingCheck(_IllusionTest):
+    """A generated test that may exist once the results are known. It stands in for it while -k, -m
+    and --lf deselect and --collect-only lists, and is swapped for the real test (or dropped, when
+    the reference does not get the item right) before any test runs."""
+
+    def __init__(self, *, key: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.key = key
+        self.add_marker(pytest.mark.illusion)
+
+    def runtest(self) -> None:
+        raise AssertionError(f"illusion-checks: the stand-in {self.nodeid} ran before the results were known")
+
+
+def check_key(node: pytest.Item) -> tuple[str, ...]:
+    """What a generated test checks, the same for its stand-in: (check, lang, item id) or (metric, lang)."""
+    if isinstance(node, PendingCheck):
+        return node.key
+    if isinstance(node, ItemCheck):
+        return (node.check, node.item["lang"], node.item["id"])
+    assert isinstance(node, GateCheck), node
+    return (node.metric, node.lang)
+
+
+def build_pending_groups(session: pytest.Session, items: Iterable[tuple[str, str]],
+                         gates: Iterable[tuple[str, Iterable[str]]], policy: str) -> Iterator[IllusionGroup]:
+    """Stand-ins for every test that could exist (`selection.Plan`: each evaluated item's checks,
+    each gate), named and ordered as build_groups names and orders the real ones."""
+    items, gates = sorted(items), list(gates)
+    lang_names = node_names([*(lang for lang, _ in gates if lang != OVERALL), *(lang for lang, _ in items)])
+    lang_names[OVERALL] = OVERALL
+    if policy != "off":
+        for lang, in_lang in itertools.groupby(items, key=lambda pair: pair[0]):
+            ids = [item_id for _, item_id in in_lang]
+            id_names = node_names(ids)
+            for item_id in ids:
+                children = [(check, (PendingCheck, {"key": (check, lang, item_id)})) for check in ITEM_CHECKS]
+                name = f"illusion/{lang_names[lang]}/{id_names[item_id]}"
+                yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
+    for lang, metrics in gates:
+        children = [(metric, (PendingCheck, {"key": (metric, lang)})) for metric in metrics]
+        name = f"illusion/{lang_names[lang]}"
         yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)

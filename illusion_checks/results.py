@@ -11,12 +11,23 @@ from typing import Any, Mapping, Sequence
 
 from illusion_checks import __version__
 from illusion_checks.fates import Fate
-from illusion_checks.metrics import summarize
+from illusion_checks.metrics import DEFAULT_RESAMPLES, DEFAULT_SEED, recompute_check, summarize
 
 SCHEMA = "illusion-checks/results/v1"
 _OUTCOME_KEYS = ("ff", "cs", "mc", "gold_rank", "gold_margin", "beam", "sample", "one_shot", "zero_shot_short")
 _ITEM_KEYS = ("id", "lang", "question", "context", "gold", "options", "gold_index",
               "reference", "compressed", "both_correct", "fate")
+# What the report, the terminal summary and the gates read besides the items: (field, type or None).
+_READ_FIELDS = (
+    ("config.reference", Mapping), ("config.reference.name", None), ("config.reference.fingerprint", None),
+    ("config.compressed", Mapping), ("config.compressed.name", None), ("config.compressed.spec", None),
+    ("config.compressed.calibration", None), ("config.compressed.fingerprint", None),
+    ("config.dataset", Mapping), ("config.dataset.name", None), ("config.dataset.langs", list),
+    ("config.dataset.items_per_language", None), ("config.dataset.distractors", None),
+    ("config.seed", None), ("config.created", None), ("config.package_version", None),
+    ("summary.per_language", Mapping), ("summary.overall", Mapping),
+)
+_TYPE_NAMES = {Mapping: "an object", list: "a list"}
 
 
 class ResultsError(ValueError):
@@ -49,6 +60,7 @@ def validate(results: Any, where: str = "results") -> list[str]:
     for key in ("config", "summary"):
         if not isinstance(results.get(key), Mapping):
             errors.append(f"{where}: field '{key}' must be an object")
+    errors.extend(f"{where}: {error}" for error in _missing_fields(results))
     items = results.get("items")
     if not isinstance(items, list):
         return errors + [f"{where}: field 'items' must be a list"]
@@ -61,6 +73,56 @@ def validate(results: Any, where: str = "results") -> list[str]:
                                               for n in notes):
         errors.append(f"{where}: field 'notes' must be a list of objects with a 'message' string")
     return errors
+
+
+def _missing_fields(results: Mapping[str, Any]) -> list[str]:
+    """Each field in _READ_FIELDS that is absent or of the wrong type (below a parent that is an object)."""
+    errors = []
+    for field, kind in _READ_FIELDS:
+        *parents, key = field.split(".")
+        block: Any = results
+        for name in parents:
+            block = block.get(name) if isinstance(block, Mapping) else None
+        if not isinstance(block, Mapping):
+            continue  # the parent's own error says it
+        if key not in block:
+            errors.append(f"missing field '{field}'")
+        elif kind is not None and not isinstance(block[key], kind):
+            errors.append(f"field '{field}' must be {_TYPE_NAMES[kind]}")
+    summary = results.get("summary")
+    per_language = summary.get("per_language") if isinstance(summary, Mapping) else None
+    if isinstance(per_language, Mapping):
+        errors.extend(f"field 'summary.per_language.{lang}' must be an object"
+                      for lang, block in per_language.items() if not isinstance(block, Mapping))
+    return errors
+
+
+def checked_summary(results: Mapping[str, Any], where: str = "results") -> dict[str, Any]:
+    """The summary recomputed from the items (what gates must read), or a ResultsError naming the
+    first fields where the stored summary or an item's fate disagrees with it.
+
+    Fields the stored summary lacks (results written before they existed) are not disagreements.
+    """
+    settings = results["summary"].get("bootstrap") or {}
+    try:
+        fresh = summarize(results["items"], int(settings.get("n_resamples", DEFAULT_RESAMPLES)),
+                          int(settings.get("seed", DEFAULT_SEED)))
+        differences = recompute_check({**results, "summary": _with_absent_fields(results["summary"], fresh)})
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ResultsError(f"{where}: cannot recompute the summary from its items "
+                           f"({type(error).__name__}: {error})") from error
+    if differences:
+        more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+        raise ResultsError(f"{where}: the stored summary does not match its items (recomputed with "
+                           f"illusion_checks.metrics.summarize): {'; '.join(differences[:3])}{more}")
+    return fresh
+
+
+def _with_absent_fields(stored: Any, fresh: Any) -> Any:
+    """`stored`, with the fields only `fresh` has added at every level."""
+    if not isinstance(stored, Mapping) or not isinstance(fresh, Mapping):
+        return stored
+    return {**fresh, **{key: _with_absent_fields(value, fresh.get(key)) for key, value in stored.items()}}
 
 
 def _validate_item(item: Any, where: str) -> list[str]:

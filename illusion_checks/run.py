@@ -8,12 +8,13 @@ import json
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable
 
 from illusion_checks import __version__
 from illusion_checks.cache import OutcomeCache, cache_key
 from illusion_checks.config import IllusionConfig
-from illusion_checks.datasets import Dataset, load_dataset
+from illusion_checks.datasets import Dataset, DatasetError, golds_not_in_context, load_dataset
 from illusion_checks.engine import PreparedItem, ProbeSettings, item_record, prepare_items
 from illusion_checks.prompts import PromptSettings
 from illusion_checks.results import build_results
@@ -57,6 +58,12 @@ def probe_settings(cfg: IllusionConfig) -> ProbeSettings:
     )
 
 
+def _listed(ids: list[str], limit: int = 10) -> str:
+    """Item ids for a one-line message: the first `limit`, then how many more."""
+    shown = ", ".join(ids[:limit])
+    return shown if len(ids) <= limit else f"{shown} and {len(ids) - limit} more"
+
+
 def _calibration_pool(dataset: Dataset, prepared: list[PreparedItem]) -> tuple[dict[str, list[str]], set[str]]:
     # XQuAD asks several questions per passage: exclude every evaluated passage, not just the items.
     evaluated = {p.item.context for p in prepared}
@@ -77,6 +84,8 @@ class Evaluation:
         self.settings = probe_settings(cfg)
         self.notes: list[dict[str, Any]] = []
         self._reference: Any = None
+        self._compressed_fingerprint: str | None = None
+        self._saved: set[str] = set()  # calibration labels whose compressed model this run saved or found saved
 
     def note(self, kind: str, lang: str | None, message: str) -> None:
         """Record something the run did differently from what was asked, once: the results'
@@ -94,6 +103,7 @@ class Evaluation:
         cfg = self.cfg
         dataset = load_dataset(cfg.dataset, list(cfg.langs) if cfg.langs else None)
         prepared = prepare_items(dataset, list(cfg.langs) if cfg.langs else None, self.settings, self.note)
+        items_by_language = self._check_data(dataset, prepared)
         ids = [f"{p.item.lang}/{p.item.id}" for p in prepared]
         # Everything that can fail is checked before a model loads or is probed: the calibration
         # texts (resolved once, here, and reused), both model sources, the spec against the
@@ -102,21 +112,52 @@ class Evaluation:
         ref_source, ref_fingerprint = resolve_source(cfg.model, cfg.allow_pickle)
         if cfg.compress:
             check_spec_fits(cfg.compress, ref_source, cfg.trust_remote_code)
+        # The batch size moves scores by round-off and can flip a sampled token (README "Speed"),
+        # so outcomes probed at another batch size are not reused.
         base = {"dataset": dataset.sha256, "ids": ids, "probes": self.settings.to_dict(),
+                "batch_size": self.settings.decode.batch_size,
                 "dtype": cfg.dtype, "device": self._device_type(), "version": __version__}
         compressed_block, comp_key = self._compressed_identity(calibration, ref_fingerprint, base)
+        self._compressed_fingerprint = compressed_block["fingerprint"]
         ref_key = {**base, "role": "reference", "model": ref_fingerprint}
         reference = self._outcomes("reference", ref_key, ids, lambda: self._probe(self._load_reference(), prepared, "probe reference"))
         compressed = self._outcomes("compressed", comp_key, ids, lambda: self._probe_compressed(prepared, calibration))
+        if cfg.save_compressed and cfg.compress:
+            self._save_unsaved(calibration)
         items = [item_record(p, r, c) for p, r, c in zip(prepared, reference, compressed)]
         config = {
             "reference": {"name": cfg.model, "fingerprint": ref_fingerprint},
             "compressed": compressed_block,
             "dataset": {"name": dataset.name, "sha256": dataset.sha256, "langs": sorted({p.item.lang for p in prepared}),
-                        "items_per_language": cfg.items, "distractors": cfg.distractors},
+                        "items_per_language": cfg.items, "items_by_language": items_by_language,
+                        "distractors": cfg.distractors},
             "seed": cfg.seed, "probes": self.settings.to_dict(), "device": self._device_type(), "dtype": cfg.dtype,
         }
         return build_results(config, items, notes=self.notes)
+
+    def _check_data(self, dataset: Dataset, prepared: list[PreparedItem]) -> dict[str, int]:
+        """The evaluated items per language. A gold missing from its passage is noted (an error under
+        --illusion-strict-data), and so is a language with fewer items than --illusion-items."""
+        missing = golds_not_in_context([p.item for p in prepared])
+        if missing and self.cfg.strict_data:
+            first = missing[0]
+            more = f"; {len(missing) - 1} more: {_listed([i.id for i in missing[1:]])}" if len(missing) > 1 else ""
+            raise DatasetError(f"--illusion-strict-data: data set '{dataset.name}': item {first.id!r} ({first.lang}): "
+                               f"gold {first.gold!r} is not in its passage, so it is not extractive QA{more}")
+        counts: dict[str, int] = {}
+        for p in prepared:
+            counts[p.item.lang] = counts.get(p.item.lang, 0) + 1
+        for lang in sorted(counts):
+            ids = [item.id for item in missing if item.lang == lang]
+            if ids:
+                has = "item has a gold that is not in its passage" if len(ids) == 1 else \
+                    "items have a gold that is not in their passage"
+                self.note("data", lang, f"{lang}: {len(ids)} evaluated {has} ({_listed(ids)}): not extractive "
+                                        "QA, evaluated anyway (--illusion-strict-data stops the run instead)")
+            if counts[lang] < self.cfg.items:
+                self.note("data", lang, f"{lang}: the data set has {counts[lang]} items, fewer than "
+                                        f"--illusion-items={self.cfg.items}; all {counts[lang]} are evaluated")
+        return counts
 
     def _device_type(self) -> str:
         from illusion_checks.models import resolve_device
@@ -214,7 +255,7 @@ class Evaluation:
         return [by_id[f"{p.item.lang}/{p.item.id}"] for p in prepared]
 
     def _compress(self, spec: Any, texts: list[str], label: str) -> Any:
-        from illusion_checks.compress import calibration_batch, compress_model, save_compressed
+        from illusion_checks.compress import calibration_batch, compress_model
         from illusion_checks.models import resolve_device
 
         reference = self._load_reference()
@@ -235,7 +276,43 @@ class Evaluation:
         compressed = copy.copy(reference)
         compressed.model = report.model
         if self.cfg.save_compressed:
-            target = self.cfg.save_compressed if label == "*" else f"{self.cfg.save_compressed}/{label}"
-            save_compressed(report.model, reference.tokenizer, target)
-            self.log(f"compressed model saved to {target}")
+            self._save(report.model, reference.tokenizer, label)
         return compressed
+
+    def _save_target(self, label: str) -> Path:
+        folder = Path(self.cfg.save_compressed).resolve()
+        return folder if label == "*" else folder / label
+
+    def _holds(self, label: str) -> bool:
+        """Whether the save folder already holds this run's compressed model (an earlier run saved it); says so."""
+        from illusion_checks.compress import saved_manifest
+
+        target = self._save_target(label)
+        manifest = saved_manifest(target)
+        held = manifest is not None and manifest.get("fingerprint") == self._compressed_fingerprint
+        if held:
+            self.log(f"{target} already holds this compressed model; not saved again")
+        return held
+
+    def _save(self, model: Any, tokenizer: Any, label: str) -> None:
+        """--illusion-save-compressed: save the compressed model, atomically, unless the folder holds it already."""
+        from illusion_checks.compress import save_compressed
+
+        self._saved.add(label)
+        if self._holds(label):
+            return
+        manifest = {"fingerprint": self._compressed_fingerprint, "reference": self.cfg.model,
+                    "spec": self.cfg.compress, "calibration": None if label == "*" else label}
+        saved = save_compressed(model, tokenizer, self._save_target(label), manifest)
+        self.log(f"compressed model saved to {saved}")
+
+    def _save_unsaved(self, calibration: dict[str, list[str]] | None) -> None:
+        """Outcomes from the cache compressed nothing: compress again each model the save folder lacks, to save it."""
+        from illusion_checks.compress import parse_spec
+
+        for label, texts in (calibration or {"*": []}).items():
+            if label in self._saved or self._holds(label):
+                continue
+            self.log(f"compressed outcomes came from the cache; compressing again to save the model to "
+                     f"{self._save_target(label)}")
+            self._compress(parse_spec(self.cfg.compress), texts, label)

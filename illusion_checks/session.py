@@ -1,4 +1,5 @@
-"""The plugin's session object: obtains results once per run, makes the tests, writes the outputs."""
+"""The plugin's session object: makes the tests, obtains results once per run (only when a generated
+test will run, or a test asks for the results), writes the outputs."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from typing import Any, Mapping
 import pytest
 
 from illusion_checks.config import IllusionConfig
-from illusion_checks.gates import Gate, evaluate_gates
+from illusion_checks.gates import OVERALL, Gate, evaluate_gates
+from illusion_checks.selection import Named, Plan
 
 WORKER_KEY = "illusion_results_path"
+# Options under which pytest runs no test: the generated tests are listed, never evaluated.
+RUNS_NO_TEST = {"collectonly": "--collect-only lists the tests that could run", "showfixtures": "--fixtures runs no test",
+                "show_fixtures_per_test": "--fixtures-per-test runs no test", "setupplan": "--setup-plan runs no test",
+                "setuponly": "--setup-only runs no test"}
 
 
 @dataclass(frozen=True)
@@ -52,45 +58,76 @@ class IllusionResults:
 class IllusionSession:
     """Registered as a plugin when `--illusion-model` or `--illusion-from-results` is given."""
 
-    def __init__(self, cfg: IllusionConfig, config: pytest.Config) -> None:
-        self.cfg, self.config = cfg, config
+    def __init__(self, cfg: IllusionConfig, config: pytest.Config, named: Named) -> None:
+        self.cfg, self.config, self.named = cfg, config, named
         self.results: dict[str, Any] | None = None
         self.gates: list[Gate] = []
         self.stats: Any = None
         self.elapsed = 0.0
         self.json_path = Path(cfg.json).resolve()
         self.report_path = Path(cfg.report).resolve()
+        self.published = False
+        self.unpublished_because: str | None = None  # why a run ended without results, for the summary
+        self._pending: list[pytest.CollectReport] = []  # stand-ins, until collection settles
 
     # -- obtaining results ---------------------------------------------------------------
     def prepare(self) -> None:
-        """Evaluate (or load) once; on an xdist worker, read what the controller wrote."""
+        """Evaluate (or load) once and apply the gates; on an xdist worker, read what the controller
+        wrote. Writes nothing."""
         from illusion_checks.results import ResultsError, load_results
 
-        start = time.perf_counter()
+        if self.results is not None:
+            return
         workerinput = getattr(self.config, "workerinput", None)
         try:
             if workerinput is not None and WORKER_KEY in workerinput:
                 self.results = load_results(workerinput[WORKER_KEY])
             else:
-                self._check_outputs()  # before an evaluation that may take an hour
-                self.results = load_results(self.cfg.from_results) if self.cfg.from_results else self._evaluate()
+                self.results = self._reload() if self.cfg.from_results else self._evaluate()
         except (ResultsError, ValueError) as error:
             raise pytest.UsageError(f"illusion-checks: {error}") from error
         self.gates = evaluate_gates(self.results["summary"], self.cfg.max_dissociation, self.cfg.max_delta_pr,
                                     self.cfg.min_retention, self.cfg.gate_on)
         self.results["gates"] = [gate.to_dict() for gate in self.gates]
-        if workerinput is None:
-            self._write_outputs()
+
+    def publish(self) -> None:
+        """Obtain the results and write the JSON and the report, once per run (an xdist worker only reads)."""
+        if self.published or hasattr(self.config, "workerinput"):
+            self.prepare()
+            return
+        start = time.perf_counter()
+        try:
+            self._check_outputs()  # before an evaluation that may take an hour
+        except ValueError as error:
+            raise pytest.UsageError(f"illusion-checks: {error}") from error
+        self.prepare()
+        self._write_outputs()
+        self.published = True
         self.elapsed = time.perf_counter() - start
 
     def _check_outputs(self) -> None:
-        """Each output path can be written (its folder made, a temp file created there), or a ValueError names it."""
+        """The outputs are two files, each can be written (its folder made, a temp file created there),
+        or a ValueError names the option."""
         from illusion_checks.preflight import check_writable
 
+        if self.report_path == self.json_path or (self.report_path.exists() and self.json_path.exists()
+                                                  and os.path.samefile(self.report_path, self.json_path)):
+            raise ValueError(f"--illusion-report and --illusion-json name the same file ({self.json_path}): "
+                             "the report would overwrite the results; give them different paths")
         check_writable("--illusion-json", self.json_path)
         check_writable("--illusion-report", self.report_path)
         if self.cfg.save_compressed and not self.cfg.from_results:
             check_writable("--illusion-save-compressed", self.cfg.save_compressed, is_dir=True)
+
+    def _reload(self) -> dict[str, Any]:
+        """The --illusion-from-results file, its summary recomputed from its items (the gates read that one);
+        a ResultsError when the stored summary disagrees, before anything is written."""
+        from illusion_checks.results import checked_summary, load_results
+
+        assert self.cfg.from_results
+        results = load_results(self.cfg.from_results)
+        results["summary"] = checked_summary(results, str(self.cfg.from_results))
+        return results
 
     def _evaluate(self) -> dict[str, Any]:
         from illusion_checks.cache import OutcomeCache
@@ -115,8 +152,8 @@ class IllusionSession:
             reporter.write_line(f"illusion-checks: {message}")
 
     def _warn(self, message: str) -> None:
-        # sessionstart has no warnings capture around it: say it on the terminal now, and put it
-        # in pytest's warnings summary (where -W error / filterwarnings apply to it).
+        # The evaluation runs outside any test's warnings capture: say it on the terminal now, and
+        # put it in pytest's warnings summary (where -W error / filterwarnings apply to it).
         self._log(f"warning: {message.removeprefix('illusion-checks: ')}")
         self.config.issue_config_time_warning(pytest.PytestWarning(message), stacklevel=2)
 
@@ -131,28 +168,129 @@ class IllusionSession:
         write_report(self.report_path, self.results)
 
     # -- pytest glue -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Under xdist the controller collects nothing and its workers must not load a model, so it
+        obtains and writes the results before they start, whatever they will select."""
+        if self.config.pluginmanager.has_plugin("dsession"):
+            self.publish()
+
     def configure_node(self, node: Any) -> None:
         """Hand workers the results file so no worker loads a model."""
         node.workerinput[WORKER_KEY] = str(self.json_path)
 
     def collect(self, session: pytest.Session, items: list[pytest.Item]) -> None:
-        """Collect our groups through pytest's collection hooks, so the terminal's "collected N
-        items", --collect-only's count and -k's "selected" count include them."""
-        from illusion_checks.pytest_items import build_groups
+        """Add the generated tests the command line names, before -k, -m and --lf deselect. With results
+        at hand (a results file, an xdist worker) they are the real tests; otherwise stand-ins for every
+        test that could exist, counted once collection settles (`settle`), so that deselecting them all
+        loads no model."""
+        from illusion_checks.pytest_items import build_groups, build_pending_groups
 
-        assert self.results is not None
-        hook = session.ihook
+        if self.named.nothing:
+            return
+        if self.cfg.from_results or hasattr(self.config, "workerinput"):
+            self.prepare()  # reads a file: no model
+        if self.results is not None:
+            reports = [self._collect(session, group)
+                       for group in build_groups(session, self.results, self.gates, self.cfg.item_policy)]
+            langs = sorted(self.results["summary"]["per_language"])
+            for report in reports:
+                session.ihook.pytest_collectreport(report=report)
+        else:
+            plan = self._plan()
+            reports = self._pending = [self._collect(session, group) for group in
+                                       build_pending_groups(session, plan.items, plan.gates, self.cfg.item_policy)]
+            langs = [lang for lang, _ in plan.gates if lang != OVERALL]
+        nodes = [node for report in reports for node in report.result]
+        unknown = self.named.unmatched([node.nodeid for node in nodes])
+        if unknown:
+            raise pytest.UsageError(f"illusion-checks: {', '.join(unknown)} names no generated test of this run "
+                                    f"(its languages: {', '.join(langs)})")
+        items.extend(nodes)
+
+    def _plan(self) -> Plan:
+        from illusion_checks.selection import plan_tests
+
+        try:
+            return plan_tests(self.cfg)
+        except ValueError as error:  # a data set that cannot load, a language it lacks
+            raise pytest.UsageError(f"illusion-checks: {error}") from error
+
+    def _collect(self, session: pytest.Session, group: pytest.Collector) -> pytest.CollectReport:
+        """A group collected through pytest's hooks, holding only the tests the command line names;
+        reporting it (`pytest_collectreport`) counts them in "collected N items"."""
+        session.ihook.pytest_collectstart(collector=group)
+        report = session.ihook.pytest_make_collect_report(collector=group)
+        report.result = [node for node in report.result if node.nodeid in self.named]
+        return report
+
+    def hold_back(self, deselected: list[pytest.Item]) -> None:
+        """Stand-ins that -k, -m or --lf deselect are counted when collection settles, not now."""
+        from illusion_checks.pytest_items import PendingCheck
+
+        if self._pending:
+            deselected[:] = [node for node in deselected if not isinstance(node, PendingCheck)]
+
+    def settle(self, session: pytest.Session) -> None:
+        """After deselection: obtain the results only if a generated test is still selected and pytest
+        will run tests; then the stand-ins give way to the real tests."""
+        from illusion_checks.pytest_items import GateCheck, ItemCheck, PendingCheck
+
+        pending, self._pending = self._pending, []
+        selected = [node for node in session.items if isinstance(node, (PendingCheck, ItemCheck, GateCheck))]
+        why_not = self._why_no_test_runs(session) if selected else "no illusion test selected"
+        if why_not is not None:
+            self.unpublished_because = why_not
+            if pending:  # counted as they are: what could run
+                for report in pending:
+                    session.ihook.pytest_collectreport(report=report)
+                chosen = set(selected)
+                self._deselect(session, [node for report in pending for node in report.result if node not in chosen])
+            return
+        self.publish()
+        if pending:
+            self._swap_in(session, pending, selected)
+
+    def _why_no_test_runs(self, session: pytest.Session) -> str | None:
+        for option, reason in RUNS_NO_TEST.items():
+            if self.config.getoption(option, False):
+                return reason
+        if session.testsfailed and not self.config.getoption("continue_on_collection_errors", False):
+            return "errors during collection stop the run"
+        return None
+
+    def _swap_in(self, session: pytest.Session, pending: list[pytest.CollectReport], selected: list[pytest.Item]) -> None:
+        """Each selected stand-in becomes its real test, or goes (an item the reference does not get
+        right); the real tests whose stand-ins were deselected are reported deselected, as -k would."""
+        from illusion_checks.pytest_items import PendingCheck, build_groups, check_key
+
+        real: dict[tuple[str, ...], pytest.Item] = {}
         for group in build_groups(session, self.results, self.gates, self.cfg.item_policy):
-            hook.pytest_collectstart(collector=group)
-            report = hook.pytest_make_collect_report(collector=group)
-            hook.pytest_collectreport(report=report)
-            items.extend(node for node in report.result if isinstance(node, pytest.Item))
+            report = self._collect(session, group)
+            session.ihook.pytest_collectreport(report=report)
+            real.update((check_key(node), node) for node in report.result)
+        planned = {check_key(node) for report in pending for node in report.result}
+        chosen = {check_key(node) for node in selected}
+        session.items[:] = [real[check_key(node)] if isinstance(node, PendingCheck) else node for node in session.items
+                            if not isinstance(node, PendingCheck) or check_key(node) in real]
+        # A real test the plan did not foresee runs: a gate is never hidden (the plan foresees them all).
+        session.items.extend(node for key, node in real.items() if key not in planned)
+        self._deselect(session, [node for key, node in real.items() if key in planned and key not in chosen])
+
+    @staticmethod
+    def _deselect(session: pytest.Session, nodes: list[pytest.Item]) -> None:
+        if nodes:
+            session.ihook.pytest_deselected(items=nodes)
 
     def terminal_summary(self, reporter: Any) -> None:
         from illusion_checks.terminal import summary_table
 
-        if self.results is None or hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput"):
             return
+        if not self.published:
+            if self.unpublished_because:
+                reporter.write_line(f"illusion-checks: no model loaded, no report written: {self.unpublished_because}")
+            return
+        assert self.results is not None
         summary_table(reporter, self.results, self.gates)
         if self.stats is not None:
             cached = [role for role in ("reference", "compressed") if getattr(self.stats, f"{role}_cached")]

@@ -22,3 +22,12 @@ def tiny_models():
     from tests.tiny import ARCHS, tiny_model
 
     return {arch: tiny_model(arch) for arch in ARCHS}
+
+
+@pytest.fixture(scope="session")
+def taught_model():
+    """A tiny llama that answers four English fixture items correctly, plus two it never saw
+    (tests.tiny.taught_english_model); trained once per session, in a few seconds."""
+    from tests.tiny import taught_english_model
+
+    return taught_english_model()

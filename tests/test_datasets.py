@@ -85,3 +85,43 @@ def test_exemplar_is_lowest_index_item_not_evaluated():
     items = load_dataset("fixtures").by_lang["de"]
     evaluated = [items[0], items[1], items[3]]
     assert exemplar_for(items, evaluated) == items[2]
+
+
+def _squad_doc(**overrides):
+    """A two-paragraph SQuAD document whose second paragraph's third question is the one under test."""
+    qas = [{"id": f"q{k}", "question": "Where?", "answers": [{"text": "Paris", "answer_start": 0}]} for k in range(3)]
+    qas[2].update(overrides)
+    return {"data": [{"title": "t", "paragraphs": [
+        {"context": "Paris is big.", "qas": [{"id": "p0", "question": "What?", "answers": [{"text": "Paris"}]}]},
+        {"context": "Paris is big.", "qas": qas},
+    ]}]}
+
+
+@pytest.mark.parametrize("document, where, expected", [
+    (_squad_doc(id=None), "data[0].paragraphs[1].qas[2]", "field 'id' must be a non-empty string, got None"),
+    ({"data": [{"paragraphs": [{"context": "c", "qas": [{"question": "q", "answers": [{"text": "c"}]}]}]}]},
+     "data[0].paragraphs[0].qas[0]", "field 'id' is missing"),
+    (_squad_doc(answers="Paris"), "data[0].paragraphs[1].qas[2]", "field 'answers' must be a list, got 'Paris'"),
+    (_squad_doc(answers=["Paris"]), "data[0].paragraphs[1].qas[2].answers[0]", "must be an object, got 'Paris'"),
+    (_squad_doc(question=["Where?"]), "data[0].paragraphs[1].qas[2]", "field 'question' must be a non-empty string, got ['Where?']"),
+    ({"data": [{"paragraphs": "Paris is big."}]}, "data[0]", "field 'paragraphs' must be a list, got 'Paris is big.'"),
+    ({"data": [{"paragraphs": [{"context": ["Paris"], "qas": []}]}]}, "data[0].paragraphs[0]",
+     "field 'context' must be a non-empty string, got ['Paris']"),
+    ({"data": {"paragraphs": []}}, "top level", "field 'data' must be a list, got {'paragraphs': []}"),
+    ({"data": ["Paris"]}, "data[0]", "must be an object, got 'Paris'"),
+], ids=["id-null", "id-missing", "answers-string", "answer-string", "question-list", "paragraphs-string",
+        "context-list", "data-object", "article-string"])
+def test_malformed_squad_json_names_file_json_path_field_and_value(tmp_path, document, where, expected):
+    path = tmp_path / "bad.en.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(DatasetError) as error:
+        load_path(str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path}: {where}: "), message
+    assert expected in message and "\n" not in message
+
+
+def test_squad_numeric_ids_still_load(tmp_path):
+    path = tmp_path / "x.en.json"
+    path.write_text(json.dumps(_squad_doc(id=7)), encoding="utf-8")
+    assert [item.id for item in load_path(str(path)).by_lang["en"]] == ["p0", "q0", "q1", "7"]

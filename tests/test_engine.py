@@ -9,15 +9,40 @@ import json
 import pytest
 
 from illusion_checks.datasets import load_dataset
-from illusion_checks.engine import ProbeSettings, item_record, prepare_items, probe_model
+from illusion_checks.engine import PreparedItem, ProbeSettings, item_record, prepare_items, probe_model
+from illusion_checks.fates import Fate
 from illusion_checks.metrics import recompute_check
 from illusion_checks.probes import DecodeSettings
 from illusion_checks.results import build_results, validate
-from illusion_checks.scoring import is_correct
+from illusion_checks.scoring import is_correct, normalize_compact
 from tests.tiny import FIXTURES
+
+def run_config(reference: str, spec: str, langs: list[str]) -> dict:
+    """The `config` block a run writes (what `validate` requires of a results file)."""
+    return {"reference": {"name": reference, "fingerprint": "sha256:test"},
+            "compressed": {"name": f"{reference}+{spec}", "spec": spec, "calibration": None, "fingerprint": "sha256:test"},
+            "dataset": {"name": "fixtures", "langs": langs, "items_per_language": 0, "distractors": "standard"},
+            "seed": 42}
+
 
 SMALL = ProbeSettings(decode=DecodeSettings(max_new_tokens=6, num_beams=2, num_samples=2, batch_size=4),
                       items_per_language=3)
+# Room for the taught answers ("the Caspian Sea indeed" is 13 tokens of the tiny tokenizer).
+TAUGHT = ProbeSettings(decode=DecodeSettings(max_new_tokens=16, num_beams=2, num_samples=2, batch_size=4),
+                       items_per_language=6)
+
+
+def assert_outcomes_consistent(prepared: list[PreparedItem], outcomes: list[dict]) -> None:
+    """What holds for every outcome of any model: MC is right exactly when its argmax option is the
+    gold (not when the gold token ranks first), and the token ranked from the gold is the gold's
+    first content token, never another option's."""
+    for p, o in zip(prepared, outcomes, strict=True):
+        mc = o["mc"]
+        assert mc["choice"] == max(range(4), key=mc["scores"].__getitem__)
+        assert mc["correct"] == (mc["choice"] == p.gold_index), (p.item.id, mc, o["gold_rank"])
+        token = o["gold_token"]
+        if token is not None and token["source"] == "gold":
+            assert normalize_compact(p.item.gold).startswith(normalize_compact(token["text"])), (p.item.id, token)
 
 
 def test_prepared_items_are_the_same_fixed_subset_sorted_by_language_and_id():
@@ -43,13 +68,75 @@ def test_tiny_model_outcomes_follow_the_schema_and_the_summary_recomputes(tiny_m
     prepared = prepare_items(load_dataset("fixtures"), ["ar", "en"], SMALL)
     outcomes = probe_model(model, tokenizer, prepared, SMALL)
     items = [item_record(p, o, o) for p, o in zip(prepared, outcomes)]
-    results = build_results({"reference": {"name": "tiny"}}, items, n_resamples=50)
+    results = build_results(run_config("tiny", "none", ["ar", "en"]), items, n_resamples=50)
     assert validate(results) == [] and recompute_check(results) == []
     for o in outcomes:
         assert 1 <= o["gold_rank"] <= len(tokenizer) and len(o["mc"]["scores"]) == 4
         assert len(o["beam"]["outputs"]) == 2 and len(o["sample"]["outputs"]) == 2
         assert o["mc"]["choice"] == max(range(4), key=o["mc"]["scores"].__getitem__)
     json.dumps(results)  # plain JSON all the way down
+
+
+def test_a_taught_model_and_its_pruned_copy_give_real_fates(taught_model):
+    from illusion_checks.compress import compress_model, parse_spec
+
+    model, tokenizer, prepared = taught_model.model, taught_model.tokenizer, taught_model.prepared
+    pruned = copy.deepcopy(model)
+    compress_model(pruned, parse_spec("magnitude:0.9"))
+    reference = probe_model(model, tokenizer, prepared, TAUGHT)
+    compressed = probe_model(pruned, tokenizer, prepared, TAUGHT)
+    assert_outcomes_consistent(prepared, reference)
+    assert_outcomes_consistent(prepared, compressed)
+    items = [item_record(p, r, c) for p, r, c in zip(prepared, reference, compressed)]
+    taught = items[: taught_model.n_taught]
+    assert [item["both_correct"] for item in items] == [True] * len(taught) + [False] * (len(items) - len(taught))
+
+    # The reference begins every taught answer with the gold, so the token ranked is its own first.
+    for item in taught:
+        ref = item["reference"]
+        assert ref["ff"]["begins_with_gold"] and ref["gold_token"]["source"] == "produced" and ref["gold_rank"] == 1
+    # FF is correct by containment: the first taught answer says more than the gold.
+    first = taught[0]["reference"]["ff"]
+    assert first["output"] == f"{taught[0]['gold']} indeed" and first["correct"] and not first["em"]
+    assert any(p.gold_index != 0 for p in prepared[: len(taught)])  # the gold is not merely option 0
+
+    # Fates come from the compressed model's FF and MC; 90% pruning breaks generation first, and
+    # recognition survives on some items: the paper's mc_only.
+    for item in taught:
+        comp = item["compressed"]
+        assert item["fate"] == Fate.of(comp["ff"]["correct"], comp["mc"]["correct"]).value
+    assert "mc_only" in {item["fate"] for item in taught} and "kept" not in {item["fate"] for item in taught}
+    assert all(item["fate"] is None for item in items[len(taught):])
+    # MC and the gold rank are different probes, and these models show both disagreements.
+    outcomes = reference + compressed
+    assert any(o["mc"]["correct"] and o["gold_rank"] > 1 for o in outcomes)
+    assert any(not o["mc"]["correct"] and o["gold_rank"] == 1 for o in outcomes)
+
+    results = build_results(run_config("taught", "magnitude:0.9", ["en"]), items,
+                            n_resamples=50)
+    assert recompute_check(results) == []
+    assert results["summary"]["overall"]["n_both_correct"] == len(taught)
+
+
+def test_what_the_batch_size_changes_and_what_it_does_not(taught_model):
+    """A batch pads and orders rows differently, so a log-likelihood moves by float round-off
+    (up to 2.7e-5 on smollm2-135m between batch sizes 1 and 16): scores and margins agree within
+    1e-4, and everything decided from them is equal. A sampled token can still flip where the
+    round-off crosses a nucleus boundary, so sampled texts are not compared, and the batch size
+    is part of the outcome cache's key."""
+    model, tokenizer, prepared = taught_model.model, taught_model.tokenizer, taught_model.prepared
+    runs = {}
+    for batch in (1, 16):
+        settings = dataclasses.replace(TAUGHT, decode=dataclasses.replace(TAUGHT.decode, batch_size=batch))
+        runs[batch] = probe_model(model, tokenizer, prepared, settings)
+    assert sum(o["ff"]["correct"] for o in runs[1]) == taught_model.n_taught  # correct answers are compared too
+    for one, sixteen in zip(runs[1], runs[16], strict=True):
+        for probe in ("ff", "cs", "one_shot", "zero_shot_short", "gold_rank", "gold_token", "beam"):
+            assert one[probe] == sixteen[probe], probe
+        assert (one["mc"]["choice"], one["mc"]["correct"]) == (sixteen["mc"]["choice"], sixteen["mc"]["correct"])
+        assert one["mc"]["scores"] == pytest.approx(sixteen["mc"]["scores"], abs=1e-4)
+        assert one["gold_margin"] == pytest.approx(sixteen["gold_margin"], abs=1e-4)
+        assert len(one["sample"]["outputs"]) == len(sixteen["sample"]["outputs"]) == 2
 
 
 @pytest.mark.slow
@@ -65,10 +152,17 @@ def test_gemma_against_its_magnitude_pruned_copy_gives_valid_recomputable_result
     reference = probe_model(loaded.model, loaded.tokenizer, prepared, settings)
     compressed = probe_model(pruned, loaded.tokenizer, prepared, settings)
     items = [item_record(p, r, c) for p, r, c in zip(prepared, reference, compressed)]
-    results = build_results({"reference": {"name": "gemma3-270m"}, "compressed": {"spec": "magnitude:0.5"}}, items)
+    results = build_results(run_config("gemma3-270m", "magnitude:0.5", ["en", "ru"]), items)
     assert validate(results) == []
     assert recompute_check(json.loads(json.dumps(results))) == []
-    assert sum(r["ff"]["correct"] for r in reference) > 0, "gemma3-270m should answer some fixture items"
+    assert_outcomes_consistent(prepared, reference)
+    assert_outcomes_consistent(prepared, compressed)
+    for item in items:
+        ref, comp = item["reference"], item["compressed"]
+        assert item["both_correct"] == (ref["ff"]["correct"] and ref["mc"]["correct"])
+        fate = Fate.of(comp["ff"]["correct"], comp["mc"]["correct"]).value if item["both_correct"] else None
+        assert item["fate"] == fate, item["id"]
+    assert any(item["both_correct"] for item in items), "gemma3-270m should produce and recognize some fixture items"
     assert reference != compressed
 
 

@@ -158,11 +158,13 @@ def test_language_override_beats_default() -> None:
     assert gates["dissociation", "en"].threshold == 0.15
 
 
-def test_named_language_missing_from_results_fails() -> None:
-    gates = by_key(evaluate_gates(make_summary(), {"swa": 0.2}, None, None, "point"))
+def test_named_language_missing_from_results_fails_naming_option_and_languages() -> None:
+    gates = by_key(evaluate_gates(make_summary(), {"swa": 0.2}, None, {"xx": 0.5}, "point"))
     gate = gates["dissociation", "swa"]
     assert not gate.passed and gate.value is None
-    assert "no items in 'swa'" in gate.reason
+    assert gate.reason == ("--illusion-max-dissociation names 'swa', but the results hold no items in 'swa'; "
+                           "languages in this run: en, sw")
+    assert gates["retention", "xx"].reason.startswith("--illusion-min-retention names 'xx'")
 
 
 def test_undefined_dissociation_fails_with_reason() -> None:

@@ -35,6 +35,7 @@ def test_uninstalled_model_package_says_which_pip_command(monkeypatch):
 
 def test_pickle_checkpoints_are_refused_unless_opted_in(tmp_path):
     (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"not really a pickle")
     with pytest.raises(ModelLoadError, match="--illusion-allow-pickle"):
         resolve_source(str(tmp_path))
@@ -84,3 +85,80 @@ def test_embedded_models_load_offline_and_convert_only_once(alias, monkeypatch):
     assert (models.Path(loaded.source) / models.COMPLETE_MARKER).is_file()
     ids = loaded.tokenizer("Context: Paris is in France.", return_tensors="pt")
     assert loaded.model(**ids).logits.shape[-1] >= len(loaded.tokenizer)
+
+
+@pytest.mark.parametrize("files, missing, present", [
+    (("config.json",), ("no weights (*.safetensors)", "no tokenizer files (tokenizer.json"), ()),
+    (("config.json", "tokenizer.json", "tokenizer_config.json"), ("no weights (*.safetensors)",), ("tokenizer",)),
+    (("config.json", "model.safetensors"), ("no tokenizer files (tokenizer.json",), ("weights",)),
+], ids=["config-only", "no-weights", "no-tokenizer"])
+def test_model_directory_without_weights_or_tokenizer_names_what_is_missing(tmp_path, files, missing, present):
+    for name in files:
+        (tmp_path / name).write_text("{}")
+    with pytest.raises(ModelLoadError) as error:
+        resolve_source(str(tmp_path))
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path} is not a complete model directory: it has config.json but ")
+    for part in missing:
+        assert part in message, (part, message)
+    for part in present:
+        assert f"no {part}" not in message, (part, message)
+    assert "\n" not in message
+
+
+def test_config_only_directory_is_a_usage_error_before_any_model_loads(pytester, tmp_path):
+    from tests.test_plugin import LOAD_COUNTER
+
+    pytester.makeconftest(LOAD_COUNTER)
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    result = pytester.runpytest(f"--illusion-model={tmp_path}", "--illusion-compress=magnitude:0.5", "--illusion-no-cache")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr.str(), result.stderr.str()
+    assert f"{tmp_path} is not a complete model directory" in errors[0] and "no weights" in errors[0]
+    assert not (pytester.path / "loads.txt").exists()
+
+
+@pytest.fixture
+def truncated_gguf(tmp_path, monkeypatch):
+    """A copy of the embedded smollm2 GGUF cut to `size` bytes (a fraction of the file, or a count), with
+    the conversion cache in tmp."""
+    monkeypatch.setenv("ILLUSION_CHECKS_CACHE", str(tmp_path / "cache"))
+    source = models._locate_smollm2()
+
+    def cut(size: float | int) -> models.Path:
+        keep = int(source.stat().st_size * size) if isinstance(size, float) else size
+        target = tmp_path / f"smollm2-cut-{keep}.gguf"
+        with source.open("rb") as whole, target.open("wb") as part:
+            part.write(whole.read(keep))
+        return target
+    return cut
+
+
+@pytest.mark.parametrize("size", [1 << 20, 0.5, 100], ids=["first-1MB", "half", "100-bytes"])
+def test_truncated_gguf_is_named_as_incomplete_and_leaves_no_conversion(truncated_gguf, tmp_path, size):
+    path = truncated_gguf(size)
+    with pytest.raises(ModelLoadError) as error:
+        resolve_source(str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path} is not a complete GGUF file ("), message
+    assert "\n" not in message
+    cache = tmp_path / "cache" / "models"
+    assert not cache.exists() or not [p for p in cache.iterdir() if p.suffix != ".lock"]
+
+
+def test_truncated_gguf_is_a_usage_error_naming_the_file(pytester, truncated_gguf):
+    path = truncated_gguf(1 << 20)
+    result = pytester.runpytest(f"--illusion-model={path}", "--illusion-compress=magnitude:0.5", "--illusion-no-cache")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr.str(), result.stderr.str()
+    assert f"{path} is not a complete GGUF file" in errors[0]
+
+
+def test_file_that_is_not_gguf_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("ILLUSION_CHECKS_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "weights.gguf"
+    path.write_bytes(b"PK\x03\x04" + b"\0" * 64)
+    with pytest.raises(ModelLoadError, match=r"weights.gguf is not a GGUF file \(it starts with b'PK\\x03\\x04', not b'GGUF'\)"):
+        resolve_source(str(path))

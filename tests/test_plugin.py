@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ def mc_only_item(results: dict[str, Any]) -> dict[str, Any]:
 
 def write_results(pytester: pytest.Pytester, results: dict[str, Any], name: str = "results.json") -> Path:
     path = pytester.path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results), encoding="utf-8")
     return path
 
@@ -205,6 +207,26 @@ def test_item_policy_off_collects_gates_only(pytester: pytest.Pytester, crafted:
     result.stdout.fnmatch_lines(["9 tests collected*"])
 
 
+@pytest.mark.parametrize("beam", ["missed", "not probed"])
+def test_reaches_passes_when_only_sampling_reaches_the_gold(pytester: pytest.Pytester, crafted: dict,
+                                                              beam: str) -> None:
+    results = copy.deepcopy(crafted)
+    item = mc_only_item(results)
+    outcome = item["compressed"]
+    outcome["sample"]["reached"] = True  # greedy FF misses the gold, and beam search too (or never ran)
+    if beam == "not probed":
+        outcome["beam"] = None
+    assert not outcome["ff"]["correct"] and not (outcome["beam"] or {}).get("reached")
+    results["summary"] = summarize(results["items"], n_resamples=200, seed=SEED)
+    source = write_results(pytester, results)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-item-policy=fail", "-v")
+    assert result.ret == 1
+    node = f"illusion/sw/{item['id']}"
+    result.stdout.fnmatch_lines_random([f"{node}::produces FAILED*", f"{node}::recognizes PASSED*",
+                                        f"{node}::reaches PASSED*"])
+    result.assert_outcomes(passed=3 * n_both(results) - 1, failed=1, skipped=9)
+
+
 # -- from-results, JUnit XML, ini -------------------------------------------------------------
 def test_from_results_regates_and_rerenders_without_a_model(pytester: pytest.Pytester, crafted: dict) -> None:
     pytester.makeconftest(LOAD_COUNTER)
@@ -350,3 +372,143 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     models.load_model = _load_model
 """
+
+
+# -- a gate that cannot be fooled (issue 11) ----------------------------------------------------
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_gate_on_a_language_the_run_lacks_is_collected_and_fails(pytester: pytest.Pytester, workers: str) -> None:
+    pytest.importorskip("xdist")
+    results = make_results(["en"], 8, seed=SEED, n_resamples=50, search_items=8, gates=False)
+    source = write_results(pytester, results)
+    # A typo, and a language left in a gate after it was dropped from --illusion-langs.
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-max-dissociation=xx=0.2",
+                                "--illusion-min-retention=sw=0.5", "--illusion-item-policy=off", "-n", workers)
+    assert result.ret == 1
+    # One call each: under xdist the failures are reported in whichever order the workers finish.
+    result.stdout.fnmatch_lines([
+        "*_ illusion/xx::dissociation _*",
+        "dissociation[[]xx[]] = n/a, needs max 0.20 on point: FAIL "
+        "(--illusion-max-dissociation names 'xx', but the results hold no items in 'xx'; languages in this run: en)",
+    ])
+    result.stdout.fnmatch_lines([
+        "*_ illusion/sw::retention _*",
+        "retention[[]sw[]] = n/a, needs min 0.50 on point: FAIL "
+        "(--illusion-min-retention names 'sw', but the results hold no items in 'sw'; languages in this run: en)",
+    ])
+    result.assert_outcomes(failed=2, skipped=6)
+
+
+def forged(results: dict[str, Any]) -> dict[str, Any]:
+    """results whose summary says nothing was demoted, while its items still show the MC-only ones."""
+    out = copy.deepcopy(results)
+    for block in (out["summary"]["overall"], *out["summary"]["per_language"].values()):
+        block["dissociation_rate"] = 0.0
+    return out
+
+
+def test_a_forged_summary_is_refused_naming_the_differing_fields(pytester: pytest.Pytester, crafted: dict) -> None:
+    pytester.makeconftest(LOAD_COUNTER)
+    assert crafted["summary"]["per_language"]["sw"]["dissociation_rate"] > 0
+    source = write_results(pytester, forged(crafted), "reports/illusion-results.json")
+    before = source.read_bytes()
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-max-dissociation=0.01")
+    assert_one_usage_error(result, str(source), "summary does not match its items",
+                           "summary.overall.dissociation_rate: stored 0.0 != recomputed",
+                           "summary.per_language.sw.dissociation_rate: stored 0.0 != recomputed")
+    assert source.read_bytes() == before
+    assert not (pytester.path / "reports" / "illusion-report.html").exists()
+
+
+def test_the_gates_read_the_summary_recomputed_from_the_items(pytester: pytest.Pytester, crafted: dict) -> None:
+    # Results written before `answer_start` and `rank_interpretable` existed: nothing disagrees, the
+    # recomputation fills them in, and the gates and outputs use it.
+    older = copy.deepcopy(crafted)
+    for block in (older["summary"]["overall"], *older["summary"]["per_language"].values()):
+        del block["answer_start"], block["rank_interpretable"]
+    source = write_results(pytester, older)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-max-dissociation=0.01",
+                                "--illusion-item-policy=off")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["FAIL dissociation[[]sw[]] = * > max 0.01 on point: FAIL"])
+    written = json.loads((pytester.path / "reports" / "illusion-results.json").read_text(encoding="utf-8"))
+    assert written["summary"] == json.loads(json.dumps(crafted["summary"]))
+
+
+def assert_one_usage_error(result: pytest.RunResult, *names: str) -> None:
+    """Exit 4, one `ERROR:` line naming everything in `names`, no traceback."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1, result.stderr.str()
+    for name in names:
+        assert name in errors[0], (name, errors[0])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+@pytest.mark.parametrize("field", ["summary.per_language", "config.dataset", "config.compressed"])
+def test_results_missing_a_field_the_report_reads_leave_the_file_untouched(pytester: pytest.Pytester,
+                                                                        crafted: dict, field: str) -> None:
+    broken = copy.deepcopy(crafted)
+    section, key = field.split(".")
+    del broken[section][key]
+    # The default --illusion-json: re-rendering would rewrite this very file.
+    source = write_results(pytester, broken, "reports/illusion-results.json")
+    os.utime(source, (1_000_000_000, 1_000_000_000))
+    before = source.read_bytes()
+    result = pytester.runpytest("--illusion-from-results=reports/illusion-results.json", "--illusion-max-dissociation=0.9")
+    assert_one_usage_error(result, "reports/illusion-results.json", f"missing field '{field}'")
+    assert source.read_bytes() == before and source.stat().st_mtime == 1_000_000_000
+    assert not (pytester.path / "reports" / "illusion-report.html").exists()
+
+
+def test_report_and_json_on_the_same_path_are_refused(pytester: pytest.Pytester, crafted: dict) -> None:
+    source = write_results(pytester, crafted)
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-report=out.json",
+                                "--illusion-json=out.json")
+    assert_one_usage_error(result, "--illusion-report", "--illusion-json", str(pytester.path / "out.json"))
+    assert not (pytester.path / "out.json").exists()
+
+
+def test_report_and_json_on_the_same_path_stop_before_any_model_loads(pytester: pytest.Pytester,
+                                                                       tiny_llama_dir: Path) -> None:
+    pytester.makeconftest(LOAD_COUNTER)
+    result = pytester.runpytest(f"--illusion-model={tiny_llama_dir}", "--illusion-compress=magnitude:0.5",
+                                "--illusion-langs=en", "--illusion-items=2", "--illusion-no-reachability",
+                                "--illusion-no-cache", "--illusion-report=out/same", "--illusion-json=out/../out/same")
+    assert_one_usage_error(result, "--illusion-report", "--illusion-json", "same file")
+    assert not (pytester.path / "loads.txt").exists()
+
+
+def test_item_ids_with_node_id_syntax_are_sanitised_and_kept(pytester: pytest.Pytester, crafted: dict) -> None:
+    results = copy.deepcopy(crafted)
+    en = [item for item in results["items"] if item["lang"] == "en" and item["both_correct"]]
+    en[0]["id"], en[1]["id"], en[2]["id"] = "a::b", "a__b", "c[1]"  # "a::b" would become "a__b", which is taken
+    mc_only_item(results)["id"] = "sw::demoted[x]"
+    results["items"].sort(key=lambda item: (item["lang"], item["id"]))
+    results["summary"] = summarize(results["items"], n_resamples=200, seed=SEED)
+    source = write_results(pytester, results)
+    listed = pytester.runpytest(f"--illusion-from-results={source}", "--collect-only", "-q")
+    assert listed.ret == 0, listed.stdout.str()
+    ids = [line for line in listed.stdout.lines if line.startswith("illusion/")]
+    assert len(ids) == len(set(ids)) == 3 * n_both(results) + 9
+    groups = {node_id.split("::")[0] for node_id in ids}
+    assert {"illusion/en/a__b", "illusion/en/a__b-2", "illusion/en/c_1_", "illusion/sw/sw__demoted_x_"} <= groups
+    result = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-item-policy=fail",
+                                "--junitxml=junit.xml")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*_ illusion/sw/sw__demoted_x_::produces _*",
+                                 "no longer produces the gold: *; item id 'sw::demoted[[]x[]]'"])
+    cases = {f"{case.get('classname')}::{case.get('name')}": case
+             for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    properties = {p.get("name"): p.get("value") for p in cases["illusion.en.a__b-2::produces"].iter("property")}
+    assert properties["item_id"] == "a::b"  # the id already named "a__b" keeps its name
+    written = json.loads((pytester.path / "reports" / "illusion-results.json").read_text(encoding="utf-8"))
+    assert {"a::b", "a__b", "c[1]", "sw::demoted[x]"} <= {item["id"] for item in written["items"]}
+
+
+def test_node_names_replace_node_id_syntax_and_stay_unique() -> None:
+    from illusion_checks.pytest_items import node_names
+
+    names = node_names(["a::b", "a__b", "x[1]", "tab\there", "a/b", "plain", "überall"])
+    assert names == {"a::b": "a__b-2", "a__b": "a__b", "x[1]": "x_1_", "tab\there": "tab_here", "a/b": "a_b",
+                     "plain": "plain", "überall": "überall"}
+    assert node_names(["a:b", "a[b", "a_b"]) == {"a:b": "a_b-2", "a[b": "a_b-3", "a_b": "a_b"}

@@ -117,6 +117,18 @@ def test_identical_rerun_loads_nothing_and_matches_the_xdist_run(pytester: pytes
     assert rerun_results["summary"] == first_run.results["summary"]
 
 
+def test_outcomes_probed_at_another_batch_size_are_not_reused(pytester: pytest.Pytester, first_run: FirstRun,
+                                                               tiny_llama_dir: Path) -> None:
+    # A sampled answer can differ between batch sizes (README, "Speed"): the cache key holds it.
+    keys = [json.loads(path.read_text())["key"] for path in first_run.cache_dir.glob("*.json")]
+    assert [key["batch_size"] for key in keys] == [16, 16]
+    result = rerun(pytester, tiny_llama_dir, first_run.cache_dir, "--illusion-batch-size=1")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*models loaded: 1; from cache: nothing"])
+    assert close(written_results(pytester)["items"], first_run.results["items"])
+    assert "batch_size" not in written_results(pytester)["config"]["probes"]
+
+
 def test_corrupted_cache_entry_warns_and_is_recomputed(pytester: pytest.Pytester, first_run: FirstRun,
                                                        tiny_llama_dir: Path) -> None:
     entries = {json.loads(path.read_text())["key"]["role"]: path.name for path in first_run.cache_dir.glob("*.json")}
@@ -154,3 +166,27 @@ def test_model_and_data_errors_are_one_line(pytester: pytest.Pytester, tiny_llam
     assert len(errors) == 1 and "Traceback" not in result.stderr.str()
     for name in names:
         assert name in errors[0], (name, errors[0])
+
+
+def test_save_compressed_on_a_cache_hit_compresses_and_saves_once(pytester: pytest.Pytester, first_run: FirstRun,
+                                                                   tiny_llama_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    result = rerun(pytester, tiny_llama_dir, first_run.cache_dir, "--illusion-save-compressed=saved")
+    assert result.ret == 1
+    saved = pytester.path / "saved"
+    result.stdout.fnmatch_lines([
+        f"illusion-checks: compressed outcomes came from the cache; compressing again to save the model to {saved}",
+        f"illusion-checks: compressed model saved to {saved}",
+        "*models loaded: 1; from cache: reference, compressed",
+    ])
+    weights = load_file(str(saved / "model.safetensors"))
+    pruned = weights["model.layers.0.self_attn.q_proj.weight"]
+    assert abs(float((pruned == 0).float().mean()) - 0.5) < 0.01  # the magnitude:0.5 copy, not the reference
+    assert (saved / "tokenizer.json").is_file()
+    assert sorted(p.name for p in pytester.path.iterdir() if p.name.startswith(".saved")) == []  # no staging left
+
+    again = pytester.runpytest(f"--illusion-model={tiny_llama_dir}", *EVAL_ARGS, "--illusion-cache-dir=cache",
+                               "--illusion-save-compressed=saved")
+    again.stdout.fnmatch_lines([f"illusion-checks: {saved} already holds this compressed model; not saved again",
+                                "*models loaded: 0; from cache: reference, compressed"])

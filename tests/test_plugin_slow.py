@@ -36,3 +36,22 @@ def test_gate_on_the_embedded_model_writes_results_report_and_item_tests(tmp_pat
     assert "illusion/overall::dissociation PASSED" in done.stdout
     html = (tmp_path / "reports" / "illusion-report.html").read_text()
     assert "smollm2-135m" in html and "<script type=\"application/json\"" in html
+
+    # The same results under a gate the recorded value does not meet: exit 1, no second evaluation.
+    overall = results["summary"]["overall"]
+    if overall["dissociation_rate"] > 0:
+        gate, threshold = "--illusion-max-dissociation", overall["dissociation_rate"] / 2
+        verdict = "FAIL dissociation[overall] = "
+    else:  # nothing demoted to MC-only: ask for more retention than there is
+        assert overall["retention"] < 1, "magnitude:0.5 should cost smollm2-135m some both-correct item"
+        gate, threshold = "--illusion-min-retention", (overall["retention"] + 1) / 2
+        verdict = "FAIL retention[overall] = "
+    regate = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--illusion-item-policy=off",
+              "--illusion-from-results=reports/illusion-results.json", f"{gate}={threshold:.4f}",
+              "--illusion-json=regated.json", "--illusion-report=regated.html"]
+    again = subprocess.run(regate, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1, again.stdout[-3000:] + again.stderr[-3000:]
+    assert verdict in again.stdout and "models loaded: 0" in again.stdout
+    regated = json.loads((tmp_path / "regated.json").read_text())
+    assert regated["items"] == results["items"]
+    assert [g["passed"] for g in regated["gates"] if g["lang"] == "overall"] == [False]

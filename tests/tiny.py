@@ -1,13 +1,21 @@
 """Tiny randomly initialised Hugging Face models with a real (small, byte-level BPE) tokenizer,
-built in-process: fast, offline stand-ins for the Llama / Qwen2 / Gemma3 families."""
+built in-process: fast, offline stand-ins for the Llama / Qwen2 / Gemma3 families; and one tiny
+model briefly trained to answer a few fixture items, for tests that need correct answers."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
+
+from illusion_checks.datasets import QAItem, load_dataset
+from illusion_checks.engine import PreparedItem, ProbeSettings, prepare_items
+from illusion_checks.probes import encode_prompt
+from illusion_checks.prompts import ff_prompt
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qa"
 ARCHS = ("llama", "qwen2", "gemma3")
@@ -72,3 +80,56 @@ def save_tiny(directory: Path, arch: str = "llama", seed: int = 0) -> Path:
     model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory
+
+
+def trained_tiny_model(items: Sequence[QAItem], answers: Sequence[str], steps: int = 60, lr: float = 5e-3,
+                       seed: int = 0) -> tuple[Any, Any]:
+    """(model, tokenizer): a tiny llama taught to answer each item's FF prompt with its answer
+    (a few seconds of Adam on CPU), so that fast tests see a model that answers correctly.
+
+    Each row is the FF prompt + " " + answer + "\\n", encoded as the engine encodes prompts; the
+    loss covers the answer tokens only, so the model learns what to say after the cue."""
+    model, tokenizer = tiny_model("llama", seed)
+    rows = []
+    for item, answer in zip(items, answers, strict=True):
+        prompt = ff_prompt(item.context, item.question)
+        prompt_ids = encode_prompt(tokenizer, prompt, chat=False)
+        ids = encode_prompt(tokenizer, f"{prompt} {answer}\n", chat=False)
+        assert ids[: len(prompt_ids)] == prompt_ids, "the answer must not merge with the prompt's last token"
+        rows.append((ids, len(prompt_ids)))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)  # -100: not in the loss
+    for i, (ids, n_prompt) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        mask[i, : len(ids)] = 1
+        labels[i, n_prompt: len(ids)] = torch.tensor(ids[n_prompt:])
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), tokenizer
+
+
+@dataclass(frozen=True)
+class TaughtModel:
+    """A tiny model taught the first `n_taught` of `prepared`; the rest it never saw."""
+
+    model: Any
+    tokenizer: Any
+    prepared: list[PreparedItem]
+    n_taught: int
+
+
+def taught_english_model() -> TaughtModel:
+    """Six prepared English fixture items; the model is taught the first four, the first of them
+    with words after the gold ("<gold> indeed": correct by containment, not an exact match)."""
+    prepared = prepare_items(load_dataset("fixtures"), ["en"], ProbeSettings(items_per_language=6))
+    taught = prepared[:4]
+    answers = [f"{taught[0].item.gold} indeed", *(p.item.gold for p in taught[1:])]
+    model, tokenizer = trained_tiny_model([p.item for p in taught], answers)
+    return TaughtModel(model, tokenizer, prepared, len(taught))

@@ -26,6 +26,7 @@ _EXPORTS = {
     "calibration_texts": "calibration",
     "fingerprint": "calibration",
     "save_compressed": "save",
+    "saved_manifest": "save",
     "VALID_FORMS": "spec",
     "CompressionSpec": "spec",
     "parse_spec": "spec",

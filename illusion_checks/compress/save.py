@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Mapping
 
 from torch import nn
 
+# What a saved directory holds, written with it, so a later run can tell it need not save again.
+MANIFEST = "illusion-compressed.json"
 
-def save_compressed(model: nn.Module, tokenizer, directory: str | Path) -> Path:
-    """Save `model` (safetensors) and `tokenizer` to `directory`: written next to it, then renamed into place."""
+
+def save_compressed(model: nn.Module, tokenizer, directory: str | Path,
+                    manifest: Mapping[str, Any] | None = None) -> Path:
+    """Save `model` (safetensors), `tokenizer` and `manifest` (as MANIFEST) to `directory`: written next
+    to it, then renamed into place."""
     target = Path(directory).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -18,6 +25,8 @@ def save_compressed(model: nn.Module, tokenizer, directory: str | Path) -> Path:
         model.save_pretrained(staging, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
+        if manifest is not None:
+            (staging / MANIFEST).write_text(json.dumps(dict(manifest), indent=1), encoding="utf-8")
         if target.exists():
             # A directory cannot be renamed over a non-empty one: move the old one aside first.
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
@@ -30,3 +39,12 @@ def save_compressed(model: nn.Module, tokenizer, directory: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def saved_manifest(directory: str | Path) -> dict[str, Any] | None:
+    """The manifest `save_compressed` wrote into `directory`, or None (nothing saved there, or unreadable)."""
+    try:
+        manifest = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None

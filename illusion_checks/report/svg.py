@@ -8,6 +8,11 @@ import re
 from collections.abc import Mapping
 
 _DATA_KEY = re.compile(r"^[a-z][a-z0-9-]*$")
+# Attribute names are written unescaped by the template, so only these geometry and styling
+# names pass: never an event handler (`onload`), `href` or `style`.
+KINDS = ("rect", "line", "text", "circle")
+ATTRIBUTES = frozenset({"x", "y", "width", "height", "x1", "y1", "x2", "y2", "cx", "cy", "r", "class",
+                        "text-anchor"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,9 +25,16 @@ class Mark:
     data: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Attribute names are written unescaped by the template: only our own fixed names.
-        assert self.kind in ("rect", "line", "text", "circle"), self.kind
-        assert all(_DATA_KEY.match(k) for k in (*self.attrs, *self.data)), (self.attrs, self.data)
+        if self.kind not in KINDS:
+            raise ValueError(f"Mark kind must be one of {', '.join(KINDS)}, but is {self.kind!r}")
+        for name in self.attrs:
+            if name not in ATTRIBUTES:
+                raise ValueError(f"Mark attribute {name!r} is not allowed on <{self.kind}>; "
+                                 f"allowed: {', '.join(sorted(ATTRIBUTES))}")
+        for name in self.data:
+            if not _DATA_KEY.match(name):
+                raise ValueError(f"Mark data key {name!r} must be lowercase letters, digits and '-', "
+                                 "starting with a letter")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,9 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.report.chromium import require_chromium  # noqa: E402
 from tests.synth import make_results  # noqa: E402
 
 SMALL_LANGS = ("ar", "en", "sw")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium executable for the browser tests: they skip without it, but fail under CI=true."""
+    return require_chromium()
 
 
 @functools.cache

@@ -2,14 +2,13 @@
 hostile model outputs stay text, the console stays clean, and chart labels match the JSON.
 
 Needs the Debian `chromium` package at /usr/bin/chromium and the Python `playwright` package
-(no `playwright install`: we drive the system Chromium).
+(no `playwright install`: we drive the system Chromium). Without Chromium these tests skip, except
+under CI=true, where they fail. Load and filter timings are in benchmarks/bench_report_browser.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,25 +18,20 @@ import pytest
 from illusion_checks.report import write_report
 from tests.synth import PROFILES, XSS_PAYLOADS, make_results, with_payloads
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} is absent (install the Debian package: apt-get install -y chromium)"),
-]
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(chromium: str) -> Iterator[Any]:
     # Imported here so collection works without the dev extra; a missing package then fails
     # these tests loudly rather than skipping them.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=chromium, args=ARGS)
         yield b
         b.close()
 
@@ -53,10 +47,8 @@ class Page:
         self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
         self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
         self.page.on("dialog", self._dialog)
-        start = time.perf_counter()
         self.page.goto(path.resolve().as_uri())
         self.page.wait_for_selector(".item-row")
-        self.load_s = time.perf_counter() - start
 
     def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(dialog.message)
@@ -192,27 +184,21 @@ def test_chart_labels_match_the_summary(report):
             assert (lang, metric) in metrics
 
 
-def test_nine_languages_by_200_items_stay_fast(browser, artifacts):
+def test_nine_languages_by_200_items_page_and_filter(browser, artifacts):
+    # Functional only: the load and filter times are measured by benchmarks/bench_report_browser.py.
     results = make_results(items_per_language=200, n_resamples=50)
     path = artifacts / "report-9x200.html"
     write_report(path, results)
-    size_mb = path.stat().st_size / 1e6
+    assert path.stat().st_size < 8e6  # the report is one self-contained file: keep it mailable
     page = Page(browser, path)
     pg = page.page
     assert page.rows() == 200
-    start = time.perf_counter()
     pg.select_option("#filter-fate", "mc_only")
-    filter_s = time.perf_counter() - start
     n_mc_only = results["summary"]["overall"]["fates"]["mc_only"]
     assert page.rows() == min(200, n_mc_only)
     pg.select_option("#filter-fate", "")
     pg.click("#show-more")
     assert page.rows() == 400
-    print(f"\n9x200 report: {size_mb:.1f} MB, load {page.load_s:.2f} s, filter {filter_s * 1000:.0f} ms")
-    (artifacts / "report-9x200-timing.txt").write_text(
-        f"size_mb={size_mb:.2f} load_s={page.load_s:.2f} filter_ms={filter_s * 1000:.0f}\n")
-    assert size_mb < 8
-    assert page.load_s < 10 and filter_s < 1.0  # generous: CI machines are shared
     assert page.errors() == []
     page.close()
 

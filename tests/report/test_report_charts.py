@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pytest
 
@@ -47,11 +48,22 @@ def test_scale_and_ticks():
     assert svg.ticks(-0.1, 0.3, 0.1) == [-0.1, 0.0, 0.1, 0.2, 0.3]
 
 
-def test_marks_only_take_our_attribute_names():
-    with pytest.raises(AssertionError):
-        svg.Mark("text", {"onload": 1}, "x", {"bad key": "v"})
-    with pytest.raises(AssertionError):
-        svg.Mark("script", {})
+@pytest.mark.parametrize("kind, attrs, data, message", [
+    ("text", {"x": 1, "onload": "alert(1)"}, {}, "attribute 'onload' is not allowed on <text>"),
+    ("rect", {"href": "javascript:alert(1)"}, {}, "attribute 'href' is not allowed"),
+    ("circle", {"style": "fill:red"}, {}, "attribute 'style' is not allowed"),
+    ("text", {"x": 1}, {"bad key": "v"}, "data key 'bad key'"),
+    ("script", {}, {}, "kind must be one of rect, line, text, circle, but is 'script'"),
+])
+def test_marks_only_take_our_attribute_names(kind, attrs, data, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        svg.Mark(kind, attrs, "x", data)
+
+
+def test_every_mark_the_helpers_build_passes_the_allow_list():
+    marks = [svg.rect(0, 0, 1, 1, "bar", "tip", {"metric": "m"}), svg.line(0, 0, 1, 1, "axis"),
+             svg.text(0, 0, "label", "val", "end", {"lang": "en"}), svg.circle(0, 0, 2, "point")]
+    assert {name for mark in marks for name in mark.attrs} == svg.ATTRIBUTES
 
 
 def test_stacked_segments_fill_the_bar_and_label_the_highlight():
