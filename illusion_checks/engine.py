@@ -32,7 +32,8 @@ class ProbeSettings:
     reachability: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        """The `config.probes` block of the results JSON (batch size excluded: it changes nothing)."""
+        """The `config.probes` block of the results JSON. The batch size is left out: it changes no choice,
+        greedy output or rank, only scores in their last digits and sampled text (so the cache key adds it)."""
         decode = {k: v for k, v in asdict(self.decode).items() if k != "batch_size"}
         return {"protocol": PROBE_PROTOCOL, **decode, **asdict(self.prompts), "answer_scope": self.answer_scope,
                 "ablations": list(self.ablations), "reachability": self.reachability}
