@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from illusion_checks import __version__
+from illusion_checks.atomic import write_text_atomic
 from illusion_checks.fates import Fate
 from illusion_checks.metrics import DEFAULT_RESAMPLES, DEFAULT_SEED, recompute_check, summarize
 
@@ -151,19 +150,8 @@ def _validate_item(item: Any, where: str) -> list[str]:
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    """Write JSON to a temp file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, ensure_ascii=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON atomically (`atomic.write_text_atomic`): readers never see half a file."""
+    return write_text_atomic(path, json.dumps(payload, ensure_ascii=False))
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

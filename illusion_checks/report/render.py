@@ -6,7 +6,6 @@ import base64
 import functools
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -15,6 +14,7 @@ import jinja2
 from markupsafe import Markup
 
 from illusion_checks import __version__
+from illusion_checks.atomic import write_text_atomic
 from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
 from illusion_checks.report import explorer, figures, findings, item_stats, sweep as sweep_mod
 from illusion_checks.report.formats import interval, pct, spec_value
@@ -132,15 +132,5 @@ def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] =
 
 def write_report(path: str | os.PathLike[str], results: Mapping[str, Any],
                  sweep: Sequence[Mapping[str, Any]] = ()) -> None:
-    """Render and write atomically: a temp file in the same directory, then os.replace."""
-    html = make_report(results, sweep)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Render and write atomically (`atomic.write_text_atomic`)."""
+    write_text_atomic(path, make_report(results, sweep))
