@@ -25,15 +25,13 @@ import argparse
 import copy
 import json
 import time
-from pathlib import Path
 
 import torch
 
 from illusion_checks.compress import calibration_batch, compress_model, parse_spec
 from illusion_checks.compress.catcher import capture_layer_inputs, decoder_layers
 from illusion_checks.compress.prune import run_layer
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "qa"
+from illusion_checks.datasets import fixture_files
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,7 +52,7 @@ def parse_args() -> argparse.Namespace:
 def fixture_texts() -> list[str]:
     """Every fixture passage: timing does not depend on what the tokens say, only on their number."""
     texts = []
-    for path in sorted(FIXTURES.glob("*.jsonl")):
+    for path in fixture_files():
         texts += [json.loads(line)["context"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return texts
 

@@ -74,7 +74,7 @@ def _input_ids(args: tuple, kwargs: dict) -> torch.Tensor | None:
 
 
 def _cached_length(kwargs: dict) -> int:
-    cache = kwargs.get("past_key_values")
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))  # lm-eval's own transformers may predate `cache`
     return int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
 
 

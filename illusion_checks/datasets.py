@@ -7,12 +7,17 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from illusion_checks.scoring import normalize_compact
 
-FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "qa"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+    DataFile = Path | Traversable  # a file on disk, or one inside the installed package (a zip's too)
+
 TYDIQA_LANGS = {
     "arabic": "ar", "bengali": "bn", "english": "en", "finnish": "fi", "indonesian": "id",
     "japanese": "ja", "korean": "ko", "russian": "ru", "swahili": "sw", "telugu": "te", "thai": "th",
@@ -23,6 +28,21 @@ _LANG_SUFFIX = re.compile(r"\.([a-z]{2,3}(?:-[A-Za-z]+)?)\.json$")
 
 class DatasetError(ValueError):
     """Bad or missing QA data; the message names the file, the field and the value."""
+
+
+def fixture_root() -> Traversable:
+    """The embedded fixture set's folder, `illusion_checks/data/qa`, wherever the package is installed."""
+    # Package data read through importlib.resources: the same from a checkout, a wheel or a zip.
+    return resources.files("illusion_checks") / "data" / "qa"
+
+
+def fixture_files() -> list[Traversable]:
+    """The embedded fixture set's `*.jsonl` files, by name (format in illusion_checks/data/qa/README.md)."""
+    root = fixture_root()
+    names = sorted(f.name for f in root.iterdir() if f.name.endswith(".jsonl")) if root.is_dir() else []
+    if not names:
+        raise DatasetError(f"the embedded fixture set is missing: no .jsonl files at {root}; reinstall illusion-checks")
+    return [root / name for name in names]
 
 
 @dataclass(frozen=True)
@@ -80,12 +100,12 @@ def _check_scorable(text: str, where: str, item_id: str, name: str) -> str:
 
 
 def golds_not_in_context(items: list[QAItem]) -> list[QAItem]:
-    """Items whose gold is not a verbatim span of their passage: not extractive QA (fixtures/qa/README.md)."""
+    """Items whose gold is not a verbatim span of their passage: not extractive QA (data/qa/README.md)."""
     return [item for item in items if item.gold not in item.context]
 
 
-def load_jsonl(path: Path) -> list[QAItem]:
-    """Read the project's fixture format (see fixtures/qa/README.md)."""
+def load_jsonl(path: DataFile) -> list[QAItem]:
+    """Read the project's fixture format (see illusion_checks/data/qa/README.md)."""
     items = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -123,7 +143,7 @@ def _field(row: dict, name: str, kinds: tuple[type, ...], where: str) -> Any:
     return value
 
 
-def _objects(path: Path, values: list, where: str) -> Iterator[tuple[str, dict]]:
+def _objects(path: DataFile, values: list, where: str) -> Iterator[tuple[str, dict]]:
     """Each entry of a JSON list with its JSON path (`where[k]`); every entry must be an object."""
     for k, value in enumerate(values):
         if not isinstance(value, dict):
@@ -131,7 +151,7 @@ def _objects(path: Path, values: list, where: str) -> Iterator[tuple[str, dict]]
         yield f"{where}[{k}]", value
 
 
-def load_squad_json(path: Path, lang: str) -> list[QAItem]:
+def load_squad_json(path: DataFile, lang: str) -> list[QAItem]:
     """Read SQuAD-style JSON (XQuAD files load as they are); the first answer is the gold. A malformed
     entry raises DatasetError naming the file, its JSON path (`data[0].paragraphs[1].qas[2]`), the field
     and the value."""
@@ -162,7 +182,7 @@ def load_squad_json(path: Path, lang: str) -> list[QAItem]:
     return items
 
 
-def _squad_lang(path: Path) -> str:
+def _squad_lang(path: DataFile) -> str:
     match = _LANG_SUFFIX.search(path.name)
     if not match:
         raise DatasetError(f"{path}: cannot tell the language; name it '<name>.<lang>.json' or pass PATH:LANG")
@@ -194,13 +214,21 @@ def load_path(spec: str) -> Dataset:
     files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json")) if path.is_dir() else [path]
     if not files:
         raise DatasetError(f"{path}: no .jsonl or .json files in this directory")
+    return Dataset(name=str(spec), by_lang=_load_files(files, explicit_lang))
+
+
+def _load_files(files: Iterable[DataFile], explicit_lang: str | None = None) -> dict[str, list[QAItem]]:
+    """Every item of these `.jsonl` / SQuAD `.json` files, by language."""
     items: list[QAItem] = []
     for file in files:
-        found = load_jsonl(file) if file.suffix == ".jsonl" else load_squad_json(file, explicit_lang or _squad_lang(file))
+        if file.name.endswith(".jsonl"):
+            found = load_jsonl(file)
+        else:
+            found = load_squad_json(file, explicit_lang or _squad_lang(file))
         if not found:  # an empty file evaluates nothing, yet would still load and compress the model
             raise DatasetError(f"{file}: no QA items in this file")
         items.extend(found)
-    return Dataset(name=str(spec), by_lang=_group(items))
+    return _group(items)
 
 
 def load_hub(name: str, langs: list[str] | None) -> Dataset:
@@ -232,9 +260,7 @@ def _hub_item(row: dict, lang: str, name: str) -> QAItem:
 def load_dataset(spec: str = "fixtures", langs: list[str] | None = None) -> Dataset:
     """Resolve `--illusion-dataset`: `fixtures` (default), `tydiqa`, `xquad`, or a path."""
     if spec == "fixtures":
-        if not FIXTURES_DIR.is_dir():
-            raise DatasetError(f"the fixture set is missing at {FIXTURES_DIR}; run from a source checkout")
-        dataset = Dataset("fixtures", load_path(str(FIXTURES_DIR)).by_lang)
+        dataset = Dataset("fixtures", _load_files(fixture_files()))
     elif spec in ("tydiqa", "xquad"):
         dataset = load_hub(spec, langs)
     else:

@@ -11,7 +11,8 @@ import re
 from typing import Any, Callable, Sequence
 
 import torch
-from transformers.cache_utils import DynamicLayer
+
+from illusion_checks.kv_cache import keep_rows, make_room
 
 _ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
 
@@ -50,56 +51,6 @@ def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
 def pick_greedy(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
     """The most likely next token (first on ties, as `generate` picks)."""
     return logits.argmax(-1)
-
-
-def _buffer(states: torch.Tensor, capacity: int) -> torch.Tensor:
-    """A [rows, heads, capacity, dim] buffer that starts with `states`."""
-    buffer = states.new_empty(*states.shape[:2], capacity, states.shape[-1])
-    buffer[:, :, :states.shape[-2]] = states
-    return buffer
-
-
-class _RoomyLayer(DynamicLayer):
-    """A full-attention cache layer with room for `room` more tokens: each decoding step writes its
-    keys and values in place, where the dynamic layer concatenates (copying the whole cache every
-    step, which cost more than the attention itself on a CPU)."""
-
-    def __init__(self, layer: DynamicLayer, room: int) -> None:
-        super().__init__()
-        self.dtype, self.device, self.is_initialized = layer.keys.dtype, layer.keys.device, True
-        length = layer.keys.shape[-2]
-        self.key_room, self.value_room = _buffer(layer.keys, length + room), _buffer(layer.values, length + room)
-        self._show(length)
-
-    def _show(self, length: int) -> None:
-        self.keys, self.values = self.key_room[:, :, :length], self.value_room[:, :, :length]
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
-               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
-        if end > self.key_room.shape[-2]:  # more tokens than planned for: double the room
-            self.key_room, self.value_room = _buffer(self.keys, 2 * end), _buffer(self.values, 2 * end)
-        self.key_room[:, :, start:end] = key_states
-        self.value_room[:, :, start:end] = value_states
-        self._show(end)
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        length = self.keys.shape[-2]
-        self.key_room, self.value_room = self.key_room[indices], self.value_room[indices]
-        self._show(length)
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Beam search's per-step reordering, kept on the roomy buffers."""
-        self.batch_select_indices(beam_idx.to(self.key_room.device))
-
-
-def make_room(cache: Any, room: int) -> None:
-    """Give each full-attention layer of a (forked) cache room for `room` decoded tokens; sliding-
-    window layers, which drop old tokens, keep their own update."""
-    if isinstance(getattr(cache, "layers", None), list):
-        cache.layers = [_RoomyLayer(layer, room) if type(layer) is DynamicLayer and layer.is_initialized else layer
-                        for layer in cache.layers]
 
 
 class _NewlineTokens:
@@ -141,7 +92,7 @@ def decode_tokens(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Ten
     step_ids, pos = ids[:, -1:], positions(mask)[:, -1:]
     make_room(cache, max_new_tokens)
     for step in range(max_new_tokens):
-        logits = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+        logits = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, cache=cache,
                        use_cache=True).logits[:, -1]
         chosen = pick(logits, live)
         keep = []
@@ -157,7 +108,7 @@ def decode_tokens(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Ten
         if len(keep) < len(live):
             # Drop finished rows everywhere: the cache, the mask and the positions.
             index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
+            keep_rows(cache, index)
             mask, pos, chosen = mask[index], pos[index], chosen[index]
             live = [live[j] for j in keep]
         step_ids = chosen[:, None]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -12,8 +11,9 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from illusion_checks.answer_start import RankTarget, rank_target
 from illusion_checks.decoding import (
-    SeededNucleus, answer_line_done, answer_text, decode, decode_tokens, make_room, pick_greedy, positions,
+    SeededNucleus, answer_line_done, answer_text, decode, decode_tokens, pick_greedy, positions,
 )
+from illusion_checks.kv_cache import fork, make_room
 
 __all__ = ["DecodeSettings", "Encoded", "MCResult", "FFProbes", "Prefix", "answer_text", "encode_prompt",
            "encode_continuations", "ff_probes", "greedy", "item_seed", "prefill"]
@@ -99,18 +99,6 @@ def _batches(order: list[int], size: int) -> list[list[int]]:
     return [order[start:start + size] for start in range(0, len(order), size)]
 
 
-def _fork(cache: Any) -> Any:
-    """A cache that can grow or be re-indexed without touching the original. Dynamic cache layers
-    rebind their tensors on every change (cat, index, repeat) instead of writing in place, so
-    copying the layer objects is enough: the tensors are shared until one side changes. A cache
-    without layer objects (older hybrid-model caches) is copied whole."""
-    if not isinstance(getattr(cache, "layers", None), list):
-        return copy.deepcopy(cache)
-    twin = copy.copy(cache)
-    twin.layers = [copy.copy(layer) for layer in cache.layers]
-    return twin
-
-
 @dataclass
 class Prefix:
     """Left-padded prompts whose KV cache holds every token but the last: each probe that
@@ -123,11 +111,8 @@ class Prefix:
     def rows(self, index: Sequence[int], repeat: int = 1) -> "Prefix":
         """A fork holding `index` rows, each repeated `repeat` times (as generate expands them)."""
         select = torch.tensor(list(index), device=self.ids.device)
-        cache = _fork(self.cache)
-        if list(index) != list(range(self.ids.shape[0])):
-            cache.batch_select_indices(select)
-        if repeat > 1:
-            cache.batch_repeat_interleave(repeat)
+        every_row = list(index) == list(range(self.ids.shape[0]))  # then the fork shares every tensor
+        cache = fork(self.cache, None if every_row else select, repeat)
         return Prefix(self.ids[select], self.mask[select], cache)
 
 
@@ -138,7 +123,7 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> Prefix:
     ids, mask = left_pad(rows, pad_id, device)
     out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions(mask)[:, :-1],
                 use_cache=True, logits_to_keep=1)
-    return Prefix(ids, mask, out.past_key_values)
+    return Prefix(ids, mask, out.cache)
 
 
 def _generate(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings, **kwargs: Any) -> list[str]:
@@ -146,7 +131,7 @@ def _generate(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettin
     width = prefix.ids.shape[1]
     stopping = StoppingCriteriaList([AnswerLineStop(tokenizer, width)]) if settings.stop_at_newline else None
     out = model.generate(
-        input_ids=prefix.ids, attention_mask=prefix.mask, past_key_values=prefix.cache,
+        input_ids=prefix.ids, attention_mask=prefix.mask, cache=prefix.cache,
         max_new_tokens=settings.max_new_tokens, stopping_criteria=stopping, pad_token_id=tokenizer.pad_token_id,
         **kwargs,
     )
@@ -235,7 +220,7 @@ def _score_options(model: Any, prefix: Prefix, encoded: Sequence[Encoded],
     start = positions(prefix.mask)[:, -1].repeat_interleave(n_rows)
     logits = model(input_ids=ids, attention_mask=torch.cat([past_mask, new_mask], 1),
                    position_ids=start[:, None] + torch.arange(width, device=ids.device),
-                   past_key_values=cache, use_cache=True).logits
+                   cache=cache, use_cache=True).logits
     results = []
     for j, (enc, target) in enumerate(zip(encoded, targets)):
         scores = []

@@ -1,6 +1,6 @@
-"""Data checks at load (fixtures/qa/README.md's rules, enforced by the loader and the run, not only by
-check.py): golds that can never be scored, golds missing from their passage, languages with fewer
-items than asked for."""
+"""Data checks at load (illusion_checks/data/qa/README.md's rules, enforced by the loader and the run,
+not only by check.py): golds that can never be scored, golds missing from their passage, languages
+with fewer items than asked for."""
 
 from __future__ import annotations
 

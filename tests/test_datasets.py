@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
+import illusion_checks.datasets
 from illusion_checks.datasets import (
-    DatasetError, QAItem, exemplar_for, load_dataset, load_path, sample_items, select_langs,
+    DatasetError, QAItem, exemplar_for, fixture_files, load_dataset, load_path, sample_items, select_langs,
 )
 
 
@@ -65,6 +71,33 @@ def test_unknown_language_lists_the_available_ones():
     dataset = load_dataset("fixtures")
     with pytest.raises(DatasetError, match=r"xx not in data set 'fixtures', which has .*en"):
         select_langs(dataset, ["en", "xx"])
+
+
+def test_the_fixture_set_is_package_data_that_loads_from_a_zip(tmp_path):
+    package = Path(illusion_checks.datasets.__file__).parent
+    archive = tmp_path / "site.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zipped.write(path, path.relative_to(package.parent).as_posix())
+    # -S: no site-packages, so neither the checkout nor its editable install is importable; only the zip is.
+    code = ("import json, illusion_checks.datasets as d; data = d.load_dataset('fixtures'); "
+            "print(json.dumps([d.__file__, str(d.fixture_root()), data.sha256]))")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    proc = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(archive)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    module, root, sha256 = json.loads(proc.stdout)
+    assert module.startswith(str(archive)) and root == f"{archive}/illusion_checks/data/qa/"
+    assert sha256 == load_dataset("fixtures").sha256
+    assert [path.name for path in fixture_files()] == ["ar.jsonl", "de.jsonl", "en.jsonl", "es.jsonl", "hi.jsonl",
+                                                       "ru.jsonl", "zh.jsonl"]
+
+
+def test_a_missing_fixture_set_says_so_and_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(illusion_checks.datasets, "fixture_root", lambda: tmp_path / "qa")
+    with pytest.raises(DatasetError, match=r"embedded fixture set is missing: no \.jsonl files at .*qa; reinstall"):
+        load_dataset("fixtures")
 
 
 def test_missing_path_is_a_clear_error():

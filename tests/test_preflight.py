@@ -16,10 +16,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from illusion_checks.datasets import fixture_root
 from illusion_checks.preflight import check_spec_fits, check_writable, model_widths
 from tests.test_plugin import LOAD_COUNTER
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qa"
+FIXTURES = fixture_root()
 FAST = ("--illusion-items=2", "--illusion-no-reachability", "--illusion-no-cache")
 
 

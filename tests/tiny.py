@@ -12,12 +12,12 @@ from typing import Any, Sequence
 
 import torch
 
-from illusion_checks.datasets import QAItem, load_dataset
+from illusion_checks.datasets import QAItem, fixture_files, fixture_root, load_dataset
 from illusion_checks.engine import PreparedItem, ProbeSettings, prepare_items
 from illusion_checks.probes import encode_prompt
 from illusion_checks.prompts import ff_prompt
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qa"
+FIXTURES = fixture_root()  # the embedded fixture set (package data)
 ARCHS = ("llama", "qwen2", "gemma3")
 
 
@@ -28,7 +28,7 @@ def tiny_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     texts = []
-    for path in sorted(FIXTURES.glob("*.jsonl")):
+    for path in fixture_files():
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
             texts += [row["context"], row["question"], row["answer"]]

@@ -10,16 +10,16 @@ from __future__ import annotations
 import copy
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from illusion_checks.compress import calibration_batch, calibration_texts, compress_model, parse_spec
+from illusion_checks.datasets import fixture_root
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "qa"
+FIXTURES = fixture_root()
 LANGS = ["en", "de", "es"]
 SPECS = ["magnitude:0.5", "wanda:0.5", "sparsegpt:0.5", "wanda:2:4", "rtn-int4", "bnb-nf4", "bnb-int8"]
 
