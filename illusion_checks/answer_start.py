@@ -81,7 +81,8 @@ def _space_before(text: str) -> bool:
     return unicodedata.category(text[-1]) not in ("Ps", "Pi") and text[-1] not in "\"'`"
 
 
-def _gold_ids(tokenizer: Any, prompt: str, lead: str, gold: str, chat: bool) -> tuple[list[int], bool]:
+def _gold_ids(tokenizer: Any, prompt: str, prompt_ids: Sequence[int], lead: str, gold: str,
+              chat: bool) -> tuple[list[int], bool]:
     """The gold's token ids as they follow the prompt and the model's leading whitespace `lead`,
     and Appendix B's boundary check: in the joint encoding of prompt + lead + gold, no token
     straddles the answer start, and the first content token is the gold's first content token
@@ -90,9 +91,9 @@ def _gold_ids(tokenizer: Any, prompt: str, lead: str, gold: str, chat: bool) -> 
     before = prompt + lead
     variant = " " + gold if _space_before(before) else gold
     alone = tokenizer(variant, add_special_tokens=False)["input_ids"]
-    prompt_ids, joint = _encode(tokenizer, prompt, chat), _encode(tokenizer, before + variant, chat)
+    joint = _encode(tokenizer, before + variant, chat)
     rest = joint[len(prompt_ids):]
-    if joint[: len(prompt_ids)] != prompt_ids:
+    if joint[: len(prompt_ids)] != list(prompt_ids):
         return alone, False  # merged across the prompt's end: the standalone variant keeps the prompt intact
     cut = next((k for k in range(len(rest) + 1) if tokenizer.decode(rest[:k]) == lead), None)
     if cut is None or cut == len(rest):
@@ -104,8 +105,9 @@ def _gold_ids(tokenizer: Any, prompt: str, lead: str, gold: str, chat: bool) -> 
 
 
 def rank_target(tokenizer: Any, prompt: str, generated: Sequence[int], golds: Sequence[str],
-                chat: bool) -> RankTarget:
-    """The answer start after `prompt` given the model's greedy tokens, and the gold token to rank."""
+                chat: bool, prompt_ids: Sequence[int] | None = None) -> RankTarget:
+    """The answer start after `prompt` given the model's greedy tokens, and the gold token to rank;
+    `prompt_ids`, the prompt's own encoding, when the caller already has it."""
     lead = leading_blank(tokenizer, generated)
     lead_ids = list(generated[:lead])
     content = tokenizer.decode(list(generated[lead:]), skip_special_tokens=True)
@@ -113,7 +115,9 @@ def rank_target(tokenizer: Any, prompt: str, generated: Sequence[int], golds: Se
     if begins and lead < len(generated):
         token = generated[lead]
         return RankTarget(lead_ids, token, tokenizer.decode([token]), "produced", True, True)
-    ids, boundary_ok = _gold_ids(tokenizer, prompt, tokenizer.decode(lead_ids), golds[0], chat)
+    if prompt_ids is None:
+        prompt_ids = _encode(tokenizer, prompt, chat)
+    ids, boundary_ok = _gold_ids(tokenizer, prompt, prompt_ids, tokenizer.decode(lead_ids), golds[0], chat)
     blank = leading_blank(tokenizer, ids)
     if blank == len(ids):
         return RankTarget(lead_ids, None, "", "gold", boundary_ok, begins)

@@ -72,6 +72,11 @@ def decode(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, ca
            max_new_tokens: int, stop_at_newline: bool) -> list[str]:
     """The answers of `decode_tokens` (see there), as text."""
     produced = decode_tokens(model, tokenizer, ids, mask, cache, pick, max_new_tokens, stop_at_newline)
+    return answers(tokenizer, produced, stop_at_newline)
+
+
+def answers(tokenizer: Any, produced: Sequence[Sequence[int]], stop_at_newline: bool) -> list[str]:
+    """Each row's generated token ids as its answer text."""
     texts = tokenizer.batch_decode(produced, skip_special_tokens=True)
     return [answer_text(text, stop_at_newline) for text in texts]
 

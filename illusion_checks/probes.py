@@ -11,7 +11,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from illusion_checks.answer_start import RankTarget, rank_target
 from illusion_checks.decoding import (
-    SeededNucleus, answer_line_done, answer_text, decode, decode_tokens, pick_greedy, positions,
+    SeededNucleus, answer_line_done, answer_text, answers, decode, decode_tokens, pick_greedy, positions,
 )
 from illusion_checks.kv_cache import fork, make_room
 
@@ -263,10 +263,9 @@ def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], golds: Seq
         fork = prefix.rows(range(len(batch)))
         tokens = decode_tokens(model, tokenizer, fork.ids, fork.mask, fork.cache, pick_greedy,
                                settings.max_new_tokens, settings.stop_at_newline)
-        greedy_out = [answer_text(text, settings.stop_at_newline)
-                      for text in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
-        targets = [rank_target(tokenizer, encoded[i].prompt, tokens[j], golds[i], encoded[i].chat)
-                   for j, i in enumerate(batch)]
+        greedy_out = answers(tokenizer, tokens, settings.stop_at_newline)
+        targets = [rank_target(tokenizer, encoded[i].prompt, tokens[j], golds[i], encoded[i].chat,
+                               encoded[i].prompt_ids) for j, i in enumerate(batch)]
         mc = []
         for part in _batches(list(range(len(batch))), max(1, settings.batch_size // 2)):
             mc += _score_options(model, prefix.rows(part), [encoded[batch[j]] for j in part],
