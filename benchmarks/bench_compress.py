@@ -36,7 +36,7 @@ from illusion_checks.datasets import fixture_files
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2-135m", help="alias, hub id or directory for illusion_checks.models.load_model")
+    parser.add_argument("--model", default="smollm2-135m", help="alias, hub id or directory for illusion_checks.backends.hf.load.load_model")
     parser.add_argument("--nsamples", type=int, default=32, help="calibration sequences (issue setting: 128)")
     parser.add_argument("--seqlen", type=int, default=512, help="tokens per calibration sequence")
     parser.add_argument("--methods", default="wanda,sparsegpt,magnitude", help="comma-separated pruning methods")
@@ -116,7 +116,7 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from illusion_checks.models import load_model
+    from illusion_checks.backends.hf.load import load_model
 
     device = torch.device(args.device)
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)

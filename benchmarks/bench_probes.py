@@ -37,12 +37,12 @@ import torch
 from flop_count import ModelShape, Work, WorkCounter, matmul_peak
 from naive_probes import naive_loop
 
-from illusion_checks import probes
+from illusion_checks.backends.hf import prefix as probes
 from illusion_checks import prompts as P
 from illusion_checks.datasets import load_dataset
-from illusion_checks.engine import PreparedItem, ProbeSettings, prepare_items, probe_model
-from illusion_checks.models import load_model, resolve_source
-from illusion_checks.probes import DecodeSettings, Encoded, MCResult, answer_text
+from illusion_checks.probing import PreparedItem, ProbeSettings, prepare_items, probe_model
+from illusion_checks.backends.hf.load import load_model, resolve_source
+from illusion_checks.backends.hf.prefix import DecodeSettings, Encoded, MCResult, answer_text
 
 HERE = Path(__file__).resolve().parent
 XQUAD_EN = HERE.parents[1] / "shared" / "xquad" / "xquad.en.json"

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 from transformers import StoppingCriteriaList
 
-from illusion_checks.probes import GREEDY, AnswerLineStop, Encoded, answer_text
+from illusion_checks.backends.hf.prefix import GREEDY, AnswerLineStop, Encoded, answer_text
 
 
 @dataclass(frozen=True)

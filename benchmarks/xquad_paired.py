@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from illusion_checks.cache import OutcomeCache
-from illusion_checks.config import IllusionConfig
+from illusion_checks.pytest_plugin.config import IllusionConfig
 from illusion_checks.report import write_report
 from illusion_checks.results import write_json_atomic
-from illusion_checks.run import Evaluation
+from illusion_checks.evaluation import Evaluation
 
 XQUAD = Path(__file__).resolve().parents[2] / "shared" / "xquad"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from illusion_checks.answer_start import leading_blank, rank_target
-from illusion_checks.probes import DecodeSettings, encode_continuations, encode_prompt, ff_probes
+from illusion_checks.backends.hf.prefix import DecodeSettings, encode_continuations, encode_prompt, ff_probes
 from illusion_checks.prompts import ff_prompt
 from illusion_checks.scoring import carries_content, normalize_compact
 
@@ -113,8 +113,8 @@ def test_an_item_whose_gold_is_the_greedy_answer_has_rank_1(tiny_models):
 @pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
 def test_real_models_rank_a_gold_they_begin_with_at_1_where_the_answer_starts(name):
     from illusion_checks.datasets import load_dataset
-    from illusion_checks.engine import ProbeSettings, prepare_items, probe_model
-    from illusion_checks.models import load_model
+    from illusion_checks.probing import ProbeSettings, prepare_items, probe_model
+    from illusion_checks.backends.hf.load import load_model
 
     loaded = load_model(name, device="cpu", dtype="float32")
     settings = ProbeSettings(items_per_language=5, reachability=False)

@@ -348,13 +348,13 @@ def test_inactive_plugin_adds_nothing_and_imports_no_torch(pytester: pytest.Pyte
                                      "*95% CI*"])
     loaded = json.loads((pytester.path / "modules.json").read_text())
     assert "torch" not in loaded and "transformers" not in loaded
-    assert "illusion_checks.plugin" in loaded and "illusion_checks.session" not in loaded
+    assert "illusion_checks.pytest_plugin.plugin" in loaded and "illusion_checks.pytest_plugin.session" not in loaded
 
 
 # A conftest that counts model loads (shared with test_plugin_evaluation.py).
 LOAD_COUNTER = """
 import os
-import illusion_checks.models as models
+import illusion_checks.backends.hf.load as models
 
 _load_model = models.load_model
 
@@ -506,7 +506,7 @@ def test_item_ids_with_node_id_syntax_are_sanitised_and_kept(pytester: pytest.Py
 
 
 def test_node_names_replace_node_id_syntax_and_stay_unique() -> None:
-    from illusion_checks.pytest_items import node_names
+    from illusion_checks.pytest_plugin.items import node_names
 
     names = node_names(["a::b", "a__b", "x[1]", "tab\there", "a/b", "plain", "überall"])
     assert names == {"a::b": "a__b-2", "a__b": "a__b", "x[1]": "x_1_", "tab\there": "tab_here", "a/b": "a_b",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from illusion_checks.config import IllusionConfig
-from illusion_checks.selection import Named, plan_tests, split_args
+from illusion_checks.pytest_plugin.config import IllusionConfig
+from illusion_checks.pytest_plugin.selection import Named, plan_tests, split_args
 
 ALL_METRICS = ("dissociation", "delta_pr", "retention")
 
@@ -43,8 +43,8 @@ def test_a_prefix_names_itself_and_what_lies_below() -> None:
 @pytest.mark.parametrize("langs, items, seed", [(None, 3, 42), (("de", "en"), 200, 42), (("zh",), 5, 7)])
 def test_the_plan_holds_the_items_the_engine_evaluates(langs: tuple | None, items: int, seed: int) -> None:
     from illusion_checks.datasets import load_dataset
-    from illusion_checks.engine import prepare_items
-    from illusion_checks.run import probe_settings
+    from illusion_checks.probing import prepare_items
+    from illusion_checks.evaluation import probe_settings
 
     cfg = IllusionConfig(model="m", compress="magnitude:0.5", langs=langs, items=items, seed=seed)
     prepared = prepare_items(load_dataset("fixtures"), list(langs) if langs else None, probe_settings(cfg))
@@ -61,7 +61,7 @@ def test_the_plan_holds_a_gate_on_a_language_the_run_lacks() -> None:
 
 
 def test_planning_imports_no_torch() -> None:
-    code = ("import sys; from illusion_checks.config import IllusionConfig; from illusion_checks.selection import plan_tests;"
+    code = ("import sys; from illusion_checks.pytest_plugin.config import IllusionConfig; from illusion_checks.pytest_plugin.selection import plan_tests;"
             " plan_tests(IllusionConfig(model='m', items=3)); print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])

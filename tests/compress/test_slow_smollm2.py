@@ -43,7 +43,7 @@ def perplexity(model, tokenizer, passages: list[str]) -> float:
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from illusion_checks.models import ModelLoadError, load_model
+    from illusion_checks.backends.hf.load import ModelLoadError, load_model
 
     try:
         return load_model("smollm2-135m", device="cpu", dtype="float32")

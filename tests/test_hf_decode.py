@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import StoppingCriteriaList
 
-from illusion_checks.decoding import SeededNucleus, answer_text, decode, make_room, pick_greedy
-from illusion_checks.probes import AnswerLineStop, encode_prompt, prefill
+from illusion_checks.backends.hf.decode import SeededNucleus, answer_text, decode, make_room, pick_greedy
+from illusion_checks.backends.hf.prefix import AnswerLineStop, encode_prompt, prefill
 from illusion_checks.prompts import ff_prompt
 
 PROMPTS = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from illusion_checks.config import IllusionConfig
+from illusion_checks.pytest_plugin.config import IllusionConfig
 from illusion_checks.datasets import load_dataset, sample_items, select_langs
 from illusion_checks.gates import DEFAULT_KEY, METRICS, OVERALL
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from illusion_checks.config import add_options, read_config
+from illusion_checks.pytest_plugin.config import add_options, read_config
 
 SESSION_NAME = "illusion-session"
 
@@ -20,8 +20,8 @@ def pytest_configure(config: pytest.Config) -> None:
     cfg = read_config(config)
     if not cfg.active:
         return
-    from illusion_checks.selection import split_args
-    from illusion_checks.session import IllusionSession
+    from illusion_checks.pytest_plugin.selection import split_args
+    from illusion_checks.pytest_plugin.session import IllusionSession
 
     # pytest would look for the generated tests' node ids on disk: they name tests, not paths.
     args, named = split_args(config.args, config.invocation_params.dir)
@@ -88,7 +88,7 @@ class _XdistHooks:
 @pytest.fixture(scope="session")
 def illusion_results(request: pytest.FixtureRequest) -> Any:
     """The run's results (items, fates, summary, gates) for your own assertions."""
-    from illusion_checks.session import IllusionResults
+    from illusion_checks.pytest_plugin.session import IllusionResults
 
     illusion = _session(request.config)
     if illusion is None:

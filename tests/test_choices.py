@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from illusion_checks.datasets import QAItem
-from illusion_checks.options import build_options, distractor_pool
+from illusion_checks.choices import build_options, distractor_pool
 from illusion_checks.scoring import normalize, trigram_similarity
 
 

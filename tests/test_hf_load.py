@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from illusion_checks import models
-from illusion_checks.models import ModelLoadError, load_model, resolve_source
+from illusion_checks.backends.hf import load as models
+from illusion_checks.backends.hf.load import ModelLoadError, load_model, resolve_source
 
 
 def test_unknown_alias_names_the_aliases():

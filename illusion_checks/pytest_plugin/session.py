@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 import pytest
 
-from illusion_checks.config import IllusionConfig
+from illusion_checks.pytest_plugin.config import IllusionConfig
 from illusion_checks.gates import OVERALL, Gate, evaluate_gates
-from illusion_checks.selection import Named, Plan
+from illusion_checks.pytest_plugin.selection import Named, Plan
 
 WORKER_KEY = "illusion_results_path"
 # Options under which pytest runs no test: the generated tests are listed, never evaluated.
@@ -131,9 +131,9 @@ class IllusionSession:
 
     def _evaluate(self) -> dict[str, Any]:
         from illusion_checks.cache import OutcomeCache
-        from illusion_checks.models import cache_root
-        from illusion_checks.progress import progress_display
-        from illusion_checks.run import Evaluation
+        from illusion_checks.backends.hf.load import cache_root
+        from illusion_checks.pytest_plugin.progress import progress_display
+        from illusion_checks.evaluation import Evaluation
 
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         cache = OutcomeCache(None if self.cfg.no_cache else (self.cfg.cache_dir or cache_root() / "results"),
@@ -183,7 +183,7 @@ class IllusionSession:
         at hand (a results file, an xdist worker) they are the real tests; otherwise stand-ins for every
         test that could exist, counted once collection settles (`settle`), so that deselecting them all
         loads no model."""
-        from illusion_checks.pytest_items import build_groups, build_pending_groups
+        from illusion_checks.pytest_plugin.items import build_groups, build_pending_groups
 
         if self.named.nothing:
             return
@@ -208,7 +208,7 @@ class IllusionSession:
         items.extend(nodes)
 
     def _plan(self) -> Plan:
-        from illusion_checks.selection import plan_tests
+        from illusion_checks.pytest_plugin.selection import plan_tests
 
         try:
             return plan_tests(self.cfg)
@@ -225,7 +225,7 @@ class IllusionSession:
 
     def hold_back(self, deselected: list[pytest.Item]) -> None:
         """Stand-ins that -k, -m or --lf deselect are counted when collection settles, not now."""
-        from illusion_checks.pytest_items import PendingCheck
+        from illusion_checks.pytest_plugin.items import PendingCheck
 
         if self._pending:
             deselected[:] = [node for node in deselected if not isinstance(node, PendingCheck)]
@@ -233,7 +233,7 @@ class IllusionSession:
     def settle(self, session: pytest.Session) -> None:
         """After deselection: obtain the results only if a generated test is still selected and pytest
         will run tests; then the stand-ins give way to the real tests."""
-        from illusion_checks.pytest_items import GateCheck, ItemCheck, PendingCheck
+        from illusion_checks.pytest_plugin.items import GateCheck, ItemCheck, PendingCheck
 
         pending, self._pending = self._pending, []
         selected = [node for node in session.items if isinstance(node, (PendingCheck, ItemCheck, GateCheck))]
@@ -261,7 +261,7 @@ class IllusionSession:
     def _swap_in(self, session: pytest.Session, pending: list[pytest.CollectReport], selected: list[pytest.Item]) -> None:
         """Each selected stand-in becomes its real test, or goes (an item the reference does not get
         right); the real tests whose stand-ins were deselected are reported deselected, as -k would."""
-        from illusion_checks.pytest_items import PendingCheck, build_groups, check_key
+        from illusion_checks.pytest_plugin.items import PendingCheck, build_groups, check_key
 
         real: dict[tuple[str, ...], pytest.Item] = {}
         for group in build_groups(session, self.results, self.gates, self.cfg.item_policy):
@@ -282,7 +282,7 @@ class IllusionSession:
             session.ihook.pytest_deselected(items=nodes)
 
     def terminal_summary(self, reporter: Any) -> None:
-        from illusion_checks.terminal import summary_table
+        from illusion_checks.pytest_plugin.terminal import summary_table
 
         if hasattr(self.config, "workerinput"):
             return

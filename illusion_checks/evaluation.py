@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 from illusion_checks import __version__
 from illusion_checks.cache import OutcomeCache, cache_key
-from illusion_checks.config import IllusionConfig
+from illusion_checks.pytest_plugin.config import IllusionConfig
 from illusion_checks.datasets import Dataset, DatasetError, golds_not_in_context, load_dataset
-from illusion_checks.engine import PreparedItem, ProbeSettings, item_record, prepare_items
+from illusion_checks.probing import PreparedItem, ProbeSettings, item_record, prepare_items
 from illusion_checks.prompts import PromptSettings
 from illusion_checks.results import build_results
 
@@ -47,7 +47,7 @@ class RunStats:
 
 def probe_settings(cfg: IllusionConfig) -> ProbeSettings:
     """Probe settings from the run configuration."""
-    from illusion_checks.probes import DecodeSettings
+    from illusion_checks.backends.hf.prefix import DecodeSettings
 
     batch = cfg.batch_size if isinstance(cfg.batch_size, int) else 16
     return ProbeSettings(
@@ -97,7 +97,7 @@ class Evaluation:
 
     def run(self) -> dict[str, Any]:
         """The results object (schema v1)."""
-        from illusion_checks.models import resolve_source
+        from illusion_checks.backends.hf.load import resolve_source
         from illusion_checks.preflight import check_spec_fits
 
         cfg = self.cfg
@@ -160,7 +160,7 @@ class Evaluation:
         return counts
 
     def _device_type(self) -> str:
-        from illusion_checks.models import resolve_device
+        from illusion_checks.backends.hf.load import resolve_device
 
         return resolve_device(self.cfg.device).type
 
@@ -178,7 +178,7 @@ class Evaluation:
         return outcomes
 
     def _load_reference(self) -> Any:
-        from illusion_checks.models import load_model
+        from illusion_checks.backends.hf.load import load_model
 
         if self._reference is None:
             self.progress("load reference", 0, 1)
@@ -189,7 +189,7 @@ class Evaluation:
         return self._reference
 
     def _probe(self, loaded: Any, prepared: list[PreparedItem], phase: str) -> list[dict]:
-        from illusion_checks.engine import probe_model
+        from illusion_checks.probing import probe_model
 
         settings = self.settings
         self.progress(phase, 0, len(prepared))  # starts the phase's clock before the first batch
@@ -220,7 +220,7 @@ class Evaluation:
                              base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg = self.cfg
         if cfg.compressed:
-            from illusion_checks.models import resolve_source
+            from illusion_checks.backends.hf.load import resolve_source
 
             _, fingerprint = resolve_source(cfg.compressed, cfg.allow_pickle)
             block = {"name": cfg.compressed, "spec": None, "calibration": None, "fingerprint": fingerprint}
@@ -238,7 +238,7 @@ class Evaluation:
     def _probe_compressed(self, prepared: list[PreparedItem], calibration: dict[str, list[str]] | None) -> list[dict]:
         cfg = self.cfg
         if cfg.compressed:
-            from illusion_checks.models import load_model
+            from illusion_checks.backends.hf.load import load_model
 
             loaded = load_model(cfg.compressed, cfg.device, cfg.dtype, cfg.trust_remote_code, cfg.allow_pickle)
             self.stats.models_loaded += 1
@@ -256,7 +256,7 @@ class Evaluation:
 
     def _compress(self, spec: Any, texts: list[str], label: str) -> Any:
         from illusion_checks.compress import calibration_batch, compress_model
-        from illusion_checks.models import resolve_device
+        from illusion_checks.backends.hf.load import resolve_device
 
         reference = self._load_reference()
         model = copy.deepcopy(reference.model)

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from illusion_checks.datasets import load_dataset
-from illusion_checks.engine import PreparedItem, ProbeSettings, item_record, prepare_items, probe_model
+from illusion_checks.probing import PreparedItem, ProbeSettings, item_record, prepare_items, probe_model
 from illusion_checks.fates import Fate
 from illusion_checks.metrics import recompute_check
-from illusion_checks.probes import DecodeSettings
+from illusion_checks.backends.hf.prefix import DecodeSettings
 from illusion_checks.results import build_results, validate
 from illusion_checks.scoring import is_correct, normalize_compact
 from tests.tiny import FIXTURES
@@ -142,7 +142,7 @@ def test_what_the_batch_size_changes_and_what_it_does_not(taught_model):
 @pytest.mark.slow
 def test_gemma_against_its_magnitude_pruned_copy_gives_valid_recomputable_results():
     from illusion_checks.compress import compress_model, parse_spec
-    from illusion_checks.models import load_model
+    from illusion_checks.backends.hf.load import load_model
 
     loaded = load_model("gemma3-270m", device="cpu", dtype="float32")
     pruned = copy.deepcopy(loaded.model)
@@ -218,8 +218,8 @@ def test_the_answer_scope_is_part_of_the_results_config_and_the_cache_key():
     assert (line.to_dict()["answer_scope"], full.to_dict()["answer_scope"]) == ("line", "full")
     assert cache_key({"probes": line.to_dict()}) != cache_key({"probes": full.to_dict()})
     # --illusion-answer-scope reaches the probes
-    from illusion_checks.config import IllusionConfig
-    from illusion_checks.run import probe_settings
+    from illusion_checks.pytest_plugin.config import IllusionConfig
+    from illusion_checks.evaluation import probe_settings
 
     assert probe_settings(IllusionConfig(answer_scope="full")).to_dict() == full.to_dict()
     assert probe_settings(IllusionConfig()).to_dict() == line.to_dict()
@@ -229,7 +229,7 @@ def test_the_answer_scope_is_part_of_the_results_config_and_the_cache_key():
 def test_full_answer_scope_scores_the_whole_generation_and_line_scope_its_first_line():
     """Appendix B literally (`full`): containment anywhere in the 32 new tokens; the default
     (`line`) reads the first non-empty line, which greedy decoding makes a prefix of `full`'s."""
-    from illusion_checks.models import load_model
+    from illusion_checks.backends.hf.load import load_model
 
     loaded = load_model("smollm2-135m", device="cpu", dtype="float32")
     line = ProbeSettings(items_per_language=6, reachability=False)

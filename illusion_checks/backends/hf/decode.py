@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from illusion_checks.kv_cache import keep_rows, make_room
+from illusion_checks.backends.hf.kv import keep_rows, make_room
 
 _ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
 

@@ -10,10 +10,10 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from illusion_checks.answer_start import RankTarget, rank_target
-from illusion_checks.decoding import (
+from illusion_checks.backends.hf.decode import (
     SeededNucleus, answer_line_done, answer_text, answers, decode, decode_tokens, pick_greedy, positions,
 )
-from illusion_checks.kv_cache import fork, make_room
+from illusion_checks.backends.hf.kv import fork, make_room
 
 __all__ = ["DecodeSettings", "Encoded", "MCResult", "FFProbes", "Prefix", "answer_text", "encode_prompt",
            "encode_continuations", "ff_probes", "greedy", "item_seed", "prefill"]

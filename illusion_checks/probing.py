@@ -7,8 +7,8 @@ from typing import Any, Callable, Sequence
 
 from illusion_checks import prompts as P
 from illusion_checks.datasets import Dataset, QAItem, exemplar_for, load_dataset, sample_items, select_langs
-from illusion_checks.options import build_options, unrelated_candidates
-from illusion_checks.probes import DecodeSettings, encode_continuations, encode_prompt, item_seed
+from illusion_checks.choices import build_options, unrelated_candidates
+from illusion_checks.backends.hf.prefix import DecodeSettings, encode_continuations, encode_prompt, item_seed
 from illusion_checks.scoring import exact_match, is_correct, token_f1
 
 ABLATIONS = ("distractors_only", "unrelated")
@@ -114,7 +114,7 @@ def _generation(output: str, item: QAItem) -> dict[str, Any]:
 def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], settings: ProbeSettings,
                 progress: Progress | None = None) -> list[dict[str, Any]]:
     """Run every probe for one model; returns one Outcome dict per item (results schema v1)."""
-    from illusion_checks import probes
+    from illusion_checks.backends.hf import prefix as probes
 
     ps, decode = settings.prompts, settings.decode
     chat = ps.chat_template

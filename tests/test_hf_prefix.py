@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from illusion_checks.probes import (
+from illusion_checks.backends.hf.prefix import (
     DecodeSettings, answer_text, encode_continuations, encode_prompt, ff_probes, greedy, item_seed,
 )
 from illusion_checks.prompts import ff_prompt
@@ -143,7 +143,7 @@ def test_answer_is_the_first_non_empty_line(raw, expected):
 def test_seeded_nucleus_samples_within_the_nucleus_with_the_right_frequencies():
     from transformers.generation.logits_process import TopPLogitsWarper
 
-    from illusion_checks.decoding import SeededNucleus
+    from illusion_checks.backends.hf.decode import SeededNucleus
 
     torch.manual_seed(0)
     logits = torch.randn(1, 5000) * 3
