@@ -42,7 +42,10 @@ from illusion_checks import prompts as P
 from illusion_checks.datasets import load_dataset
 from illusion_checks.probing import PreparedItem, ProbeSettings, prepare_items, probe_model
 from illusion_checks.backends.hf.load import load_model, resolve_source
-from illusion_checks.backends.hf.prefix import DecodeSettings, Encoded, MCResult, answer_text
+from illusion_checks.backends.base import DecodeSettings, answer_text
+from illusion_checks.backends.hf.prefix import MCResult
+from illusion_checks.probing import item_seed
+from illusion_checks.prompts import Encoded, encode_continuations, encode_prompt
 
 HERE = Path(__file__).resolve().parent
 XQUAD_EN = HERE.parents[1] / "shared" / "xquad" / "xquad.en.json"
@@ -81,9 +84,9 @@ def ff_prompts(tokenizer: Any, items: Sequence[PreparedItem], settings: ProbeSet
     for p in items:
         build = lambda c, q=p.item.question: P.wrap(tokenizer, P.ff_prompt(c, q), ps)  # noqa: E731
         prompt, _ = P.fit_context(tokenizer, build, p.item.context, ps.max_prompt_tokens)
-        ids = probes.encode_prompt(tokenizer, prompt, ps.chat_template)
+        ids = encode_prompt(tokenizer, prompt, ps.chat_template)
         texts.append(prompt)
-        encoded.append(probes.encode_continuations(tokenizer, prompt, ids, p.options, ps.chat_template))
+        encoded.append(encode_continuations(tokenizer, prompt, ids, p.options, ps.chat_template))
     return texts, encoded
 
 
@@ -202,7 +205,7 @@ def bench_model(alias: str, items_n: int, data: str, batch_size: int, lmeval_pyt
     shape = ModelShape.of(model)
     texts, encoded = ff_prompts(tok, items, settings)
     gold = [p.gold_index for p in items]
-    seeds = [probes.item_seed(settings.seed, f"{p.item.lang}:{p.item.id}") for p in items]
+    seeds = [item_seed(settings.seed, f"{p.item.lang}:{p.item.id}") for p in items]
     decode, n = settings.decode, len(items)
 
     log(f"{alias}: warm-up")

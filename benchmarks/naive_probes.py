@@ -8,7 +8,9 @@ from typing import Any, Sequence
 import torch
 from transformers import StoppingCriteriaList
 
-from illusion_checks.backends.hf.prefix import GREEDY, AnswerLineStop, Encoded, answer_text
+from illusion_checks.backends.base import answer_text
+from illusion_checks.backends.hf.prefix import GREEDY, AnswerLineStop
+from illusion_checks.prompts import Encoded
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ class RunStats:
 
 def probe_settings(cfg: IllusionConfig) -> ProbeSettings:
     """Probe settings from the run configuration."""
-    from illusion_checks.backends.hf.prefix import DecodeSettings
+    from illusion_checks.backends.base import DecodeSettings
 
     batch = cfg.batch_size if isinstance(cfg.batch_size, int) else 16
     return ProbeSettings(

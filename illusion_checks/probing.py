@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from illusion_checks import prompts as P
 from illusion_checks.datasets import Dataset, QAItem, exemplar_for, load_dataset, sample_items, select_langs
 from illusion_checks.choices import build_options, unrelated_candidates
-from illusion_checks.backends.hf.prefix import DecodeSettings, encode_continuations, encode_prompt, item_seed
+from illusion_checks.backends.base import DecodeSettings
+from illusion_checks.prompts import encode_continuations, encode_prompt
 from illusion_checks.scoring import exact_match, is_correct, token_f1
 
 ABLATIONS = ("distractors_only", "unrelated")
@@ -204,3 +206,8 @@ def item_record(p: PreparedItem, reference: dict[str, Any], compressed: dict[str
         "aliases": list(it.aliases), "options": p.options, "gold_index": p.gold_index,
         "reference": reference, "compressed": compressed, "both_correct": both, "fate": fate,
     }
+
+
+def item_seed(seed: int, key: str) -> int:
+    """A per-item seed, so samples do not depend on which items share a batch."""
+    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)

@@ -63,3 +63,37 @@ def fit_context(tokenizer: Any, build: Any, context: str, max_tokens: int) -> tu
         keep = max(0, int(len(context) * max_tokens / n_tokens * 0.95) - 1)
         context, truncated = context[:keep], True
     return build(context), truncated
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A prompt (text and token ids) and, for each MC option, its continuation ids."""
+
+    prompt_ids: list[int]
+    option_ids: list[list[int]]
+    gold_token_boundary_ok: bool
+    prompt: str = ""
+    chat: bool = False
+
+
+def encode_prompt(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
+    """Token ids of a prompt; a chat-templated prompt already carries its special tokens."""
+    return tokenizer(prompt, add_special_tokens=not chat)["input_ids"]
+
+
+def encode_continuations(tokenizer: Any, prompt: str, prompt_ids: list[int], options: Sequence[str],
+                         chat: bool) -> Encoded:
+    """Option ids as the model sees them after the prompt: from the joint encoding of
+    prompt + " " + option, checked to extend the prompt's own ids (Appendix B's boundary check)."""
+    separator = "" if chat else " "
+    option_ids, all_ok = [], True
+    for option in options:
+        joint = encode_prompt(tokenizer, prompt + separator + option, chat)
+        if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
+            option_ids.append(joint[len(prompt_ids):])
+        else:
+            # The tokenizer merged across the prompt/answer boundary: fall back to the
+            # standalone leading-space encoding so the prompt tokens stay identical.
+            all_ok = False
+            option_ids.append(tokenizer(separator + option, add_special_tokens=False)["input_ids"])
+    return Encoded(prompt_ids, option_ids, all_ok, prompt, chat)

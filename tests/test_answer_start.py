@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 
 from illusion_checks.answer_start import leading_blank, rank_target
-from illusion_checks.backends.hf.prefix import DecodeSettings, encode_continuations, encode_prompt, ff_probes
+from illusion_checks.backends.base import DecodeSettings
+from illusion_checks.backends.hf.prefix import ff_probes
+from illusion_checks.prompts import encode_continuations, encode_prompt
 from illusion_checks.prompts import ff_prompt
 from illusion_checks.scoring import carries_content, normalize_compact
 

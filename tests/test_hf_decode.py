@@ -6,8 +6,10 @@ import pytest
 import torch
 from transformers import StoppingCriteriaList
 
-from illusion_checks.backends.hf.decode import SeededNucleus, answer_text, decode, make_room, pick_greedy
-from illusion_checks.backends.hf.prefix import AnswerLineStop, encode_prompt, prefill
+from illusion_checks.backends.base import answer_text
+from illusion_checks.backends.hf.decode import SeededNucleus, decode, make_room, pick_greedy
+from illusion_checks.backends.hf.prefix import AnswerLineStop, prefill
+from illusion_checks.prompts import encode_prompt
 from illusion_checks.prompts import ff_prompt
 
 PROMPTS = [

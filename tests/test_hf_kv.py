@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from illusion_checks.backends.hf.kv import fork, keep_rows, make_room
-from illusion_checks.backends.hf.prefix import encode_prompt, prefill
+from illusion_checks.backends.hf.prefix import prefill
+from illusion_checks.prompts import encode_prompt
 from illusion_checks.prompts import ff_prompt
 
 PROMPTS = [ff_prompt("The Eiffel Tower was finished in 1889.", "When?"), ff_prompt("Short.", "Q?")]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from illusion_checks.backends.hf.prefix import (
-    DecodeSettings, answer_text, encode_continuations, encode_prompt, ff_probes, greedy, item_seed,
-)
-from illusion_checks.prompts import ff_prompt
+from illusion_checks.backends.base import DecodeSettings, answer_text
+from illusion_checks.backends.hf.prefix import ff_probes, greedy
+from illusion_checks.probing import item_seed
+from illusion_checks.prompts import encode_continuations, encode_prompt, ff_prompt
 
 PROMPTS = [
     ff_prompt("The Eiffel Tower was finished in 1889 in Paris.", "When was the tower finished?"),

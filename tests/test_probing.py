@@ -12,7 +12,7 @@ from illusion_checks.datasets import load_dataset
 from illusion_checks.probing import PreparedItem, ProbeSettings, item_record, prepare_items, probe_model
 from illusion_checks.fates import Fate
 from illusion_checks.metrics import recompute_check
-from illusion_checks.backends.hf.prefix import DecodeSettings
+from illusion_checks.backends.base import DecodeSettings
 from illusion_checks.results import build_results, validate
 from illusion_checks.scoring import is_correct, normalize_compact
 from tests.tiny import FIXTURES

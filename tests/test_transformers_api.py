@@ -9,7 +9,7 @@ import pytest
 
 from illusion_checks.datasets import load_dataset
 from illusion_checks.probing import ProbeSettings, prepare_items, probe_model
-from illusion_checks.backends.hf.prefix import DecodeSettings
+from illusion_checks.backends.base import DecodeSettings
 from tests.tiny import ARCHS
 
 # Beam search and sampling included (reachability is on), so every cache path runs: prefill, forks, the

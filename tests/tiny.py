@@ -14,7 +14,7 @@ import torch
 
 from illusion_checks.datasets import QAItem, fixture_files, fixture_root, load_dataset
 from illusion_checks.probing import PreparedItem, ProbeSettings, prepare_items
-from illusion_checks.backends.hf.prefix import encode_prompt
+from illusion_checks.prompts import encode_prompt
 from illusion_checks.prompts import ff_prompt
 
 FIXTURES = fixture_root()  # the embedded fixture set (package data)

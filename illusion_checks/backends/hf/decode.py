@@ -7,32 +7,15 @@ runs to `max_new_tokens` makes all its neighbours pay for 32 steps. Here a row l
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Sequence
 
 import torch
 
+from illusion_checks.backends.base import answer_line_done, answer_text
 from illusion_checks.backends.hf.kv import keep_rows, make_room
-
-_ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
 
 # (last-position logits of the rows still going, those rows' indices in the batch) -> next tokens
 Picker = Callable[[torch.Tensor, list[int]], torch.Tensor]
-
-
-def answer_text(text: str, stop_at_newline: bool) -> str:
-    """The generated answer: its first non-empty line when stopping at newlines."""
-    if not stop_at_newline:
-        return text.strip()
-    for line in text.split("\n"):
-        if line.strip():
-            return line.strip()
-    return ""
-
-
-def answer_line_done(text: str) -> bool:
-    """Whether generated text already holds a complete non-empty line: the answer is over."""
-    return bool(_ANSWER_LINE_DONE.search(text))
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -10,42 +9,14 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from illusion_checks.answer_start import RankTarget, rank_target
+from illusion_checks.backends.base import DecodeSettings, answer_line_done, answer_text
+from illusion_checks.prompts import Encoded
 from illusion_checks.backends.hf.decode import (
-    SeededNucleus, answer_line_done, answer_text, answers, decode, decode_tokens, pick_greedy, positions,
+    SeededNucleus, answers, decode, decode_tokens, pick_greedy, positions,
 )
 from illusion_checks.backends.hf.kv import fork, make_room
 
-__all__ = ["DecodeSettings", "Encoded", "MCResult", "FFProbes", "Prefix", "answer_text", "encode_prompt",
-           "encode_continuations", "ff_probes", "greedy", "item_seed", "prefill"]
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    """Generation arguments, named as in transformers."""
-
-    max_new_tokens: int = 32
-    num_beams: int = 5
-    num_samples: int = 10
-    top_p: float = 0.9
-    stop_at_newline: bool = True
-    batch_size: int = 16
-
-    @property
-    def decode_rows(self) -> int:
-        """Rows per beam or sampling call: decoding activations are one token per row, so a call
-        holds several prompts' worth of beams or samples."""
-        return 4 * self.batch_size
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """A prompt (text and token ids) and, for each MC option, its continuation ids."""
-
-    prompt_ids: list[int]
-    option_ids: list[list[int]]
-    gold_token_boundary_ok: bool
-    prompt: str = ""
-    chat: bool = False
+__all__ = ["FFProbes", "MCResult", "Prefix", "ff_probes", "greedy", "prefill"]
 
 
 class AnswerLineStop(StoppingCriteria):
@@ -59,29 +30,6 @@ class AnswerLineStop(StoppingCriteria):
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
         done = [answer_line_done(text) for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-def encode_prompt(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
-    """Token ids of a prompt; a chat-templated prompt already carries its special tokens."""
-    return tokenizer(prompt, add_special_tokens=not chat)["input_ids"]
-
-
-def encode_continuations(tokenizer: Any, prompt: str, prompt_ids: list[int], options: Sequence[str],
-                         chat: bool) -> Encoded:
-    """Option ids as the model sees them after the prompt: from the joint encoding of
-    prompt + " " + option, checked to extend the prompt's own ids (Appendix B's boundary check)."""
-    separator = "" if chat else " "
-    option_ids, all_ok = [], True
-    for option in options:
-        joint = encode_prompt(tokenizer, prompt + separator + option, chat)
-        if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
-            option_ids.append(joint[len(prompt_ids):])
-        else:
-            # The tokenizer merged across the prompt/answer boundary: fall back to the
-            # standalone leading-space encoding so the prompt tokens stay identical.
-            all_ok = False
-            option_ids.append(tokenizer(separator + option, add_special_tokens=False)["input_ids"])
-    return Encoded(prompt_ids, option_ids, all_ok, prompt, chat)
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,11 +110,6 @@ def greedy(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: D
         if progress:
             progress(len(batch))
     return outputs
-
-
-def item_seed(seed: int, key: str) -> int:
-    """A per-item seed, so samples do not depend on which items share a batch."""
-    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
 
 
 def _beam(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings) -> list[list[str]]:
