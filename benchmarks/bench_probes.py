@@ -37,6 +37,7 @@ import torch
 from flop_count import ModelShape, Work, WorkCounter, matmul_peak
 from naive_probes import naive_loop
 
+from illusion_checks.backends.hf.backend import HFBackend
 from illusion_checks.backends.hf import prefix as probes
 from illusion_checks import prompts as P
 from illusion_checks.datasets import load_dataset
@@ -91,7 +92,7 @@ def ff_prompts(tokenizer: Any, items: Sequence[PreparedItem], settings: ProbeSet
 
 
 @torch.no_grad()
-def mc_only(model: Any, tokenizer: Any, encoded: Sequence[Encoded], gold: Sequence[int],
+def mc_only(model: Any, tokenizer: Any, encoded: Sequence[Encoded], golds: Sequence[Sequence[str]],
             decode: DecodeSettings) -> list[MCResult]:
     """The engine's MC path alone, batched as ff_probes batches it: one prefill, then options."""
     order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i].prompt_ids), i))
@@ -102,9 +103,9 @@ def mc_only(model: Any, tokenizer: Any, encoded: Sequence[Encoded], gold: Sequen
         half = max(1, decode.batch_size // 2)
         for lo in range(0, len(batch), half):
             part = list(range(lo, min(lo + half, len(batch))))
-            # _score_options is private, but it is exactly the MC step ff_probes runs.
-            scored = probes._score_options(model, prefix.rows(part), [encoded[batch[j]] for j in part],
-                                           [gold[batch[j]] for j in part])
+            # score_rows is exactly the MC step ff_probes runs.
+            scored = probes.score_rows(model, prefix.rows(part), [encoded[batch[j]].option_ids for j in part],
+                                       [([], None)] * len(part))  # no rank row is read
             results.update(zip((batch[j] for j in part), scored))
     return [results[i] for i in range(len(encoded))]
 
@@ -204,7 +205,7 @@ def bench_model(alias: str, items_n: int, data: str, batch_size: int, lmeval_pyt
     model, tok = loaded.model, loaded.tokenizer
     shape = ModelShape.of(model)
     texts, encoded = ff_prompts(tok, items, settings)
-    gold = [p.gold_index for p in items]
+    gold = [p.item.golds for p in items]
     seeds = [item_seed(settings.seed, f"{p.item.lang}:{p.item.id}") for p in items]
     decode, n = settings.decode, len(items)
 
@@ -213,7 +214,7 @@ def bench_model(alias: str, items_n: int, data: str, batch_size: int, lmeval_pyt
     log(f"{alias}: (a) full probe set on {n} items")
     progress, last = phase_recorder()
     start = time.perf_counter()
-    full, t_full = timed(model, shape, lambda: probe_model(model, tok, items, settings, progress))
+    full, t_full = timed(model, shape, lambda: probe_model(HFBackend(model, tok), items, settings, progress))
     phases = phase_seconds(start, last)
     log(f"{alias}: (b) MC + FF")
     mcff, t_mcff = timed(model, shape, lambda: probes.ff_probes(model, tok, encoded, gold, decode, seeds, [False] * n))

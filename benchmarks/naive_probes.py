@@ -6,11 +6,25 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-from transformers import StoppingCriteriaList
+from transformers import StoppingCriteria, StoppingCriteriaList
 
-from illusion_checks.backends.base import answer_text
-from illusion_checks.backends.hf.prefix import GREEDY, AnswerLineStop
+from illusion_checks.backends.base import answer_line_done, answer_text
 from illusion_checks.prompts import Encoded
+
+GREEDY = dict(do_sample=False, num_beams=1, top_p=None, top_k=None, temperature=None)
+
+
+class AnswerLineStop(StoppingCriteria):
+    """Stop a row once it has produced a non-empty line: the answer is complete."""
+
+    def __init__(self, tokenizer: Any, prompt_len: int) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
+        done = [answer_line_done(text) for text in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from illusion_checks.cache import OutcomeCache
-from illusion_checks.pytest_plugin.config import IllusionConfig
-from illusion_checks.report import write_report
-from illusion_checks.results import write_json_atomic
-from illusion_checks.evaluation import Evaluation
+from illusion_checks import EvaluationSpec, evaluate
 
 XQUAD = Path(__file__).resolve().parents[2] / "shared" / "xquad"
 
@@ -36,10 +32,10 @@ def main() -> None:
     parser.add_argument("--out", default="reports/xquad-paired.json")
     args = parser.parse_args()
 
-    cfg = IllusionConfig(model=args.model, compress=args.compress, dataset=args.data, langs=tuple(args.langs.split(",")),
-                         items=args.items, batch_size=args.batch_size, no_cache=True, device="cpu", dtype="float32",
-                         calibration_samples=args.calibration_samples, calibration_seqlen=args.calibration_seqlen,
-                         no_reachability=args.no_reachability)
+    spec = EvaluationSpec(model=args.model, compress=args.compress, dataset=args.data, langs=args.langs,
+                          items=args.items, batch_size=args.batch_size, no_cache=True, device="cpu", dtype="float32",
+                          calibration_samples=args.calibration_samples, calibration_seqlen=args.calibration_seqlen,
+                          no_reachability=args.no_reachability)
     phases: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -47,10 +43,9 @@ def main() -> None:
         head = phase.split(":")[0]
         phases.setdefault(head, time.perf_counter())
 
-    results = Evaluation(cfg, OutcomeCache(None), progress, print).run()
+    results = evaluate(spec, progress=progress, log=print, json_path=args.out,
+                       report_path=Path(args.out).with_suffix(".html")).results
     wall = time.perf_counter() - started
-    write_json_atomic(args.out, results)
-    write_report(Path(args.out).with_suffix(".html"), results)
 
     n = len(results["items"])
     marks = sorted(phases.items(), key=lambda kv: kv[1]) + [("end", time.perf_counter())]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +13,11 @@ from illusion_checks.results import write_json_atomic
 
 # v2: each entry carries the sha256 of its outcomes, so an entry edited after it was written is recomputed.
 CACHE_FORMAT = "illusion-checks/cache/v2"
+
+
+def cache_root() -> Path:
+    """The user cache: `$ILLUSION_CHECKS_CACHE`, default `~/.cache/illusion-checks`."""
+    return Path(os.environ.get("ILLUSION_CHECKS_CACHE", Path.home() / ".cache" / "illusion-checks"))
 
 
 def _canonical(value: Any) -> str:

@@ -8,7 +8,9 @@ from illusion_checks.datasets import QAItem
 from illusion_checks.scoring import normalize, trigram_similarity
 
 N_DISTRACTORS = 3
-DISTRACTOR_MODES = ("standard", "hard")
+DISTRACTORS = ("standard", "hard")  # `standard`: random; `hard`: most similar
+# The CS ablations: the MC distractors without the gold; four answers from another language.
+ABLATIONS = ("distractors_only", "unrelated")
 
 
 def distractor_pool(item: QAItem, language_items: list[QAItem]) -> list[str]:
@@ -25,8 +27,8 @@ def distractor_pool(item: QAItem, language_items: list[QAItem]) -> list[str]:
 def build_options(item: QAItem, language_items: list[QAItem], mode: str, seed: int) -> tuple[list[str], int]:
     """(options, gold_index): `standard` draws distractors at random, `hard` takes the 3 most
     similar by character-trigram overlap; option order is seeded per item."""
-    if mode not in DISTRACTOR_MODES:
-        raise ValueError(f"distractor mode '{mode}' is not one of {', '.join(DISTRACTOR_MODES)}")
+    if mode not in DISTRACTORS:
+        raise ValueError(f"distractor mode '{mode}' is not one of {', '.join(DISTRACTORS)}")
     pool = distractor_pool(item, language_items)
     if len(pool) < N_DISTRACTORS:
         raise ValueError(

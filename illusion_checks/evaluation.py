@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from illusion_checks import __version__
+from illusion_checks.backends import engine
+from illusion_checks.backends.base import Backend, CompressOptions, LoadOptions
 from illusion_checks.cache import OutcomeCache, cache_key
-from illusion_checks.pytest_plugin.config import IllusionConfig
 from illusion_checks.datasets import Dataset, DatasetError, golds_not_in_context, load_dataset
 from illusion_checks.probing import PreparedItem, ProbeSettings, item_record, prepare_items
 from illusion_checks.prompts import PromptSettings
 from illusion_checks.results import build_results
+from illusion_checks.spec import DEFAULT_BATCH_SIZE, EvaluationSpec, Progress
 
-Progress = Callable[[str, int, int], None]
 Log = Callable[[str], None]
 
 
@@ -45,11 +44,11 @@ class RunStats:
         return update
 
 
-def probe_settings(cfg: IllusionConfig) -> ProbeSettings:
-    """Probe settings from the run configuration."""
+def probe_settings(cfg: EvaluationSpec) -> ProbeSettings:
+    """Probe settings from the evaluation spec."""
     from illusion_checks.backends.base import DecodeSettings
 
-    batch = cfg.batch_size if isinstance(cfg.batch_size, int) else 16
+    batch = cfg.batch_size if isinstance(cfg.batch_size, int) else DEFAULT_BATCH_SIZE
     return ProbeSettings(
         decode=DecodeSettings(batch_size=batch, stop_at_newline=cfg.answer_scope == "line"),
         prompts=PromptSettings(chat_template=cfg.chat_template),
@@ -73,17 +72,18 @@ def _calibration_pool(dataset: Dataset, prepared: list[PreparedItem]) -> tuple[d
 
 
 class Evaluation:
-    """Evaluate cfg's reference and compressed models on the same prepared items."""
+    """Evaluate the spec's reference and compressed models on the same prepared items."""
 
-    def __init__(self, cfg: IllusionConfig, cache: OutcomeCache, progress: Progress | None = None,
+    def __init__(self, cfg: EvaluationSpec, cache: OutcomeCache, progress: Progress | None = None,
                  log: Log | None = None) -> None:
         self.cfg, self.cache = cfg, cache
         self.log = log or (lambda message: None)
         self.stats = RunStats()
         self.progress = self.stats.timer(progress or (lambda phase, done, total: None))
         self.settings = probe_settings(cfg)
+        self.engine = engine(cfg.backend)
         self.notes: list[dict[str, Any]] = []
-        self._reference: Any = None
+        self._reference: Backend | None = None
         self._compressed_fingerprint: str | None = None
         self._saved: set[str] = set()  # calibration labels whose compressed model this run saved or found saved
 
@@ -97,9 +97,6 @@ class Evaluation:
 
     def run(self) -> dict[str, Any]:
         """The results object (schema v1)."""
-        from illusion_checks.backends.hf.load import resolve_source
-        from illusion_checks.preflight import check_spec_fits
-
         cfg = self.cfg
         dataset = load_dataset(cfg.dataset, list(cfg.langs) if cfg.langs else None)
         prepared = prepare_items(dataset, list(cfg.langs) if cfg.langs else None, self.settings, self.note)
@@ -109,14 +106,15 @@ class Evaluation:
         # texts (resolved once, here, and reused), both model sources, the spec against the
         # model's widths. A long reference probe must not end on an input wrong from the start.
         calibration = self._calibration(dataset, prepared)
-        ref_source, ref_fingerprint = resolve_source(cfg.model, cfg.allow_pickle)
+        ref_source, ref_fingerprint = self.engine.resolve(cfg.model, cfg.allow_pickle)
         if cfg.compress:
-            check_spec_fits(cfg.compress, ref_source, cfg.trust_remote_code)
+            self.engine.check_spec_fits(cfg.compress, ref_source, cfg.trust_remote_code)
         # The batch size moves scores by round-off and can flip a sampled token (README "Speed"),
         # so outcomes probed at another batch size are not reused.
         base = {"dataset": dataset.sha256, "ids": ids, "probes": self.settings.to_dict(),
                 "batch_size": self.settings.decode.batch_size,
-                "dtype": cfg.dtype, "device": self._device_type(), "version": __version__}
+                "dtype": cfg.dtype, "device": self._device_type(), "version": __version__,
+                "backend": self._backend_identity()}
         compressed_block, comp_key = self._compressed_identity(calibration, ref_fingerprint, base)
         self._compressed_fingerprint = compressed_block["fingerprint"]
         ref_key = {**base, "role": "reference", "model": ref_fingerprint}
@@ -132,6 +130,7 @@ class Evaluation:
                         "items_per_language": cfg.items, "items_by_language": items_by_language,
                         "distractors": cfg.distractors},
             "seed": cfg.seed, "probes": self.settings.to_dict(), "device": self._device_type(), "dtype": cfg.dtype,
+            "backend": self._backend_identity(),
         }
         return build_results(config, items, notes=self.notes)
 
@@ -160,9 +159,16 @@ class Evaluation:
         return counts
 
     def _device_type(self) -> str:
-        from illusion_checks.backends.hf.load import resolve_device
+        return self.engine.device_type(self.cfg.device)
 
-        return resolve_device(self.cfg.device).type
+    def _backend_identity(self) -> dict[str, str]:
+        """The engine and its version: in the cache key (another engine's numerics are not reused)
+        and in the results' config."""
+        return {"name": self.engine.name, "version": self.engine.version()}
+
+    def _load_options(self) -> LoadOptions:
+        cfg = self.cfg
+        return LoadOptions(cfg.device, cfg.dtype, cfg.trust_remote_code, cfg.allow_pickle)
 
     def _outcomes(self, role: str, key_parts: dict[str, Any], ids: list[str], compute: Callable[[], list[dict]]) -> list[dict]:
         key = cache_key(key_parts)
@@ -177,25 +183,22 @@ class Evaluation:
             self.cache.put(key, ids, outcomes, key_parts)
         return outcomes
 
-    def _load_reference(self) -> Any:
-        from illusion_checks.backends.hf.load import load_model
-
+    def _load_reference(self) -> Backend:
         if self._reference is None:
             self.progress("load reference", 0, 1)
-            self._reference = load_model(self.cfg.model, self.cfg.device, self.cfg.dtype,
-                                         self.cfg.trust_remote_code, self.cfg.allow_pickle)
+            self._reference = self.engine.load(self.cfg.model, self._load_options())
             self.stats.models_loaded += 1
             self.progress("load reference", 1, 1)
         return self._reference
 
-    def _probe(self, loaded: Any, prepared: list[PreparedItem], phase: str) -> list[dict]:
+    def _probe(self, backend: Backend, prepared: list[PreparedItem], phase: str) -> list[dict]:
         from illusion_checks.probing import probe_model
 
         settings = self.settings
         self.progress(phase, 0, len(prepared))  # starts the phase's clock before the first batch
         while True:
             try:
-                return probe_model(loaded.model, loaded.tokenizer, prepared, settings,
+                return probe_model(backend, prepared, settings,
                                    lambda step, done, total: self.progress(f"{phase}: {step}", done, total))
             except Exception as error:  # back off on out-of-memory only, and say so
                 size = settings.decode.batch_size
@@ -206,7 +209,8 @@ class Evaluation:
 
     def _calibration(self, dataset: Dataset, prepared: list[PreparedItem]) -> dict[str, list[str]] | None:
         """The calibration texts by key, or None when the spec needs none (or a prebuilt model is given)."""
-        from illusion_checks.compress import calibration_texts, parse_spec
+        from illusion_checks.compress.calibration import calibration_texts
+        from illusion_checks.compress.spec import parse_spec
 
         cfg = self.cfg
         if cfg.compressed or not parse_spec(cfg.compress).needs_calibration:
@@ -220,9 +224,7 @@ class Evaluation:
                              base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg = self.cfg
         if cfg.compressed:
-            from illusion_checks.backends.hf.load import resolve_source
-
-            _, fingerprint = resolve_source(cfg.compressed, cfg.allow_pickle)
+            _, fingerprint = self.engine.resolve(cfg.compressed, cfg.allow_pickle)
             block = {"name": cfg.compressed, "spec": None, "calibration": None, "fingerprint": fingerprint}
             return block, {**base, "role": "compressed", "model": fingerprint}
         calibration_key = None
@@ -238,45 +240,40 @@ class Evaluation:
     def _probe_compressed(self, prepared: list[PreparedItem], calibration: dict[str, list[str]] | None) -> list[dict]:
         cfg = self.cfg
         if cfg.compressed:
-            from illusion_checks.backends.hf.load import load_model
-
-            loaded = load_model(cfg.compressed, cfg.device, cfg.dtype, cfg.trust_remote_code, cfg.allow_pickle)
+            self._release_reference()  # the two models are never resident together
+            backend = self.engine.load(cfg.compressed, self._load_options())
             self.stats.models_loaded += 1
-            return self._probe(loaded, prepared, "probe compressed")
-        from illusion_checks.compress import parse_spec
-
-        spec = parse_spec(cfg.compress)
+            try:
+                return self._probe(backend, prepared, "probe compressed")
+            finally:
+                backend.close()
         by_id: dict[str, dict] = {}
         for key, texts in (calibration or {"*": []}).items():
             subset = prepared if key == "*" else [p for p in prepared if p.item.lang == key]
-            loaded = self._compress(spec, texts, label=key)
-            for p, outcome in zip(subset, self._probe(loaded, subset, "probe compressed")):
-                by_id[f"{p.item.lang}/{p.item.id}"] = outcome
+            backend = self._compress(texts, label=key)
+            try:
+                for p, outcome in zip(subset, self._probe(backend, subset, "probe compressed")):
+                    by_id[f"{p.item.lang}/{p.item.id}"] = outcome
+            finally:
+                backend.close()
         return [by_id[f"{p.item.lang}/{p.item.id}"] for p in prepared]
 
-    def _compress(self, spec: Any, texts: list[str], label: str) -> Any:
-        from illusion_checks.compress import calibration_batch, compress_model
-        from illusion_checks.backends.hf.load import resolve_device
+    def _release_reference(self) -> None:
+        if self._reference is not None:
+            self._reference.close()
+            self._reference = None
 
+    def _compress(self, texts: list[str], label: str) -> Backend:
+        """A compressed copy of the reference (loaded once; it stays as it was), saved when asked."""
+        cfg = self.cfg
         reference = self._load_reference()
-        model = copy.deepcopy(reference.model)
-        calibration = None
-        if spec.needs_calibration:
-            context = getattr(model.config, "max_position_embeddings", None) or self.cfg.calibration_seqlen
-            seqlen = min(self.cfg.calibration_seqlen, context)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                calibration = calibration_batch(reference.tokenizer, texts, self.cfg.calibration_samples, seqlen, self.cfg.seed)
-            for warning in caught:
-                self.log(str(warning.message))
         phase = "compress" if label == "*" else f"compress ({label})"
         self.progress(phase, 0, 1)
-        report = compress_model(model, spec, calibration, resolve_device(self.cfg.device),
-                                lambda done, total: self.progress(phase, done, total))
-        compressed = copy.copy(reference)
-        compressed.model = report.model
-        if self.cfg.save_compressed:
-            self._save(report.model, reference.tokenizer, label)
+        options = CompressOptions(cfg.calibration_samples, cfg.calibration_seqlen, cfg.seed, cfg.device)
+        compressed = self.engine.compress(reference, cfg.compress, texts, options,
+                                          lambda done, total: self.progress(phase, done, total), self.log)
+        if cfg.save_compressed:
+            self._save(compressed, label)
         return compressed
 
     def _save_target(self, label: str) -> Path:
@@ -285,34 +282,28 @@ class Evaluation:
 
     def _holds(self, label: str) -> bool:
         """Whether the save folder already holds this run's compressed model (an earlier run saved it); says so."""
-        from illusion_checks.compress import saved_manifest
-
         target = self._save_target(label)
-        manifest = saved_manifest(target)
+        manifest = self.engine.saved_manifest(target)
         held = manifest is not None and manifest.get("fingerprint") == self._compressed_fingerprint
         if held:
             self.log(f"{target} already holds this compressed model; not saved again")
         return held
 
-    def _save(self, model: Any, tokenizer: Any, label: str) -> None:
+    def _save(self, backend: Backend, label: str) -> None:
         """--illusion-save-compressed: save the compressed model, atomically, unless the folder holds it already."""
-        from illusion_checks.compress import save_compressed
-
         self._saved.add(label)
         if self._holds(label):
             return
         manifest = {"fingerprint": self._compressed_fingerprint, "reference": self.cfg.model,
                     "spec": self.cfg.compress, "calibration": None if label == "*" else label}
-        saved = save_compressed(model, tokenizer, self._save_target(label), manifest)
+        saved = self.engine.save(backend, self._save_target(label), manifest)
         self.log(f"compressed model saved to {saved}")
 
     def _save_unsaved(self, calibration: dict[str, list[str]] | None) -> None:
         """Outcomes from the cache compressed nothing: compress again each model the save folder lacks, to save it."""
-        from illusion_checks.compress import parse_spec
-
         for label, texts in (calibration or {"*": []}).items():
             if label in self._saved or self._holds(label):
                 continue
             self.log(f"compressed outcomes came from the cache; compressing again to save the model to "
                      f"{self._save_target(label)}")
-            self._compress(parse_spec(self.cfg.compress), texts, label)
+            self._compress(texts, label).close()

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from illusion_checks.records import ResultsError
+
 EXPECTED_FORM = "expected FLOAT or LANG=FLOAT[,LANG=FLOAT...] with * for every language"
 DEFAULT_KEY = "*"
 OVERALL = "overall"
@@ -119,6 +121,28 @@ class Gate:
                 "gate_on": self.gate_on, "compared": self.compared, "passed": self.passed,
                 "reason": self.reason}
 
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "gate") -> Gate:
+        """The Gate that `to_dict` wrote; `reason` may be absent (read as null), as older writers left it
+        out, and other keys are ignored. A ResultsError names `where` and the field on malformed input."""
+        if not isinstance(data, Mapping):
+            raise ResultsError(f"{where}: expected an object")
+        for key, kind in _GATE_FIELDS.items():
+            if key not in data:
+                if key == "reason":
+                    continue
+                raise ResultsError(f"{where}: missing field '{key}'")
+            value = data[key]
+            if not (value is None and key in _NULLABLE) and not _is_kind(value, kind):
+                raise ResultsError(f"{where}: field '{key}' must be {_KIND_NOUNS[kind]}"
+                                   f"{' or null' if key in _NULLABLE else ''}, got {value!r}")
+        for key, allowed in (("direction", ("max", "min")), ("gate_on", GATE_ON)):
+            if data[key] not in allowed:
+                raise ResultsError(f"{where}: field '{key}' must be one of {', '.join(allowed)}, got {data[key]!r}")
+        ci = data["ci95"]
+        return cls(**{key: data[key] for key in _GATE_FIELDS if key in data and key != "ci95"},
+                   ci95=None if ci is None else (ci[0], ci[1]))
+
     def describe(self) -> str:
         """One line for the terminal, e.g. `dissociation[sw] = 0.21 (95% CI 0.12-0.30) > ...`."""
         verdict = "PASS" if self.passed else "FAIL"
@@ -135,6 +159,25 @@ class Gate:
         ops = {("max", True): "<=", ("max", False): ">", ("min", True): ">=", ("min", False): "<"}
         op = ops[(self.direction, self.passed)]
         return f"{head} = {_fmt(self.value)}{ci} {op} {bound}: {verdict}"
+
+
+_GATE_FIELDS = {"name": str, "lang": str, "value": float, "ci95": tuple, "threshold": float, "direction": str,
+                "gate_on": str, "compared": float, "passed": bool, "reason": str}
+_NULLABLE = {"value", "ci95", "compared", "reason"}
+_KIND_NOUNS = {str: "a string", float: "a number", tuple: "a [low, high] pair of numbers", bool: "true or false"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    """Whether a Gate field's JSON value is of its kind (numbers: int or float, never bool)."""
+    if kind is float:
+        return _is_number(value)
+    if kind is tuple:
+        return isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value)
+    return isinstance(value, kind)
 
 
 def _undefined_reason(metric: _Metric, lang: str, summary: Mapping[str, Any] | None,

@@ -7,6 +7,7 @@ whose values are plain ints/floats/None/lists ready for JSON. The field meanings
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -15,14 +16,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from illusion_checks.fates import FATE_ORDER, Fate
+from illusion_checks.records import (BEAM, BEGINS_WITH_GOLD, BOTH_CORRECT, COMPRESSED, CORRECT, CS, FATE, FF, GOLD_RANK,
+                                     ID, LANG, MC, MODELS, ONE_SHOT, REACHED, REFERENCE, SAMPLE, ZERO_SHOT_SHORT,
+                                     LanguageSummary)
 
-MODELS = ("reference", "compressed")
-ACC_PROBES = ("ff", "cs", "mc", "one_shot", "zero_shot_short")
-OPTIONAL_PROBES = ("one_shot",)  # null on an item where the probe could not run (no exemplar)
+# Item and outcome keys come from illusion_checks.records; the Summary is records.LanguageSummary.
+ACC_PROBES = (FF, CS, MC, ONE_SHOT, ZERO_SHOT_SHORT)
+OPTIONAL_PROBES = (ONE_SHOT,)  # null on an item where the probe could not run (no exemplar)
 # The gold rank is read where the model's answer starts; it says something about production only
 # when most correct answers begin with the gold there (not "The answer is ...").
 RANK_INTERPRETABLE_SHARE = 0.5
-SEARCH_PROBES = ("beam", "sample")
+SEARCH_PROBES = (BEAM, SAMPLE)
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 42
 FLOAT_TOLERANCE = 1e-9
@@ -50,9 +54,9 @@ def item_fate(item: Mapping[str, Any]) -> tuple[bool, Fate | None]:
 def _flag(outcome: Mapping[str, Any], probe: str, where: str) -> bool:
     """outcome[probe]["correct"] as a bool, or a ValueError naming the item and the field."""
     try:
-        return bool(outcome[probe]["correct"])
+        return bool(outcome[probe][CORRECT])
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"item {where}: missing or malformed field '{probe}.correct'") from exc
+        raise ValueError(f"item {where}: missing or malformed field '{probe}.{CORRECT}'") from exc
 
 
 def _search(outcome: Mapping[str, Any], probe: str, where: str) -> bool | None:
@@ -60,9 +64,9 @@ def _search(outcome: Mapping[str, Any], probe: str, where: str) -> bool | None:
     block = outcome.get(probe)
     if block is None:
         return None
-    if not isinstance(block, Mapping) or "reached" not in block:
-        raise ValueError(f"item {where}: field '{probe}' must be null or have 'reached'")
-    return bool(block["reached"])
+    if not isinstance(block, Mapping) or REACHED not in block:
+        raise ValueError(f"item {where}: field '{probe}' must be null or have '{REACHED}'")
+    return bool(block[REACHED])
 
 
 def _outcome(outcome: Any, where: str) -> Row:
@@ -73,26 +77,31 @@ def _outcome(outcome: Any, where: str) -> Row:
                 else _flag(outcome, probe, where) for probe in ACC_PROBES}
     for probe in SEARCH_PROBES:
         row[probe] = _search(outcome, probe, where)
-    rank = outcome.get("gold_rank")
-    row["gold_rank"] = None if rank is None else int(rank)
-    begins = outcome["ff"].get("begins_with_gold")  # absent in files written before it existed
-    row["begins_with_gold"] = None if begins is None else bool(begins)
+    rank = outcome.get(GOLD_RANK)
+    row[GOLD_RANK] = None if rank is None else int(rank)
+    begins = outcome[FF].get(BEGINS_WITH_GOLD)  # absent in files written before it existed
+    row[BEGINS_WITH_GOLD] = None if begins is None else bool(begins)
     return row
+
+
+def _where(item: Mapping[str, Any]) -> str:
+    """`lang/id` of an item, for messages."""
+    return f"{item.get(LANG, '?')}/{item.get(ID, '?')}"
 
 
 def _row(item: Mapping[str, Any]) -> Row:
     """Both models' facts for one item, plus its both-correct flag, fate and bootstrap code."""
-    where = f"{item.get('lang', '?')}/{item.get('id', '?')}"
+    where = _where(item)
     try:
-        ref, comp = item["reference"], item["compressed"]
+        ref, comp = item[REFERENCE], item[COMPRESSED]
     except KeyError as exc:
         raise ValueError(f"item {where}: missing field {exc}") from exc
-    row: Row = {"reference": _outcome(ref, where), "compressed": _outcome(comp, where)}
-    r, c = row["reference"], row["compressed"]
-    row["both"] = r["ff"] and r["mc"]
-    row["fate"] = Fate.of(c["ff"], c["mc"]) if row["both"] else None
-    row["code"] = (_REF_FF * r["ff"] + _REF_MC * r["mc"]
-                   + _COMP_FF * c["ff"] + _COMP_MC * c["mc"])
+    row: Row = {REFERENCE: _outcome(ref, where), COMPRESSED: _outcome(comp, where)}
+    r, c = row[REFERENCE], row[COMPRESSED]
+    row["both"] = r[FF] and r[MC]
+    row["fate"] = Fate.of(c[FF], c[MC]) if row["both"] else None
+    row["code"] = (_REF_FF * r[FF] + _REF_MC * r[MC]
+                   + _COMP_FF * c[FF] + _COMP_MC * c[MC])
     return row
 
 
@@ -144,13 +153,13 @@ def _accuracy(rows: Sequence[Row], model: str) -> dict[str, float | None]:
         ran = [r[model] for r in rows if r[model][probe] is not None]
         # Oracle reachability (paper 3.4) is an upper bound on greedy: reached if greedy FF
         # already is correct or any searched sequence contains the gold.
-        acc[probe] = _ratio(sum(o["ff"] or o[probe] for o in ran), len(ran))
+        acc[probe] = _ratio(sum(o[FF] or o[probe] for o in ran), len(ran))
     return acc
 
 
 def _recovery(rows: Sequence[Row], model: str) -> dict[str, Any]:
     """Among the model's greedy FF failures that had search probes, the share beam/sample reach."""
-    failures = [r[model] for r in rows if not r[model]["ff"]]
+    failures = [r[model] for r in rows if not r[model][FF]]
     searched = [o for o in failures if any(o[p] is not None for p in SEARCH_PROBES)]
     out: dict[str, Any] = {"n_failures": len(searched)}
     for probe in SEARCH_PROBES:
@@ -163,9 +172,9 @@ def _median_ranks(rows: Sequence[Row]) -> dict[str, float | None]:
     """Compressed model's median gold rank per fate, and the reference's on its FF failures."""
     ranks: dict[str, float | None] = {}
     for fate in FATE_ORDER:
-        values = [r["compressed"]["gold_rank"] for r in rows if r["fate"] is fate]
+        values = [r[COMPRESSED][GOLD_RANK] for r in rows if r["fate"] is fate]
         ranks[fate.value] = _median([v for v in values if v is not None])
-    ref_fail = [r["reference"]["gold_rank"] for r in rows if not r["reference"]["ff"]]
+    ref_fail = [r[REFERENCE][GOLD_RANK] for r in rows if not r[REFERENCE][FF]]
     ranks["reference_failures"] = _median([v for v in ref_fail if v is not None])
     return ranks
 
@@ -177,7 +186,7 @@ def _answer_start(rows: Sequence[Row]) -> tuple[dict[str, Any], bool | None]:
     block: dict[str, Any] = {}
     known = True
     for model in MODELS:
-        correct = [r[model]["begins_with_gold"] for r in rows if r[model]["ff"]]
+        correct = [r[model][BEGINS_WITH_GOLD] for r in rows if r[model][FF]]
         known = known and all(b is not None for b in correct)
         begins = sum(bool(b) for b in correct)
         block[model] = {"n_ff_correct": len(correct), "n_begins_with_gold": begins,
@@ -188,37 +197,37 @@ def _answer_start(rows: Sequence[Row]) -> tuple[dict[str, Any], bool | None]:
     return block, all(share is not None and share >= RANK_INTERPRETABLE_SHARE for share in shares)
 
 
-def _point_summary(rows: Sequence[Row]) -> dict[str, Any]:
+def _point_summary(rows: Sequence[Row]) -> LanguageSummary:
     """Every Summary field except the confidence intervals (filled in by the bootstrap)."""
     fates = {fate.value: sum(r["fate"] is fate for r in rows) for fate in FATE_ORDER}
     n_both = sum(fates.values())
-    hits = {m: {p: sum(r[m][p] for r in rows) for p in ("ff", "cs", "mc")} for m in MODELS}
-    d_hat = {p: _drop(hits["reference"][p], hits["compressed"][p]) for p in ("ff", "cs", "mc")}
+    hits = {m: {p: sum(r[m][p] for r in rows) for p in (FF, CS, MC)} for m in MODELS}
+    d_hat = {p: _drop(hits[REFERENCE][p], hits[COMPRESSED][p]) for p in (FF, CS, MC)}
     acc = {m: _accuracy(rows, m) for m in MODELS}
     gaps = {}
-    for name, probe in (("zero_shot", "zero_shot_short"), ("one_shot", "one_shot")):
-        ref, comp = acc["reference"][probe], acc["compressed"][probe]
+    for name, probe in (("zero_shot", ZERO_SHOT_SHORT), ("one_shot", ONE_SHOT)):
+        ref, comp = acc[REFERENCE][probe], acc[COMPRESSED][probe]
         gaps[name] = None if ref is None or comp is None else ref - comp
     answer_start, rank_interpretable = _answer_start(rows)
-    return {
-        "n_items": len(rows),
-        "n_both_correct": n_both,
-        "fates": fates,
-        "dissociation_rate": _ratio(fates[Fate.MC_ONLY.value], n_both),
-        "dissociation_ci95": None,
-        "retention": _ratio(fates[Fate.KEPT.value] + fates[Fate.PRODUCED_ONLY.value], n_both),
-        "retention_ci95": None,
-        "acc": acc,
-        "d_hat": d_hat,
-        "delta_pr": (None if d_hat["ff"] is None or d_hat["mc"] is None
-                     else d_hat["ff"] - d_hat["mc"]),
-        "delta_pr_ci95": None,
-        "recovery": {m: _recovery(rows, m) for m in MODELS},
-        "median_gold_rank": _median_ranks(rows),
-        "answer_start": answer_start,
-        "rank_interpretable": rank_interpretable,
-        "prune_gap": gaps,
-    }
+    return LanguageSummary(
+        n_items=len(rows),
+        n_both_correct=n_both,
+        fates=fates,
+        dissociation_rate=_ratio(fates[Fate.MC_ONLY.value], n_both),
+        dissociation_ci95=None,
+        retention=_ratio(fates[Fate.KEPT.value] + fates[Fate.PRODUCED_ONLY.value], n_both),
+        retention_ci95=None,
+        acc=acc,
+        d_hat=d_hat,
+        delta_pr=(None if d_hat[FF] is None or d_hat[MC] is None
+                  else d_hat[FF] - d_hat[MC]),
+        delta_pr_ci95=None,
+        recovery={m: _recovery(rows, m) for m in MODELS},
+        median_gold_rank=_median_ranks(rows),
+        answer_start=answer_start,
+        rank_interpretable=rank_interpretable,
+        prune_gap=gaps,
+    )
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float:
@@ -277,9 +286,9 @@ def _rows_by_lang(items: Sequence[Mapping[str, Any]]) -> dict[str, list[Row]]:
     """Rows grouped by language, ordered by item id so input order cannot move the bootstrap."""
     grouped: dict[str, list[tuple[str, Row]]] = {}
     for item in items:
-        if "lang" not in item:
-            raise ValueError(f"item {item.get('id', '?')}: missing field 'lang'")
-        grouped.setdefault(str(item["lang"]), []).append((str(item.get("id", "")), _row(item)))
+        if LANG not in item:
+            raise ValueError(f"item {item.get(ID, '?')}: missing field '{LANG}'")
+        grouped.setdefault(str(item[LANG]), []).append((str(item.get(ID, "")), _row(item)))
     return {lang: [row for _, row in sorted(pairs, key=lambda p: p[0])]
             for lang, pairs in sorted(grouped.items())}
 
@@ -291,15 +300,14 @@ def summarize(items: Sequence[Mapping[str, Any]], n_resamples: int = DEFAULT_RES
         raise ValueError(f"n_resamples must be >= 0, but is {n_resamples}")
     by_lang = _rows_by_lang(items)
     per_language = {lang: _point_summary(rows) for lang, rows in by_lang.items()}
-    overall = _point_summary([row for rows in by_lang.values() for row in rows])
     # The paper's ΔPR is a per-language quantity; pooling would let big languages dominate.
-    overall["delta_pr"] = _mean_defined([s["delta_pr"] for s in per_language.values()])
-    overall["delta_pr_aggregation"] = "mean_over_languages"
+    overall = dataclasses.replace(_point_summary([row for rows in by_lang.values() for row in rows]),
+                                  delta_pr=_mean_defined([s.delta_pr for s in per_language.values()]),
+                                  delta_pr_aggregation="mean_over_languages")
     codes = {lang: [row["code"] for row in rows] for lang, rows in by_lang.items()}
     cis = bootstrap_cis(codes, n_resamples, seed)
-    for key, summary in (*per_language.items(), ("overall", overall)):
-        summary.update(cis[key])
-    return {"per_language": per_language, "overall": overall,
+    return {"per_language": {lang: dataclasses.replace(s, **cis[lang]).to_dict() for lang, s in per_language.items()},
+            "overall": dataclasses.replace(overall, **cis["overall"]).to_dict(),
             "bootstrap": {"n_resamples": n_resamples, "seed": seed}}
 
 
@@ -340,13 +348,13 @@ def recompute_check(results: Mapping[str, Any]) -> list[str]:
         return ["items: missing or not a list"]
     for item in items:
         both, fate = item_fate(item)
-        where = f"items[{item.get('lang', '?')}/{item.get('id', '?')}]"
-        if item.get("both_correct") != both:
-            diffs.append(f"{where}.both_correct: stored {item.get('both_correct')!r} "
+        where = f"items[{_where(item)}]"
+        if item.get(BOTH_CORRECT) != both:
+            diffs.append(f"{where}.{BOTH_CORRECT}: stored {item.get(BOTH_CORRECT)!r} "
                          f"!= recomputed {both!r}")
         fresh_fate = fate.value if fate else None
-        if item.get("fate") != fresh_fate:
-            diffs.append(f"{where}.fate: stored {item.get('fate')!r} != recomputed {fresh_fate!r}")
+        if item.get(FATE) != fresh_fate:
+            diffs.append(f"{where}.{FATE}: stored {item.get(FATE)!r} != recomputed {fresh_fate!r}")
     stored = results.get("summary")
     if not isinstance(stored, Mapping):
         return [*diffs, "summary: missing or not an object"]

@@ -7,17 +7,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from illusion_checks import prompts as P
+from illusion_checks import records as R
+from illusion_checks.fates import Fate
 from illusion_checks.datasets import Dataset, QAItem, exemplar_for, load_dataset, sample_items, select_langs
 from illusion_checks.choices import build_options, unrelated_candidates
-from illusion_checks.backends.base import DecodeSettings
-from illusion_checks.prompts import encode_continuations, encode_prompt
+from illusion_checks.backends.base import (
+    Advance, AnswerProbes, AnswerRequest, Backend, DecodeSettings, Tokenizer, answers,
+)
+from illusion_checks.prompts import Encoded, encode_continuations, encode_prompt
 from illusion_checks.scoring import exact_match, is_correct, token_f1
+from illusion_checks.spec import EvaluationSpec, Progress
 
-ABLATIONS = ("distractors_only", "unrelated")
-ANSWER_SCOPES = ("line", "full")
 # Bumped whenever a probe's definition changes, so cached outcomes of the old one are not reused.
 PROBE_PROTOCOL = 2
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
 Notice = Callable[[str, "str | None", str], None]  # (kind, lang, message)
 
 
@@ -27,11 +29,11 @@ class ProbeSettings:
 
     decode: DecodeSettings = DecodeSettings()
     prompts: P.PromptSettings = P.PromptSettings()
-    seed: int = 42
-    items_per_language: int = 200
-    distractors: str = "standard"
-    ablations: tuple[str, ...] = ()
-    reachability: bool = True
+    seed: int = EvaluationSpec.seed  # the defaults are the options' (spec.py owns them)
+    items_per_language: int = EvaluationSpec.items
+    distractors: str = EvaluationSpec.distractors
+    ablations: tuple[str, ...] = EvaluationSpec.ablations
+    reachability: bool = not EvaluationSpec.no_reachability
 
     def to_dict(self) -> dict[str, Any]:
         """The `config.probes` block of the results JSON. The batch size is left out: it changes no choice,
@@ -102,110 +104,128 @@ def prepare_items(dataset: Dataset, langs: list[str] | None, settings: ProbeSett
     return sorted(prepared, key=lambda p: (p.item.lang, p.item.id))
 
 
-def _prompt_ids(tokenizer: Any, settings: P.PromptSettings, build: Callable[[str], str], context: str,
+def _prompt_ids(tokenizer: Tokenizer, settings: P.PromptSettings, build: Callable[[str], str], context: str,
                 cap: int) -> tuple[str, list[int]]:
     wrapped = lambda c: P.wrap(tokenizer, build(c), settings)  # noqa: E731
     prompt, _ = P.fit_context(tokenizer, wrapped, context, cap)
     return prompt, encode_prompt(tokenizer, prompt, settings.chat_template)
 
 
-def _generation(output: str, item: QAItem) -> dict[str, Any]:
-    return {"correct": is_correct(output, item.golds), "output": output}
+@dataclass(frozen=True)
+class ItemPrompts:
+    """The token ids of every prompt one item is asked, as `probe_model` sends them."""
+
+    ff: Encoded  # the FF prompt with its MC options' continuation ids
+    cs: list[int]
+    zero_shot_short: list[int]
+    one_shot: list[int] | None
+    ablations: dict[str, list[int]]
 
 
-def probe_model(model: Any, tokenizer: Any, items: Sequence[PreparedItem], settings: ProbeSettings,
-                progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Run every probe for one model; returns one Outcome dict per item (results schema v1)."""
-    from illusion_checks.backends.hf import prefix as probes
+def item_prompts(tokenizer: Tokenizer, p: PreparedItem, settings: ProbeSettings) -> ItemPrompts:
+    """Build and encode (truncating the passage to each prompt's token budget) every prompt of an item."""
+    ps, it = settings.prompts, p.item
+    cap, cap_short = ps.max_prompt_tokens, ps.one_shot_max_prompt_tokens
 
-    ps, decode = settings.prompts, settings.decode
-    chat = ps.chat_template
-    total = len(items)
+    def ids(build: Callable[[str], str], limit: int) -> list[int]:
+        return _prompt_ids(tokenizer, ps, build, it.context, limit)[1]
 
+    ff_text, ff_ids = _prompt_ids(tokenizer, ps, lambda c: P.ff_prompt(c, it.question), it.context, cap)
+    one = None
+    if p.exemplar is not None:
+        shot = (p.exemplar.context, p.exemplar.question, p.exemplar.gold)
+        one = ids(lambda c: P.one_shot_prompt(shot, c, it.question), cap_short)
+    return ItemPrompts(
+        ff=encode_continuations(tokenizer, ff_text, ff_ids, p.options, ps.chat_template),
+        cs=ids(lambda c: P.cs_prompt(c, it.question, p.options), cap),
+        zero_shot_short=ids(lambda c: P.short_prompt(c, it.question), cap_short),
+        one_shot=one,
+        ablations={name: ids(lambda c, name=name: P.cs_prompt(c, it.question, p.ablation_candidates[name]), cap)
+                   for name in settings.ablations},
+    )
+
+
+def _generation(output: str, item: QAItem) -> R.Generation:
+    return R.Generation(correct=is_correct(output, item.golds), output=output)
+
+
+def _ticker(progress: Progress | None, total: int) -> Callable[[str], Advance]:
+    """Per phase, a callback taking batches done and reporting running totals."""
     counts: dict[str, int] = {}
 
-    def tick(phase: str) -> Callable[[int], None]:
-        def advance(n: int) -> None:  # probes report batches done; progress takes running totals
+    def tick(phase: str) -> Advance:
+        def advance(n: int) -> None:
             counts[phase] = counts.get(phase, 0) + n
             if progress:
                 progress(phase, counts[phase], total)
         return advance
+    return tick
 
-    ff_text, ff_ids, cs_ids, one_ids, zero_ids = [], [], [], [], []
-    for p in items:
-        it = p.item
-        text, ids = _prompt_ids(tokenizer, ps, lambda c: P.ff_prompt(c, it.question), it.context, ps.max_prompt_tokens)
-        ff_text.append(text)
-        ff_ids.append(ids)
-        cs_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.cs_prompt(c, it.question, p.options), it.context,
-                                  ps.max_prompt_tokens)[1])
-        zero_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.short_prompt(c, it.question), it.context,
-                                    ps.one_shot_max_prompt_tokens)[1])
-        if p.exemplar is not None:
-            shot = (p.exemplar.context, p.exemplar.question, p.exemplar.gold)
-            one_ids.append(_prompt_ids(tokenizer, ps, lambda c: P.one_shot_prompt(shot, c, it.question), it.context,
-                                       ps.one_shot_max_prompt_tokens)[1])
 
-    encoded = [encode_continuations(tokenizer, ff_text[i], ff_ids[i], p.options, chat) for i, p in enumerate(items)]
-    seeds = [item_seed(settings.seed, f"{p.item.lang}:{p.item.id}") for p in items]
-    ff = probes.ff_probes(model, tokenizer, encoded, [p.item.golds for p in items], decode, seeds,
-                          [settings.reachability] * total, tick("FF, MC, rank, beam, samples"))
-    ff_out = [r.output for r in ff]
-    mc = [r.mc for r in ff]
-    cs_out = probes.greedy(model, tokenizer, cs_ids, decode, tick("CS"))
-    one_iter = iter(probes.greedy(model, tokenizer, one_ids, decode, tick("1-shot")))
-    one_out = [next(one_iter) if p.exemplar is not None else None for p in items]
-    zero_out = probes.greedy(model, tokenizer, zero_ids, decode, tick("0-shot short"))
-    ablation_out: dict[str, list[str]] = {}
-    for name in settings.ablations:
-        ab_ids = [_prompt_ids(tokenizer, ps, lambda c, p=p: P.cs_prompt(c, p.item.question, p.ablation_candidates[name]),
-                              p.item.context, ps.max_prompt_tokens)[1] for p in items]
-        ablation_out[name] = probes.greedy(model, tokenizer, ab_ids, decode, tick(f"CS {name}"))
+def _greedy(backend: Backend, prompts: Sequence[list[int]], settings: DecodeSettings, advance: Advance) -> list[str]:
+    return answers(backend.tokenizer, backend.greedy_tokens(prompts, settings, advance), settings.stop_at_newline)
 
-    outcomes = []
-    for i, p in enumerate(items):
-        it, result = p.item, mc[i]
-        choice = max(range(len(result.scores)), key=lambda k: result.scores[k])
-        target = ff[i].target
-        one_shot = None
-        if p.exemplar is not None:
-            one_shot = {**_generation(one_out[i], it), "exemplar_id": p.exemplar.id,
-                        "exemplar_source": p.exemplar_source}
-        outcome: dict[str, Any] = {
-            "ff": {**_generation(ff_out[i], it), "f1": token_f1(ff_out[i], it.golds),
-                   "em": exact_match(ff_out[i], it.golds), "begins_with_gold": target.begins_with_gold},
-            "cs": _generation(cs_out[i], it),
-            "mc": {"correct": choice == p.gold_index, "choice": choice, "scores": result.scores,
-                   "boundary_ok": encoded[i].gold_token_boundary_ok},
-            "gold_rank": result.gold_rank,
-            "gold_margin": result.gold_margin,
-            "gold_token": target.to_dict(tokenizer),
-            "gold_token_boundary_ok": target.boundary_ok,
-            "beam": None,
-            "sample": None,
-            "one_shot": one_shot,
-            "zero_shot_short": _generation(zero_out[i], it),
-            "ablations": {name: _generation(out[i], it) for name, out in ablation_out.items()},
-        }
-        for probe, outputs in (("beam", ff[i].beam), ("sample", ff[i].sample)):
-            if outputs is not None:
-                outcome[probe] = {"reached": any(is_correct(o, it.golds) for o in outputs), "outputs": outputs}
-        outcomes.append(outcome)
-    return outcomes
+
+def probe_model(backend: Backend, items: Sequence[PreparedItem], settings: ProbeSettings,
+                progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run every probe for one model; returns one Outcome dict per item (results schema v1)."""
+    decode, tick = settings.decode, _ticker(progress, len(items))
+    prompts = [item_prompts(backend.tokenizer, p, settings) for p in items]
+    requests = [AnswerRequest(q.ff, tuple(p.item.golds), item_seed(settings.seed, f"{p.item.lang}:{p.item.id}"),
+                              settings.reachability) for p, q in zip(items, prompts)]
+    ff = backend.answer_probes(requests, decode, tick("FF, MC, rank, beam, samples"))
+    cs = _greedy(backend, [q.cs for q in prompts], decode, tick("CS"))
+    one_iter = iter(_greedy(backend, [q.one_shot for q in prompts if q.one_shot is not None], decode, tick("1-shot")))
+    one = [next(one_iter) if q.one_shot is not None else None for q in prompts]
+    zero = _greedy(backend, [q.zero_shot_short for q in prompts], decode, tick("0-shot short"))
+    ablations = {name: _greedy(backend, [q.ablations[name] for q in prompts], decode, tick(f"CS {name}"))
+                 for name in settings.ablations}
+    return [_outcome(backend.tokenizer, p, q, ff[i], cs[i], one[i], zero[i], {n: out[i] for n, out in ablations.items()})
+            for i, (p, q) in enumerate(zip(items, prompts))]
+
+
+def _reach(outputs: list[str] | None, item: QAItem) -> R.Reach | None:
+    if outputs is None:
+        return None
+    return R.Reach(reached=any(is_correct(o, item.golds) for o in outputs), outputs=tuple(outputs))
+
+
+def _outcome(tokenizer: Tokenizer, p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: str | None,
+             zero: str, ablations: dict[str, str]) -> dict[str, Any]:
+    """One model's Outcome record for one item, as its results-JSON dict."""
+    it = p.item
+    choice = max(range(len(ff.scores)), key=lambda k: ff.scores[k])
+    one_shot = None
+    if p.exemplar is not None and one is not None:
+        one_shot = R.OneShot(correct=is_correct(one, it.golds), output=one, exemplar_id=p.exemplar.id,
+                             exemplar_source=p.exemplar_source)
+    gold_token = ff.target.to_dict(tokenizer)
+    return R.Outcome(
+        ff=R.FFGeneration(correct=is_correct(ff.output, it.golds), output=ff.output, f1=token_f1(ff.output, it.golds),
+                          em=exact_match(ff.output, it.golds), begins_with_gold=ff.target.begins_with_gold),
+        cs=_generation(cs, it),
+        mc=R.MCChoice(correct=choice == p.gold_index, choice=choice, scores=tuple(ff.scores),
+                      boundary_ok=q.ff.gold_token_boundary_ok),
+        gold_rank=ff.gold_rank, gold_margin=ff.gold_margin,
+        gold_token=R.GoldToken.from_dict(gold_token) if gold_token is not None else None,
+        gold_token_boundary_ok=ff.target.boundary_ok,
+        beam=_reach(ff.beam, it), sample=_reach(ff.sample, it), one_shot=one_shot,
+        zero_shot_short=_generation(zero, it),
+        ablations={name: _generation(out, it) for name, out in ablations.items()},
+        unavailable=dict(ff.unavailable) if ff.unavailable else R.ABSENT,
+    ).to_dict()
 
 
 def item_record(p: PreparedItem, reference: dict[str, Any], compressed: dict[str, Any]) -> dict[str, Any]:
     """One entry of `items` in the results JSON."""
-    from illusion_checks.fates import Fate
-
     it = p.item
     both = reference["ff"]["correct"] and reference["mc"]["correct"]
-    fate = Fate.of(compressed["ff"]["correct"], compressed["mc"]["correct"]).value if both else None
-    return {
-        "id": it.id, "lang": it.lang, "question": it.question, "context": it.context, "gold": it.gold,
-        "aliases": list(it.aliases), "options": p.options, "gold_index": p.gold_index,
-        "reference": reference, "compressed": compressed, "both_correct": both, "fate": fate,
-    }
+    fate = Fate.of(compressed["ff"]["correct"], compressed["mc"]["correct"]) if both else None
+    return R.ItemRecord(
+        id=it.id, lang=it.lang, question=it.question, context=it.context, gold=it.gold, aliases=tuple(it.aliases),
+        options=tuple(p.options), gold_index=p.gold_index, reference=R.Outcome.from_dict(reference),
+        compressed=R.Outcome.from_dict(compressed), both_correct=both, fate=fate,
+    ).to_dict()
 
 
 def item_seed(seed: int, key: str) -> int:

@@ -11,11 +11,10 @@ from illusion_checks import __version__
 from illusion_checks.atomic import write_text_atomic
 from illusion_checks.fates import Fate
 from illusion_checks.metrics import DEFAULT_RESAMPLES, DEFAULT_SEED, recompute_check, summarize
+from illusion_checks.records import FATE, SCHEMA, ItemRecord, Note, ResultsError
 
-SCHEMA = "illusion-checks/results/v1"
-_OUTCOME_KEYS = ("ff", "cs", "mc", "gold_rank", "gold_margin", "beam", "sample", "one_shot", "zero_shot_short")
-_ITEM_KEYS = ("id", "lang", "question", "context", "gold", "options", "gold_index",
-              "reference", "compressed", "both_correct", "fate")
+__all__ = ["SCHEMA", "ResultsError", "build_results", "checked_summary", "items_by_fate", "load_results",
+           "note", "validate", "write_json_atomic"]
 # What the report, the terminal summary and the gates read besides the items: (field, type or None).
 _READ_FIELDS = (
     ("config.reference", Mapping), ("config.reference.name", None), ("config.reference.fingerprint", None),
@@ -29,24 +28,29 @@ _READ_FIELDS = (
 _TYPE_NAMES = {Mapping: "an object", list: "a list"}
 
 
-class ResultsError(ValueError):
-    """A results file that does not follow the schema; the message names file and field."""
-
-
 def note(kind: str, lang: str | None, message: str) -> dict[str, Any]:
     """One entry of `notes`: something the run did differently from what was asked, said once."""
-    return {"kind": kind, "lang": lang, "message": message}
+    return Note(kind=kind, lang=lang, message=message).to_dict()
 
 
-def build_results(config: dict[str, Any], items: list[dict[str, Any]], n_resamples: int = 1000,
-                  notes: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """The full results object: config, items sorted by (lang, id), their summary and the run's notes."""
-    items = sorted(items, key=lambda item: (item["lang"], item["id"]))
+def build_results(config: dict[str, Any], items: Sequence[ItemRecord | Mapping[str, Any]], n_resamples: int = 1000,
+                  notes: Sequence[Note | Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The full results object: config, items sorted by (lang, id), their summary and the run's notes.
+
+    Items and notes are records or their dicts (read with `from_dict`: a malformed one is a ResultsError)."""
+    records = sorted((_record(ItemRecord, item, f"items[{n}]") for n, item in enumerate(items)),
+                     key=lambda record: (record.lang, record.id))
+    rows = [record.to_dict() for record in records]
     config = {"package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               **config}
-    summary = summarize(items, n_resamples=n_resamples, seed=config.get("seed", 42))
-    return {"schema": SCHEMA, "config": config, "items": items, "summary": summary, "notes": [dict(n) for n in notes],
-            "gates": []}
+    summary = summarize(rows, n_resamples=n_resamples, seed=config.get("seed", 42))
+    return {"schema": SCHEMA, "config": config, "items": rows, "summary": summary,
+            "notes": [_record(Note, n, f"notes[{k}]").to_dict() for k, n in enumerate(notes)], "gates": []}
+
+
+def _record(cls: type[ItemRecord] | type[Note], value: Any, where: str) -> Any:
+    """`value` if it already is a `cls` record, else the record read from its dict."""
+    return value if isinstance(value, cls) else cls.from_dict(value, where)
 
 
 def validate(results: Any, where: str = "results") -> list[str]:
@@ -64,13 +68,15 @@ def validate(results: Any, where: str = "results") -> list[str]:
     if not isinstance(items, list):
         return errors + [f"{where}: field 'items' must be a list"]
     for n, item in enumerate(items):
-        errors.extend(_validate_item(item, f"{where}: items[{n}]"))
+        errors.extend(_problems(ItemRecord, item, f"{where}: items[{n}]"))
     if not isinstance(results.get("gates", []), list):
         errors.append(f"{where}: field 'gates' must be a list")
     notes = results.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, Mapping) and isinstance(n.get("message"), str)
                                               for n in notes):
-        errors.append(f"{where}: field 'notes' must be a list of objects with a 'message' string")
+        return errors + [f"{where}: field 'notes' must be a list of objects with a 'message' string"]
+    for k, entry in enumerate(notes):
+        errors.extend(_problems(Note, entry, f"{where}: notes[{k}]"))
     return errors
 
 
@@ -124,29 +130,13 @@ def _with_absent_fields(stored: Any, fresh: Any) -> Any:
     return {**fresh, **{key: _with_absent_fields(value, fresh.get(key)) for key, value in stored.items()}}
 
 
-def _validate_item(item: Any, where: str) -> list[str]:
-    if not isinstance(item, Mapping):
-        return [f"{where}: expected an object"]
-    errors = [f"{where}: missing field '{key}'" for key in _ITEM_KEYS if key not in item]
-    if errors:
-        return errors
-    options = item["options"]
-    if not isinstance(options, list) or not isinstance(item["gold_index"], int) or not 0 <= item["gold_index"] < len(options):
-        errors.append(f"{where}: 'gold_index' {item['gold_index']!r} does not index 'options'")
-    elif options[item["gold_index"]] != item["gold"]:
-        errors.append(f"{where}: options[gold_index] is {options[item['gold_index']]!r}, not the gold {item['gold']!r}")
-    if item["fate"] is not None and item["fate"] not in {fate.value for fate in Fate}:
-        errors.append(f"{where}: 'fate' is {item['fate']!r}, expected one of {[f.value for f in Fate]} or null")
-    for model in ("reference", "compressed"):
-        outcome = item[model]
-        if not isinstance(outcome, Mapping):
-            errors.append(f"{where}.{model}: expected an object")
-            continue
-        errors.extend(f"{where}.{model}: missing field '{key}'" for key in _OUTCOME_KEYS if key not in outcome)
-        mc = outcome.get("mc")
-        if isinstance(mc, Mapping) and (not isinstance(mc.get("scores"), list) or len(mc["scores"]) != len(options)):
-            errors.append(f"{where}.{model}.mc: 'scores' must hold one score per option")
-    return errors
+def _problems(cls: type[ItemRecord] | type[Note], value: Any, where: str) -> list[str]:
+    """Why `value` is not a `cls` record (its first problem, naming the field), or nothing."""
+    try:
+        cls.from_dict(value, where)
+    except ResultsError as error:
+        return [str(error)]
+    return []
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
@@ -174,6 +164,6 @@ def items_by_fate(items: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[
     """Both-correct items grouped by fate."""
     groups: dict[str, list[Mapping[str, Any]]] = {fate.value: [] for fate in Fate}
     for item in items:
-        if item["fate"] is not None:
-            groups[item["fate"]].append(item)
+        if item[FATE] is not None:
+            groups[item[FATE]].append(item)
     return groups

@@ -1,9 +1,250 @@
 """What one evaluation is asked to do, as plain frozen data: the pytest glue, benchmarks and the
-Python API all build it, and every option's default lives here once."""
+Python API all build it, and every option's default lives here once.
+
+`EvaluationSpec` shapes the evaluation (models, compression, data, probes, device, cache);
+`GateSpec` holds the release gates applied to its summary. Each field is checked and brought to
+its canonical type when the object is made (`normalize`: a CLI string or a Python value alike), so
+a bad value raises a one-line ValueError naming its option (`--illusion-items: 0 must be at least
+1`) before anything loads; `EvaluationSpec.check()` adds what no field can say alone (a reference
+model, exactly one of compress / compressed, a compression spec that parses, a calibration source
+that exists). Importing this module imports no torch.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from illusion_checks.backends import BACKENDS
+from illusion_checks.choices import ABLATIONS, DISTRACTORS
+from illusion_checks.gates import (DELTA_PR_BOUNDS, DISSOCIATION_BOUNDS, GATE_ON, METRICS, RETENTION_BOUNDS,
+                                   parse_thresholds)
 
 DEFAULT_BATCH_SIZE = 16
 Progress = Callable[[str, int, int], None]  # (phase, done, total), running totals
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+INDEXED_DEVICE = r"(cuda|mps):\d+"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+ANSWER_SCOPES = ("line", "full")
+OPTION_PREFIX = "--illusion-"
+
+
+def flag(name: str) -> str:
+    """The command-line option of a field: `calibration_samples` -> `--illusion-calibration-samples`."""
+    return OPTION_PREFIX + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """Everything that shapes one evaluation; one field per `--illusion-*` option of the evaluation."""
+
+    model: str | None = None  # reference: alias, hub id, directory or .gguf
+    compress: str | None = None  # e.g. wanda:0.5, sparsegpt:2:4, rtn-int4
+    compressed: str | None = None  # a prebuilt compressed model instead of `compress`
+    calibration: str = "english"
+    calibration_samples: int = 128
+    calibration_seqlen: int = 2048
+    save_compressed: str | None = None
+    dataset: str = "fixtures"
+    strict_data: bool = False
+    langs: tuple[str, ...] | None = None  # None: every language of the data set
+    items: int = 200
+    seed: int = 42
+    distractors: str = "standard"
+    ablations: tuple[str, ...] = ()
+    answer_scope: str = "line"
+    chat_template: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | str = DEFAULT_BATCH_SIZE  # or "auto": halve on out-of-memory
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    no_reachability: bool = False
+    cache_dir: str | None = None  # None: $ILLUSION_CHECKS_CACHE/results
+    no_cache: bool = False
+    backend: str = "hf"
+
+    def __post_init__(self) -> None:
+        _normalize_fields(self)
+
+    def check(self) -> None:
+        """What no single field can say: a ValueError naming the option, before any model loads."""
+        if self.compress and self.compressed:
+            raise ValueError("--illusion-compress and --illusion-compressed exclude each other; pass one")
+        if not self.model:
+            raise ValueError("--illusion-model: no reference model given; pass an alias, hub id, directory or .gguf")
+        if not (self.compress or self.compressed):
+            raise ValueError("--illusion-model needs --illusion-compress=SPEC or --illusion-compressed=MODEL")
+        if self.compress:
+            # Imported here: the compress package is only needed once a run is set up.
+            from illusion_checks.compress.spec import parse_spec
+
+            try:
+                parse_spec(self.compress)
+            except ValueError as error:
+                raise ValueError(f"--illusion-compress: {error}") from None
+        from illusion_checks.compress.calibration import SOURCES
+
+        if self.calibration not in SOURCES and not Path(self.calibration).is_file():
+            raise ValueError(f"--illusion-calibration: '{self.calibration}' is not {', '.join(SOURCES)} "
+                             "or an existing .txt/.jsonl file")
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """Release gates: thresholds per language (`{lang or '*' or 'overall': value}`, a bare number for
+    every language and overall, or the CLI's `sw=0.2,*=0.15` text) and what they compare."""
+
+    max_dissociation: Mapping[str, float] | None = None
+    max_delta_pr: Mapping[str, float] | None = None
+    min_retention: Mapping[str, float] | None = None
+    gate_on: str = "point"  # or ci95: the conservative end of the 95% CI
+
+    def __post_init__(self) -> None:
+        _normalize_fields(self)
+
+
+# -- per-field normalization -------------------------------------------------------------------
+
+def _text(name: str, optional: bool = True) -> Callable[[Any], Any]:
+    def normal(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        if isinstance(value, (str, os.PathLike)):
+            return os.fspath(value)
+        raise ValueError(f"{flag(name)}: {value!r} is not a string or a path")
+    return normal
+
+
+def _boolean(name: str) -> Callable[[Any], bool]:
+    def normal(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag(name)}: {value!r} is not a boolean (True or False)")
+        return value
+    return normal
+
+
+def _integer(name: str, minimum: int) -> Callable[[Any], int]:
+    def normal(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError(f"{flag(name)}: {value!r} is not an integer")
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"{flag(name)}: '{value}' is not an integer") from None
+        if number < minimum:
+            raise ValueError(f"{flag(name)}: {number} must be at least {minimum}")
+        return number
+    return normal
+
+
+def choice(name: str, choices: tuple[str, ...], pattern: str | None = None) -> Callable[[Any], str]:
+    """A check that a value is one of `choices` (or matches `pattern`), naming option `flag(name)`."""
+
+    def normal(value: Any) -> str:
+        if value not in choices and not (pattern and isinstance(value, str) and re.fullmatch(pattern, value)):
+            shown = ", ".join(choices) + (" or an indexed device such as cuda:0" if pattern else "")
+            raise ValueError(f"{flag(name)}: '{value}' is not one of {shown}")
+        return value
+    return normal
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """`a,b` or a sequence of names, stripped, without empty ones or repeats."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(dict.fromkeys(str(part).strip() for part in parts if str(part).strip()))
+
+
+def _langs(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    langs = _names(value)
+    if not langs:
+        shown = f"'{value}'" if isinstance(value, str) else repr(value)
+        raise ValueError(f"--illusion-langs: {shown} names no language; expected e.g. en,de,sw")
+    return langs
+
+
+def _ablations(value: Any) -> tuple[str, ...]:
+    names = _names(value)
+    bad = [name for name in names if name not in ABLATIONS]
+    if bad:
+        raise ValueError(f"--illusion-ablations: {', '.join(bad)} not one of {', '.join(ABLATIONS)}")
+    return names
+
+
+def _batch_size(value: Any) -> int | str:
+    return value if value == "auto" else _integer("batch_size", 1)(value)
+
+
+def _thresholds(name: str, bounds: tuple[float, float]) -> Callable[[Any], dict[str, float] | None]:
+    option = METRICS[name].option
+
+    def normal(value: Any) -> dict[str, float] | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return parse_thresholds(option, value, bounds)
+        pairs = value.items() if isinstance(value, Mapping) else [("*", value)]
+        out = {}
+        for key, number in pairs:
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+                raise ValueError(f"{option}: {key}={number!r} is not a finite number")
+            if not bounds[0] <= number <= bounds[1]:
+                raise ValueError(f"{option}: {key}={number!r} is out of range; "
+                                 f"values must be within [{bounds[0]:g}, {bounds[1]:g}]")
+            out[str(key)] = float(number)
+        return out
+    return normal
+
+
+_NORMAL: dict[str, Callable[[Any], Any]] = {
+    **{name: _text(name) for name in ("model", "compress", "compressed", "save_compressed", "cache_dir")},
+    **{name: _text(name, optional=False) for name in ("calibration", "dataset")},
+    **{name: _boolean(name) for name in ("strict_data", "chat_template", "trust_remote_code", "allow_pickle",
+                                        "no_reachability", "no_cache")},
+    "calibration_samples": _integer("calibration_samples", 1),
+    "calibration_seqlen": _integer("calibration_seqlen", 8),
+    "items": _integer("items", 1),
+    "seed": _integer("seed", 0),
+    "langs": _langs,
+    "distractors": choice("distractors", DISTRACTORS),
+    "ablations": _ablations,
+    "answer_scope": choice("answer_scope", ANSWER_SCOPES),
+    "device": choice("device", DEVICES, INDEXED_DEVICE),
+    "dtype": choice("dtype", DTYPES),
+    "batch_size": _batch_size,
+    "backend": choice("backend", BACKENDS),
+    "max_dissociation": _thresholds("dissociation", DISSOCIATION_BOUNDS),
+    "max_delta_pr": _thresholds("delta_pr", DELTA_PR_BOUNDS),
+    "min_retention": _thresholds("retention", RETENTION_BOUNDS),
+    "gate_on": choice("gate_on", GATE_ON),
+}
+
+
+def normalize(name: str, value: Any) -> Any:
+    """Field `name` of EvaluationSpec or GateSpec, checked and in its canonical type (CLI text such as
+    `200`, `en,de` or `sw=0.2,*=0.1` is parsed); a ValueError naming the option otherwise."""
+    return _NORMAL[name](value)
+
+
+def _normalize_fields(spec: Any) -> None:
+    for item in fields(spec):
+        value = getattr(spec, item.name)
+        normal = normalize(item.name, value)
+        if normal is not value:
+            object.__setattr__(spec, item.name, normal)
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """{field name: default} of a dataclass (a default_factory is called)."""
+    return {item.name: item.default_factory() if callable(item.default_factory) else item.default
+            for item in fields(cls)}
+
+
+assert set(_NORMAL) == {item.name for cls in (EvaluationSpec, GateSpec) for item in fields(cls)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from illusion_checks.backends.hf.backend import HFBackend
 from illusion_checks.answer_start import leading_blank, rank_target
 from illusion_checks.backends.base import DecodeSettings
 from illusion_checks.backends.hf.prefix import ff_probes
@@ -121,7 +122,7 @@ def test_real_models_rank_a_gold_they_begin_with_at_1_where_the_answer_starts(na
     loaded = load_model(name, device="cpu", dtype="float32")
     settings = ProbeSettings(items_per_language=5, reachability=False)
     prepared = prepare_items(load_dataset("fixtures"), ["en", "de", "zh"], settings)
-    outcomes = probe_model(loaded.model, loaded.tokenizer, prepared, settings)
+    outcomes = probe_model(HFBackend(loaded.model, loaded.tokenizer), prepared, settings)
     begins = [(p.item.id, o) for p, o in zip(prepared, outcomes) if o["ff"]["begins_with_gold"]]
     assert begins, f"{name} should begin some fixture answers with the gold"
     assert [(i, o["gold_rank"]) for i, o in begins if o["gold_rank"] != 1] == []

@@ -17,7 +17,8 @@ from types import SimpleNamespace
 import pytest
 
 from illusion_checks.datasets import fixture_root
-from illusion_checks.preflight import check_spec_fits, check_writable, model_widths
+from illusion_checks.compress.fit import check_spec_fits, model_widths
+from illusion_checks.preflight import check_writable
 from tests.test_plugin import LOAD_COUNTER
 
 FIXTURES = fixture_root()

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from illusion_checks.backends.hf.backend import HFBackend
 from illusion_checks.datasets import load_dataset
 from illusion_checks.probing import PreparedItem, ProbeSettings, item_record, prepare_items, probe_model
 from illusion_checks.fates import Fate
@@ -66,7 +67,7 @@ def test_ablation_candidates_never_include_the_gold():
 def test_tiny_model_outcomes_follow_the_schema_and_the_summary_recomputes(tiny_models):
     model, tokenizer = tiny_models["gemma3"]
     prepared = prepare_items(load_dataset("fixtures"), ["ar", "en"], SMALL)
-    outcomes = probe_model(model, tokenizer, prepared, SMALL)
+    outcomes = probe_model(HFBackend(model, tokenizer), prepared, SMALL)
     items = [item_record(p, o, o) for p, o in zip(prepared, outcomes)]
     results = build_results(run_config("tiny", "none", ["ar", "en"]), items, n_resamples=50)
     assert validate(results) == [] and recompute_check(results) == []
@@ -83,8 +84,8 @@ def test_a_taught_model_and_its_pruned_copy_give_real_fates(taught_model):
     model, tokenizer, prepared = taught_model.model, taught_model.tokenizer, taught_model.prepared
     pruned = copy.deepcopy(model)
     compress_model(pruned, parse_spec("magnitude:0.9"))
-    reference = probe_model(model, tokenizer, prepared, TAUGHT)
-    compressed = probe_model(pruned, tokenizer, prepared, TAUGHT)
+    reference = probe_model(HFBackend(model, tokenizer), prepared, TAUGHT)
+    compressed = probe_model(HFBackend(pruned, tokenizer), prepared, TAUGHT)
     assert_outcomes_consistent(prepared, reference)
     assert_outcomes_consistent(prepared, compressed)
     items = [item_record(p, r, c) for p, r, c in zip(prepared, reference, compressed)]
@@ -128,7 +129,7 @@ def test_what_the_batch_size_changes_and_what_it_does_not(taught_model):
     runs = {}
     for batch in (1, 16):
         settings = dataclasses.replace(TAUGHT, decode=dataclasses.replace(TAUGHT.decode, batch_size=batch))
-        runs[batch] = probe_model(model, tokenizer, prepared, settings)
+        runs[batch] = probe_model(HFBackend(model, tokenizer), prepared, settings)
     assert sum(o["ff"]["correct"] for o in runs[1]) == taught_model.n_taught  # correct answers are compared too
     for one, sixteen in zip(runs[1], runs[16], strict=True):
         for probe in ("ff", "cs", "one_shot", "zero_shot_short", "gold_rank", "gold_token", "beam"):
@@ -149,8 +150,8 @@ def test_gemma_against_its_magnitude_pruned_copy_gives_valid_recomputable_result
     compress_model(pruned, parse_spec("magnitude:0.5"))
     settings = ProbeSettings(items_per_language=4)
     prepared = prepare_items(load_dataset("fixtures"), ["en", "ru"], settings)
-    reference = probe_model(loaded.model, loaded.tokenizer, prepared, settings)
-    compressed = probe_model(pruned, loaded.tokenizer, prepared, settings)
+    reference = probe_model(HFBackend(loaded.model, loaded.tokenizer), prepared, settings)
+    compressed = probe_model(HFBackend(pruned, loaded.tokenizer), prepared, settings)
     items = [item_record(p, r, c) for p, r, c in zip(prepared, reference, compressed)]
     results = build_results(run_config("gemma3-270m", "magnitude:0.5", ["en", "ru"]), items)
     assert validate(results) == []
@@ -203,7 +204,7 @@ def test_one_shot_outcomes_record_their_exemplar_and_are_null_without_one(tiny_m
                           reachability=False)
     prepared = prepare_items(load_dataset("fixtures"), ["en"], small)
     missing = [dataclasses.replace(p, exemplar=None, exemplar_source=None) for p in prepared]
-    outcomes = probe_model(model, tokenizer, prepared + missing, small)
+    outcomes = probe_model(HFBackend(model, tokenizer), prepared + missing, small)
     for p, o in zip(prepared, outcomes):
         assert o["one_shot"]["exemplar_id"] == p.exemplar.id != p.item.id
         assert o["one_shot"]["exemplar_source"] == "dataset"
@@ -218,11 +219,11 @@ def test_the_answer_scope_is_part_of_the_results_config_and_the_cache_key():
     assert (line.to_dict()["answer_scope"], full.to_dict()["answer_scope"]) == ("line", "full")
     assert cache_key({"probes": line.to_dict()}) != cache_key({"probes": full.to_dict()})
     # --illusion-answer-scope reaches the probes
-    from illusion_checks.pytest_plugin.config import IllusionConfig
     from illusion_checks.evaluation import probe_settings
+    from illusion_checks.spec import EvaluationSpec
 
-    assert probe_settings(IllusionConfig(answer_scope="full")).to_dict() == full.to_dict()
-    assert probe_settings(IllusionConfig()).to_dict() == line.to_dict()
+    assert probe_settings(EvaluationSpec(answer_scope="full")).to_dict() == full.to_dict()
+    assert probe_settings(EvaluationSpec()).to_dict() == line.to_dict()
 
 
 @pytest.mark.slow
@@ -235,7 +236,7 @@ def test_full_answer_scope_scores_the_whole_generation_and_line_scope_its_first_
     line = ProbeSettings(items_per_language=6, reachability=False)
     full = dataclasses.replace(line, decode=dataclasses.replace(line.decode, stop_at_newline=False))
     prepared = prepare_items(load_dataset("fixtures"), ["en"], line)
-    by_scope = {s.answer_scope: probe_model(loaded.model, loaded.tokenizer, prepared, s) for s in (line, full)}
+    by_scope = {s.answer_scope: probe_model(HFBackend(loaded.model, loaded.tokenizer), prepared, s) for s in (line, full)}
     multi = []
     for short, whole in zip(by_scope["line"], by_scope["full"]):
         lines = [ln.strip() for ln in whole["ff"]["output"].split("\n") if ln.strip()]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from illusion_checks.pytest_plugin.config import IllusionConfig
+from illusion_checks.spec import EvaluationSpec, GateSpec
 from illusion_checks.pytest_plugin.selection import Named, plan_tests, split_args
 
 ALL_METRICS = ("dissociation", "delta_pr", "retention")
@@ -46,23 +46,23 @@ def test_the_plan_holds_the_items_the_engine_evaluates(langs: tuple | None, item
     from illusion_checks.probing import prepare_items
     from illusion_checks.evaluation import probe_settings
 
-    cfg = IllusionConfig(model="m", compress="magnitude:0.5", langs=langs, items=items, seed=seed)
-    prepared = prepare_items(load_dataset("fixtures"), list(langs) if langs else None, probe_settings(cfg))
-    plan = plan_tests(cfg)
+    spec = EvaluationSpec(model="m", compress="magnitude:0.5", langs=langs, items=items, seed=seed)
+    prepared = prepare_items(load_dataset("fixtures"), list(langs) if langs else None, probe_settings(spec))
+    plan = plan_tests(spec)
     assert list(plan.items) == [(p.item.lang, p.item.id) for p in prepared]
     assert [lang for lang, _ in plan.gates] == [*sorted({p.item.lang for p in prepared}), "overall"]
 
 
 def test_the_plan_holds_a_gate_on_a_language_the_run_lacks() -> None:
-    cfg = IllusionConfig(model="m", compress="magnitude:0.5", langs=("en",), items=2,
-                         max_dissociation={"xx": 0.2, "*": 0.1}, min_retention={"sw": 0.5, "overall": 0.5})
-    assert plan_tests(cfg).gates == (("en", ALL_METRICS), ("sw", ("retention",)), ("xx", ("dissociation",)),
+    spec = EvaluationSpec(model="m", compress="magnitude:0.5", langs=("en",), items=2)
+    gates = GateSpec(max_dissociation={"xx": 0.2, "*": 0.1}, min_retention={"sw": 0.5, "overall": 0.5})
+    assert plan_tests(spec, gates).gates == (("en", ALL_METRICS), ("sw", ("retention",)), ("xx", ("dissociation",)),
                                      ("overall", ALL_METRICS))
 
 
 def test_planning_imports_no_torch() -> None:
-    code = ("import sys; from illusion_checks.pytest_plugin.config import IllusionConfig; from illusion_checks.pytest_plugin.selection import plan_tests;"
-            " plan_tests(IllusionConfig(model='m', items=3)); print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    code = ("import sys; from illusion_checks.spec import EvaluationSpec; from illusion_checks.pytest_plugin.selection import plan_tests;"
+            " plan_tests(EvaluationSpec(model='m', items=3)); print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 
+from illusion_checks.backends.hf.backend import HFBackend
 from illusion_checks.datasets import load_dataset
 from illusion_checks.probing import ProbeSettings, prepare_items, probe_model
 from illusion_checks.backends.base import DecodeSettings
@@ -30,7 +31,7 @@ def test_probing_a_model_uses_no_deprecated_transformers_api(tiny_models, arch, 
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         warnings.simplefilter("error", DeprecationWarning)
-        outcomes = probe_model(model, tokenizer, prepared, SMALL)
+        outcomes = probe_model(HFBackend(model, tokenizer), prepared, SMALL)
     assert [m for m in logged if "deprecat" in m.lower()] == []
     assert len(outcomes) == len(prepared)
     assert all(o["beam"] is not None and o["sample"] is not None for o in outcomes)

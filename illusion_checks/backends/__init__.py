@@ -1,0 +1,22 @@
+"""Backends by name: each engine is imported only when a run chooses it, so the core and an
+inactive pytest run never import torch, transformers or vLLM."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from illusion_checks.backends.base import Engine
+
+# name -> "module:class" of its Engine
+ENGINES = {"hf": "illusion_checks.backends.hf.backend:HFEngine"}
+BACKENDS = tuple(ENGINES)
+
+
+def engine(name: str) -> "Engine":
+    """The engine called `name` (ValueError naming --illusion-backend for an unknown one)."""
+    if name not in ENGINES:
+        raise ValueError(f"--illusion-backend: '{name}' is not one of {', '.join(BACKENDS)}")
+    module, _, cls = ENGINES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -6,9 +6,16 @@ Core modules talk to a model only through this file's `Backend`; nothing here im
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
+from illusion_checks.answer_start import RankTarget, rank_target
+from illusion_checks.prompts import Encoded
 from illusion_checks.spec import DEFAULT_BATCH_SIZE
+
+Advance = Callable[[int], None]  # called with the number of prompts just finished
+PhaseProgress = Callable[[int, int], None]  # (done, total) within one phase
 
 _ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
 
@@ -46,3 +53,204 @@ def answer_line_done(text: str) -> bool:
     return bool(_ANSWER_LINE_DONE.search(text))
 
 
+
+
+class Tokenizer(Protocol):
+    """The part of a Hugging Face tokenizer the core uses (vLLM's tokenizer is one; a served
+    endpoint's `/tokenize` can be wrapped as one)."""
+
+    pad_token_id: int | None
+    chat_template: Any
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> Mapping[str, Any]: ...
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str: ...
+
+    def batch_decode(self, rows: Sequence[Sequence[int]], skip_special_tokens: bool = False) -> list[str]: ...
+
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True,
+                            tokenize: bool = False) -> str: ...
+
+
+RANK_EXACT = "exact"  # the rank over the whole vocabulary
+RANK_TOP_K = "top-k"  # known only within the top `rank_top_k` tokens; beyond it, `> k`
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can measure. A probe it cannot run is recorded as null with the reason
+    given here, never approximated silently."""
+
+    rank: str = RANK_EXACT
+    rank_top_k: int | None = None
+    beam: str | None = None  # None: beam search available; else why not
+    sampling: str | None = None  # None: seeded nucleus sampling available; else why not
+
+    def unavailable(self) -> dict[str, str]:
+        """Probe name -> why this backend cannot run it."""
+        return {probe: reason for probe, reason in (("beam", self.beam), ("sample", self.sampling)) if reason}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "rank_top_k": self.rank_top_k, "beam": self.beam is None,
+                "sampling": self.sampling is None, "unavailable": self.unavailable()}
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    """One FF prompt with everything read off it: its MC options (`prompt.option_ids`), the golds
+    (gold first, then aliases) for the answer-start rank, the item's sampling seed, and whether
+    the beam and sampling probes run."""
+
+    prompt: Encoded
+    golds: tuple[str, ...]
+    seed: int
+    reach: bool
+
+
+@dataclass(frozen=True)
+class AnswerProbes:
+    """Everything read off one FF prompt: the greedy answer, each option's summed log-probability,
+    the gold's rank and margin at the answer start (and what was ranked), beam and sampled answers
+    (None when not run: `unavailable` says why when the backend cannot)."""
+
+    output: str
+    scores: list[float]
+    target: RankTarget
+    gold_rank: int | None
+    gold_margin: float | None
+    beam: list[str] | None
+    sample: list[str] | None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One loaded model behind an engine. Every method takes a batch of prepared prompts (token
+    ids of the exact prompt); each returns one result per prompt, in order."""
+
+    name: ClassVar[str]
+    tokenizer: Tokenizer
+    capabilities: Capabilities
+
+    def identity(self) -> dict[str, Any]:
+        """The engine and its version: part of every cache key and of the results' `config`."""
+        ...
+
+    def greedy_tokens(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
+                      advance: Advance | None = None) -> list[list[int]]:
+        """Greedy continuations' token ids (at most `max_new_tokens`; the answer-line stop when
+        `settings.stop_at_newline`)."""
+        ...
+
+    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
+              ranked: Sequence[tuple[Sequence[int], int] | None]) -> list[tuple[list[float], int | None, float | None]]:
+        """Per prompt: each continuation's summed log-probability after it, and for `ranked[i] =
+        (conditioned_ids, token)` the rank of `token` after prompt + conditioned_ids (1 = most
+        likely) and its log-probability margin over the best other token."""
+        ...
+
+    def beam(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[list[str]]:
+        """`num_beams` beam-search answers per prompt, best first."""
+        ...
+
+    def samples(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int],
+                settings: DecodeSettings) -> list[list[str]]:
+        """`num_samples` nucleus (top_p) answers per prompt, drawn from the prompt's own seed."""
+        ...
+
+    def answer_probes(self, requests: Sequence[AnswerRequest], settings: DecodeSettings,
+                      advance: Advance | None = None) -> list[AnswerProbes]:
+        """Every probe read off the FF prompts (see `compose_answer_probes`, which any backend may
+        use; an engine that shares the prompt's prefill across them overrides it)."""
+        ...
+
+    def close(self) -> None:
+        """Free the model (and its accelerator memory) before another is loaded."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a model is loaded: device, dtype, and what the user allows to run or unpickle."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    """In-loop compression's calibration sizes, seed and device."""
+
+    samples: int = 128
+    seqlen: int = 2048
+    seed: int = 42
+    device: str = "auto"
+
+
+class Engine(Protocol):
+    """A kind of backend, before and around the models it loads: what identifies a model source
+    without loading it, loading, and (where the engine can) compressing a loaded model's copy
+    and saving it. `backends.engine(name)` returns one."""
+
+    name: str
+
+    def version(self) -> str: ...
+
+    def resolve(self, source: str, allow_pickle: bool) -> tuple[str, str]:
+        """(where the model is, its fingerprint): fails fast, before anything loads."""
+        ...
+
+    def device_type(self, device: str) -> str: ...
+
+    def check_spec_fits(self, spec: str, source: str, trust_remote_code: bool) -> None:
+        """Raise ValueError when a compression spec cannot apply to the model at `source`."""
+        ...
+
+    def load(self, source: str, options: LoadOptions) -> Backend: ...
+
+    def compress(self, reference: Backend, spec: str, texts: list[str] | None, options: CompressOptions,
+                 progress: PhaseProgress, log: Callable[[str], None]) -> Backend:
+        """A compressed copy of `reference`; `reference` is left as it was."""
+        ...
+
+    def save(self, backend: Backend, folder: Path, manifest: dict[str, Any]) -> Path: ...
+
+    def saved_manifest(self, folder: Path) -> dict[str, Any] | None: ...
+
+
+def answers(tokenizer: Tokenizer, produced: Sequence[Sequence[int]], stop_at_newline: bool) -> list[str]:
+    """Each row's generated token ids as its answer text."""
+    texts = tokenizer.batch_decode(produced, skip_special_tokens=True)
+    return [answer_text(text, stop_at_newline) for text in texts]
+
+
+def compose_answer_probes(backend: Backend, requests: Sequence[AnswerRequest], settings: DecodeSettings,
+                          advance: Advance | None = None) -> list[AnswerProbes]:
+    """The FF probes from a backend's separate operations: greedy, then the rank target at the
+    greedy answer's start, then one scoring pass (options and rank), then beam and samples for the
+    items that reach (those the backend can run). `advance` hears each batch."""
+    out: list[AnswerProbes] = []
+    unavailable = backend.capabilities.unavailable()
+    tok = backend.tokenizer
+    for start in range(0, len(requests), settings.batch_size):
+        batch = requests[start:start + settings.batch_size]
+        prompts = [r.prompt.prompt_ids for r in batch]
+        tokens = backend.greedy_tokens(prompts, settings)
+        targets = [rank_target(tok, r.prompt.prompt, t, r.golds, r.prompt.chat, r.prompt.prompt_ids)
+                   for r, t in zip(batch, tokens)]
+        ranked = [(t.conditioned_ids, t.token) if t.token is not None else None for t in targets]
+        scored = backend.score(prompts, [r.prompt.option_ids for r in batch], ranked)
+        reach = [j for j, r in enumerate(batch) if r.reach]
+        beams = dict(zip(reach, backend.beam([prompts[j] for j in reach], settings))) if "beam" not in unavailable else {}
+        samples = (dict(zip(reach, backend.samples([prompts[j] for j in reach], [batch[j].seed for j in reach],
+                                                   settings))) if "sample" not in unavailable else {})
+        texts = answers(tok, tokens, settings.stop_at_newline)
+        for j, r in enumerate(batch):
+            scores, rank, margin = scored[j]
+            missing = {probe: why for probe, why in unavailable.items() if r.reach}
+            out.append(AnswerProbes(texts[j], scores, targets[j], rank, margin, beams.get(j), samples.get(j), missing))
+        if advance:
+            advance(len(batch))
+    return out

@@ -11,7 +11,6 @@ import pytest
 from illusion_checks.gates import METRICS, OVERALL, Gate
 
 ITEM_CHECKS = ("produces", "recognizes", "reaches")
-GATE_NAMES = ("dissociation", "delta_pr", "retention")
 # Characters a node name cannot hold as text: "::" and "[" are pytest's node-id syntax, "/" our
 # path separator, and control characters would garble the terminal and JUnit XML.
 _NOT_IN_NODE_NAMES = re.compile(r"[:\[\]/\\\x00-\x1f\x7f-\x9f]")
@@ -159,7 +158,7 @@ def build_groups(session: pytest.Session, results: Mapping[str, Any], gates: lis
     for lang in [*langs, OVERALL]:
         block = results["summary"]["overall"] if lang == OVERALL else per_language.get(lang)
         # A language missing from the results has only the gates asked for: each fails, naming it.
-        metrics = [m for m in GATE_NAMES if block is not None or (m, lang) in by_key]
+        metrics = [m for m in METRICS if block is not None or (m, lang) in by_key]
         children = [(metric, (GateCheck, {"gate": by_key.get((metric, lang)), "metric": metric, "lang": lang,
                                           "value": (block or {}).get(METRICS[metric].value_key)}))
                     for metric in metrics]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-Progress = Callable[[str, int, int], None]
+from illusion_checks.spec import Progress
 
 
 def wants_progress(config: Any) -> bool:

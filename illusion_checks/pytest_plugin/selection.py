@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from illusion_checks.pytest_plugin.config import IllusionConfig
 from illusion_checks.datasets import load_dataset, sample_items, select_langs
 from illusion_checks.gates import DEFAULT_KEY, METRICS, OVERALL
+from illusion_checks.spec import EvaluationSpec, GateSpec
 
 ROOT = "illusion"
 
@@ -67,14 +67,14 @@ class Plan:
     gates: tuple[tuple[str, tuple[str, ...]], ...]  # (lang or overall, metric names)
 
 
-def plan_tests(cfg: IllusionConfig) -> Plan:
-    """The plan for this configuration; reads the data set, loads no model (and imports no torch)."""
-    langs = list(cfg.langs) if cfg.langs else None
-    dataset = load_dataset(cfg.dataset, langs)
+def plan_tests(spec: EvaluationSpec, gates: GateSpec = GateSpec()) -> Plan:
+    """The plan for this evaluation and these gates; reads the data set, loads no model (and imports no torch)."""
+    langs = list(spec.langs) if spec.langs else None
+    dataset = load_dataset(spec.dataset, langs)
     chosen = select_langs(dataset, langs)
-    # The same choice as engine.prepare_items makes (tests/test_selection.py holds them equal).
-    items = sorted((lang, item.id) for lang in chosen for item in sample_items(dataset.by_lang[lang], cfg.items, cfg.seed))
-    thresholds = {"dissociation": cfg.max_dissociation, "delta_pr": cfg.max_delta_pr, "retention": cfg.min_retention}
+    # The same choice as probing.prepare_items makes (tests/test_selection.py holds them equal).
+    items = sorted((lang, item.id) for lang in chosen for item in sample_items(dataset.by_lang[lang], spec.items, spec.seed))
+    thresholds = {"dissociation": gates.max_dissociation, "delta_pr": gates.max_delta_pr, "retention": gates.min_retention}
     # A gate on a language the run lacks is collected too (it fails, naming the language).
     missing = sorted({lang for spec in thresholds.values() for lang in spec or ()} - {DEFAULT_KEY, OVERALL} - set(chosen))
     gates = [(lang, tuple(METRICS)) for lang in chosen]

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import pytest
 
 from illusion_checks.pytest_plugin.config import IllusionConfig
-from illusion_checks.gates import OVERALL, Gate, evaluate_gates
+from illusion_checks.gates import OVERALL, Gate
 from illusion_checks.pytest_plugin.selection import Named, Plan
 
 WORKER_KEY = "illusion_results_path"
@@ -74,6 +74,7 @@ class IllusionSession:
     def prepare(self) -> None:
         """Evaluate (or load) once and apply the gates; on an xdist worker, read what the controller
         wrote. Writes nothing."""
+        from illusion_checks.api import apply_gates
         from illusion_checks.results import ResultsError, load_results
 
         if self.results is not None:
@@ -86,9 +87,7 @@ class IllusionSession:
                 self.results = self._reload() if self.cfg.from_results else self._evaluate()
         except (ResultsError, ValueError) as error:
             raise pytest.UsageError(f"illusion-checks: {error}") from error
-        self.gates = evaluate_gates(self.results["summary"], self.cfg.max_dissociation, self.cfg.max_delta_pr,
-                                    self.cfg.min_retention, self.cfg.gate_on)
-        self.results["gates"] = [gate.to_dict() for gate in self.gates]
+        self.gates = apply_gates(self.results, self.cfg.gates)
 
     def publish(self) -> None:
         """Obtain the results and write the JSON and the report, once per run (an xdist worker only reads)."""
@@ -108,16 +107,9 @@ class IllusionSession:
     def _check_outputs(self) -> None:
         """The outputs are two files, each can be written (its folder made, a temp file created there),
         or a ValueError names the option."""
-        from illusion_checks.preflight import check_writable
+        from illusion_checks.api import check_outputs
 
-        if self.report_path == self.json_path or (self.report_path.exists() and self.json_path.exists()
-                                                  and os.path.samefile(self.report_path, self.json_path)):
-            raise ValueError(f"--illusion-report and --illusion-json name the same file ({self.json_path}): "
-                             "the report would overwrite the results; give them different paths")
-        check_writable("--illusion-json", self.json_path)
-        check_writable("--illusion-report", self.report_path)
-        if self.cfg.save_compressed and not self.cfg.from_results:
-            check_writable("--illusion-save-compressed", self.cfg.save_compressed, is_dir=True)
+        check_outputs(self.json_path, self.report_path, None if self.cfg.from_results else self.cfg.spec.save_compressed)
 
     def _reload(self) -> dict[str, Any]:
         """The --illusion-from-results file, its summary recomputed from its items (the gates read that one);
@@ -130,20 +122,14 @@ class IllusionSession:
         return results
 
     def _evaluate(self) -> dict[str, Any]:
-        from illusion_checks.cache import OutcomeCache
-        from illusion_checks.backends.hf.load import cache_root
+        from illusion_checks.api import run_evaluation
         from illusion_checks.pytest_plugin.progress import progress_display
-        from illusion_checks.evaluation import Evaluation
 
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        cache = OutcomeCache(None if self.cfg.no_cache else (self.cfg.cache_dir or cache_root() / "results"),
-                             on_unreadable=self._warn)
         capman = self.config.pluginmanager.getplugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman else nullcontext():
             with progress_display(self.config) as progress:
-                evaluation = Evaluation(self.cfg, cache, progress, self._log)
-                results = evaluation.run()
-        self.stats = evaluation.stats
+                results, self.stats = run_evaluation(self.cfg.spec, progress, self._log, self._warn)
         return results
 
     def _log(self, message: str) -> None:
@@ -158,14 +144,10 @@ class IllusionSession:
         self.config.issue_config_time_warning(pytest.PytestWarning(message), stacklevel=2)
 
     def _write_outputs(self) -> None:
-        from illusion_checks.report import write_report
-        from illusion_checks.results import write_json_atomic
+        from illusion_checks.api import write_outputs
 
         assert self.results is not None
-        write_json_atomic(self.json_path, self.results)
-        # write_report writes a temp file beside the target, so the folder must exist.
-        self.report_path.parent.mkdir(parents=True, exist_ok=True)
-        write_report(self.report_path, self.results)
+        write_outputs(self.results, self.json_path, self.report_path)
 
     # -- pytest glue -----------------------------------------------------------------------
     def start(self) -> None:
@@ -211,7 +193,7 @@ class IllusionSession:
         from illusion_checks.pytest_plugin.selection import plan_tests
 
         try:
-            return plan_tests(self.cfg)
+            return plan_tests(self.cfg.spec, self.cfg.gates)
         except ValueError as error:  # a data set that cannot load, a language it lacks
             raise pytest.UsageError(f"illusion-checks: {error}") from error
 

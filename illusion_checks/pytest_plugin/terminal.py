@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 from typing import Any, Mapping
 
+from illusion_checks.fates import FATE_ORDER
 from illusion_checks.gates import Gate
 from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
 
-FATES = ("kept", "mc_only", "produced_only", "lost")
 TABLE_MAX_WIDTH = 1000  # the table is not expanded, so it takes its natural width up to this
 
 
@@ -34,7 +34,7 @@ def summary_rows(results: Mapping[str, Any], gates: list[Gate]) -> list[list[str
     for lang in [*sorted(summary["per_language"]), "overall"]:
         block = summary["overall"] if lang == "overall" else summary["per_language"][lang]
         rows.append([
-            lang, str(block["n_both_correct"]), *(str(block["fates"][fate]) for fate in FATES),
+            lang, str(block["n_both_correct"]), *(str(block["fates"][fate.value]) for fate in FATE_ORDER),
             _rate(block["dissociation_rate"], block["dissociation_ci95"]),
             _rate(block["delta_pr"], block["delta_pr_ci95"]), _rate(block["retention"]), _verdicts(gates, lang),
         ])

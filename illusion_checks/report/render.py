@@ -16,10 +16,10 @@ from markupsafe import Markup
 from illusion_checks import __version__
 from illusion_checks.atomic import write_text_atomic
 from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
+from illusion_checks.records import SCHEMA
 from illusion_checks.report import explorer, figures, findings, item_stats, sweep as sweep_mod
 from illusion_checks.report.formats import interval, pct, spec_value
 
-SCHEMA = "illusion-checks/results/v1"
 _REQUIRED = ("schema", "config", "items", "summary", "gates")
 FATE_CHOICES = (("kept", "kept"), ("mc_only", "MC-only"), ("produced_only", "produced-only"),
                 ("lost", "lost"), ("none", "not both-correct"))

@@ -41,6 +41,12 @@ def keep_rows(cache: Any, rows: torch.Tensor) -> None:
     cache.batch_select_indices(rows)
 
 
+def reorder_rows(cache: Any, rows: torch.Tensor) -> None:
+    """Row i of `cache` becomes its row `rows[i]`, in place (beam search moving each beam's cache
+    to the beams that continue it), through the cache's own `reorder_cache`, as generate does."""
+    cache.reorder_cache(rows)
+
+
 def make_room(cache: Any, room: int) -> None:
     """Give each full-attention layer of a (forked) cache room for `room` decoded tokens, so each
     step writes its keys and values in place; sliding-window layers, which drop old tokens, and

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from illusion_checks.cache import cache_root
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 COMPLETE_MARKER = "illusion-complete.json"
 # Any one of these (or a *.model / *.tiktoken file) lets AutoTokenizer build a tokenizer.
@@ -91,11 +93,6 @@ class LoadedModel:
     tokenizer: Any
     fingerprint: str
     source: str
-
-
-def cache_root() -> Path:
-    """The user cache: `$ILLUSION_CHECKS_CACHE`, default `~/.cache/illusion-checks`."""
-    return Path(os.environ.get("ILLUSION_CHECKS_CACHE", Path.home() / ".cache" / "illusion-checks"))
 
 
 def resolve_device(device: str) -> "Any":

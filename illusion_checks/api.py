@@ -1,0 +1,113 @@
+"""The Python API: evaluate a reference and its compressed model, gate the summary, optionally write
+the results JSON and the HTML report, without pytest.
+
+    from illusion_checks import EvaluationSpec, GateSpec, evaluate
+
+    outcome = evaluate(EvaluationSpec(model="smollm2-135m", compress="wanda:0.5", langs=("en", "sw"), items=50),
+                       GateSpec(max_dissociation={"*": 0.15, "sw": 0.2}), json_path="reports/results.json")
+    outcome.passed, outcome.results["summary"]["overall"]["dissociation_rate"]
+
+The pytest plugin runs its evaluations through the same pieces (`check_outputs`, `run_evaluation`,
+`apply_gates`, `write_outputs`), split over pytest's phases; `evaluate` is them in order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from illusion_checks.gates import Gate, evaluate_gates
+from illusion_checks.spec import EvaluationSpec, GateSpec, Progress
+
+if TYPE_CHECKING:  # the evaluation (and what it imports) loads when an evaluation runs
+    from illusion_checks.evaluation import Log, RunStats
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What `evaluate` returns: the results object (schema v1, with its `gates`), the gate records,
+    and what the run did (models loaded, cache hits, phase times)."""
+
+    results: dict[str, Any]
+    gates: tuple[Gate, ...]
+    stats: RunStats | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Every gate passed (true when no threshold was set)."""
+        return all(gate.passed for gate in self.gates)
+
+
+def check_outputs(json_path: str | os.PathLike[str] | None, report_path: str | os.PathLike[str] | None,
+                  save_compressed: str | None = None) -> None:
+    """Each output can be written (its folder made, a temp file created there) and the two files
+    differ, or a ValueError names the option: checked before an evaluation that may take an hour."""
+    from illusion_checks.preflight import check_writable
+
+    json_file = Path(json_path).resolve() if json_path is not None else None
+    report_file = Path(report_path).resolve() if report_path is not None else None
+    if json_file is not None and report_file is not None and (
+            report_file == json_file or (report_file.exists() and json_file.exists()
+                                         and os.path.samefile(report_file, json_file))):
+        raise ValueError(f"--illusion-report and --illusion-json name the same file ({json_file}): "
+                         "the report would overwrite the results; give them different paths")
+    if json_file is not None:
+        check_writable("--illusion-json", json_file)
+    if report_file is not None:
+        check_writable("--illusion-report", report_file)
+    if save_compressed:
+        check_writable("--illusion-save-compressed", save_compressed, is_dir=True)
+
+
+def run_evaluation(spec: EvaluationSpec, progress: Progress | None = None, log: Log | None = None,
+                   warn: Log | None = None) -> tuple[dict[str, Any], RunStats]:
+    """The results object (no gates yet) and the run's stats; the outcome cache is `spec.cache_dir`
+    (default `$ILLUSION_CHECKS_CACHE/results`) unless `spec.no_cache`. `warn` hears about unreadable
+    cache entries (default: `warnings.warn`)."""
+    from illusion_checks.cache import OutcomeCache, cache_root
+    from illusion_checks.evaluation import Evaluation
+
+    cache = OutcomeCache(None if spec.no_cache else (spec.cache_dir or cache_root() / "results"), on_unreadable=warn)
+    evaluation = Evaluation(spec, cache, progress, log)
+    results = evaluation.run()
+    return results, evaluation.stats
+
+
+def apply_gates(results: dict[str, Any], gates: GateSpec) -> list[Gate]:
+    """Gate records for the results' summary; also stored in `results["gates"]` (what the JSON holds)."""
+    records = evaluate_gates(results["summary"], gates.max_dissociation, gates.max_delta_pr, gates.min_retention,
+                             gates.gate_on)
+    results["gates"] = [gate.to_dict() for gate in records]
+    return records
+
+
+def write_outputs(results: Mapping[str, Any], json_path: str | os.PathLike[str] | None = None,
+                  report_path: str | os.PathLike[str] | None = None) -> None:
+    """The results JSON and the self-contained HTML report, each written atomically (when a path is given)."""
+    if json_path is not None:
+        from illusion_checks.results import write_json_atomic
+
+        write_json_atomic(json_path, results)
+    if report_path is not None:
+        from illusion_checks.report import write_report
+
+        write_report(report_path, results)
+
+
+def evaluate(spec: EvaluationSpec, gates: GateSpec = GateSpec(), *, progress: Progress | None = None,
+             log: Log | None = None, json_path: str | os.PathLike[str] | None = None,
+             report_path: str | os.PathLike[str] | None = None) -> EvaluationResult:
+    """Evaluate `spec` (reference vs compressed, every probe, cached per model), apply `gates`, and write
+    the results JSON / HTML report where paths are given. A bad spec or an unwritable output raises a
+    ValueError naming the option before any model loads; `progress(phase, done, total)` and `log(message)`
+    hear how it goes."""
+    if not isinstance(spec, EvaluationSpec) or not isinstance(gates, GateSpec):
+        raise TypeError("evaluate(spec, gates) takes an EvaluationSpec and a GateSpec")
+    spec.check()
+    check_outputs(json_path, report_path, spec.save_compressed)
+    results, stats = run_evaluation(spec, progress, log)
+    records = apply_gates(results, gates)
+    write_outputs(results, json_path, report_path)
+    return EvaluationResult(results, tuple(records), stats)
