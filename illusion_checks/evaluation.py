@@ -161,14 +161,18 @@ class Evaluation:
     def _device_type(self) -> str:
         return self.engine.device_type(self.cfg.device)
 
-    def _backend_identity(self) -> dict[str, str]:
+    def _backend_identity(self) -> dict[str, Any]:
         """The engine and its version: in the cache key (another engine's numerics are not reused)
         and in the results' config."""
-        return {"name": self.engine.name, "version": self.engine.version()}
+        cfg = self.cfg
+        return {"name": self.engine.name, "version": self.engine.version(),
+                "parallel": [cfg.tensor_parallel_size, cfg.pipeline_parallel_size], "args": cfg.backend_args.to_dict()}
 
     def _load_options(self) -> LoadOptions:
         cfg = self.cfg
-        return LoadOptions(cfg.device, cfg.dtype, cfg.trust_remote_code, cfg.allow_pickle)
+        return LoadOptions(cfg.device, cfg.dtype, cfg.trust_remote_code, cfg.allow_pickle, seed=cfg.seed,
+                           parallel=(cfg.tensor_parallel_size, cfg.pipeline_parallel_size),
+                           engine_args=tuple(sorted(cfg.backend_args.to_dict().items())))
 
     def _outcomes(self, role: str, key_parts: dict[str, Any], ids: list[str], compute: Callable[[], list[dict]]) -> list[dict]:
         key = cache_key(key_parts)
@@ -264,14 +268,16 @@ class Evaluation:
             self._reference = None
 
     def _compress(self, texts: list[str], label: str) -> Backend:
-        """A compressed copy of the reference (loaded once; it stays as it was), saved when asked."""
+        """A compressed copy of the reference (which stays as it was), saved when asked."""
         cfg = self.cfg
-        reference = self._load_reference()
+        if not self.engine.compress_needs_reference:
+            self._release_reference()  # the engine reads the reference from its source: never two resident
         phase = "compress" if label == "*" else f"compress ({label})"
         self.progress(phase, 0, 1)
         options = CompressOptions(cfg.calibration_samples, cfg.calibration_seqlen, cfg.seed, cfg.device)
-        compressed = self.engine.compress(reference, cfg.compress, texts, options,
-                                          lambda done, total: self.progress(phase, done, total), self.log)
+        compressed = self.engine.compress(cfg.model, self._load_reference, cfg.compress, texts, options,
+                                          self._load_options(), lambda done, total: self.progress(phase, done, total),
+                                          self.log)
         if cfg.save_compressed:
             self._save(compressed, label)
         return compressed

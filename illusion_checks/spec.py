@@ -7,17 +7,19 @@ its canonical type when the object is made (`normalize`: a CLI string or a Pytho
 a bad value raises a one-line ValueError naming its option (`--illusion-items: 0 must be at least
 1`) before anything loads; `EvaluationSpec.check()` adds what no field can say alone (a reference
 model, exactly one of compress / compressed, a compression spec that parses, a calibration source
-that exists). Importing this module imports no torch.
+that exists, vLLM-only options only with the vLLM backend). Importing this module imports no torch.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from illusion_checks.backends import BACKENDS
 from illusion_checks.choices import ABLATIONS, DISTRACTORS
@@ -37,6 +39,39 @@ OPTION_PREFIX = "--illusion-"
 def flag(name: str) -> str:
     """The command-line option of a field: `calibration_samples` -> `--illusion-calibration-samples`."""
     return OPTION_PREFIX + name.replace("_", "-")
+
+
+class BackendArgs(Mapping[str, Any]):
+    """`--illusion-backend-args`: a JSON object of extra `vllm.LLM(...)` arguments, read-only and
+    hashable (so the frozen spec stays hashable). `to_dict()` (or `dict(...)`) is a plain copy."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._text = json.dumps(dict(values or {}), sort_keys=True)  # canonical; JSON values only
+        self._values = json.loads(self._text)
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._values)
+
+    def __getitem__(self, key: str) -> Any:
+        return copy.deepcopy(self._values[key])  # nested lists and objects stay unchanged here
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._values == dict(other)
+
+    def __hash__(self) -> int:
+        return hash(self._text)
+
+    def __repr__(self) -> str:
+        return f"BackendArgs({self._text})"
+
+    def __str__(self) -> str:
+        return self._text
 
 
 @dataclass(frozen=True)
@@ -68,6 +103,9 @@ class EvaluationSpec:
     cache_dir: str | None = None  # None: $ILLUSION_CHECKS_CACHE/results
     no_cache: bool = False
     backend: str = "hf"
+    tensor_parallel_size: int = 1  # vllm backend: GPUs per pipeline stage
+    pipeline_parallel_size: int = 1  # vllm backend: pipeline stages (e.g. nodes)
+    backend_args: BackendArgs = BackendArgs()  # vllm backend: extra vllm.LLM(...) arguments
 
     def __post_init__(self) -> None:
         _normalize_fields(self)
@@ -93,6 +131,16 @@ class EvaluationSpec:
         if self.calibration not in SOURCES and not Path(self.calibration).is_file():
             raise ValueError(f"--illusion-calibration: '{self.calibration}' is not {', '.join(SOURCES)} "
                              "or an existing .txt/.jsonl file")
+        self._check_backend_options()
+
+    def _check_backend_options(self) -> None:
+        if self.backend != "hf":
+            return
+        used = [name for name in ("tensor_parallel_size", "pipeline_parallel_size") if getattr(self, name) > 1]
+        used += ["backend_args"] if self.backend_args else []
+        if used:
+            raise ValueError(f"{flag(used[0])} needs --illusion-backend=vllm "
+                             "(the hf backend runs the model in this process, on one device)")
 
 
 @dataclass(frozen=True)
@@ -182,6 +230,37 @@ def _batch_size(value: Any) -> int | str:
     return value if value == "auto" else _integer("batch_size", 1)(value)
 
 
+# vllm.LLM(...) arguments the tool sets itself, and the options that set them.
+_MODELS = f"{flag('model')} or {flag('compressed')}"
+OWN_BACKEND_ARGS = {"model": _MODELS, "tokenizer": _MODELS,  # each model's own tokenizer
+                    **{name: flag(name) for name in ("dtype", "seed", "tensor_parallel_size", "pipeline_parallel_size",
+                                                     "trust_remote_code")}}
+JSON_TYPES = {"list": "array", "str": "string", "int": "number", "float": "number", "bool": "boolean",
+              "NoneType": "null"}
+
+
+def _backend_args(value: Any) -> BackendArgs:
+    """A JSON object (CLI/ini text) or a mapping (Python API), without the arguments the tool sets."""
+    option = flag("backend_args")
+    if isinstance(value, BackendArgs):
+        return value
+    shown = f"'{' '.join(value.split())}'" if isinstance(value, str) else repr(value)  # one line
+    try:
+        parsed = {} if value is None else json.loads(value) if isinstance(value, str) else value
+        if not isinstance(parsed, Mapping):
+            raise ValueError(f"a JSON {JSON_TYPES.get(type(parsed).__name__, type(parsed).__name__)}")
+        if any(not isinstance(key, str) for key in parsed):
+            raise ValueError("keys must be strings")
+        args = BackendArgs(parsed)
+    except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+        reason = " ".join(str(error).split())
+        raise ValueError(f"{option}: {shown} is not a JSON object ({reason})") from None
+    for key, instead in OWN_BACKEND_ARGS.items():
+        if key in args:
+            raise ValueError(f"{option}: key '{key}' is set by the tool; use {instead} instead")
+    return args
+
+
 def _thresholds(name: str, bounds: tuple[float, float]) -> Callable[[Any], dict[str, float] | None]:
     option = METRICS[name].option
 
@@ -220,6 +299,9 @@ _NORMAL: dict[str, Callable[[Any], Any]] = {
     "dtype": choice("dtype", DTYPES),
     "batch_size": _batch_size,
     "backend": choice("backend", BACKENDS),
+    "tensor_parallel_size": _integer("tensor_parallel_size", 1),
+    "pipeline_parallel_size": _integer("pipeline_parallel_size", 1),
+    "backend_args": _backend_args,
     "max_dissociation": _thresholds("dissociation", DISSOCIATION_BOUNDS),
     "max_delta_pr": _thresholds("delta_pr", DELTA_PR_BOUNDS),
     "min_retention": _thresholds("retention", RETENTION_BOUNDS),

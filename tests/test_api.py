@@ -73,7 +73,23 @@ def test_evaluate_runs_without_pytest_and_its_gates_follow_the_thresholds(taught
 BAD = {
     "items": (lambda: EvaluationSpec(model="m", compress="magnitude:0.5", items=0), ("--illusion-items", "at least 1")),
     "device": (lambda: EvaluationSpec(model="m", compress="magnitude:0.5", device="tpu"), ("--illusion-device", "'tpu'")),
-    "backend": (lambda: EvaluationSpec(model="m", compress="magnitude:0.5", backend="vllm"), ("--illusion-backend", "hf")),
+    "backend": (lambda: EvaluationSpec(model="m", compress="magnitude:0.5", backend="tgi"),
+                ("--illusion-backend", "'tgi'", "hf, vllm")),
+    "tensor_parallel_size": (lambda: EvaluationSpec(backend="vllm", tensor_parallel_size=0),
+                             ("--illusion-tensor-parallel-size", "at least 1")),
+    "pipeline_parallel_size": (lambda: EvaluationSpec(backend="vllm", pipeline_parallel_size=1.5),
+                               ("--illusion-pipeline-parallel-size", "1.5", "not an integer")),
+    "backend_args type": (lambda: EvaluationSpec(backend="vllm", backend_args=["max_model_len", 4096]),
+                          ("--illusion-backend-args", "not a JSON object (a JSON array)")),
+    "backend_args value": (lambda: EvaluationSpec(backend="vllm", backend_args={"x": {1, 2}}),
+                           ("--illusion-backend-args", "not a JSON object", "not JSON serializable")),
+    "backend_args own key": (lambda: EvaluationSpec(backend="vllm", backend_args={"model": "other"}),
+                             ("--illusion-backend-args", "'model'", "--illusion-model")),
+    "parallel on hf": (lambda: evaluate(EvaluationSpec(model="m", compress="magnitude:0.5", tensor_parallel_size=2)),
+                       ("--illusion-tensor-parallel-size", "needs --illusion-backend=vllm")),
+    "backend_args on hf": (lambda: evaluate(EvaluationSpec(model="m", compress="magnitude:0.5",
+                                                           backend_args={"max_model_len": 4096})),
+                           ("--illusion-backend-args", "needs --illusion-backend=vllm")),
     "ablations": (lambda: EvaluationSpec(model="m", compress="magnitude:0.5", ablations=("foo",)),
                   ("--illusion-ablations", "foo")),
     "no model": (lambda: evaluate(EvaluationSpec(compress="magnitude:0.5")), ("--illusion-model",)),
@@ -106,3 +122,25 @@ def test_bad_values_raise_a_value_error_naming_the_option_before_any_model_loads
     assert "\n" not in message
     for name in names:
         assert name in message, (name, message)
+
+
+def test_vllm_options_default_to_one_device_and_take_python_values() -> None:
+    spec = EvaluationSpec()
+    assert (spec.tensor_parallel_size, spec.pipeline_parallel_size, spec.backend_args.to_dict()) == (1, 1, {})
+    given = {"max_model_len": 4096, "compilation_config": {"level": 0}}
+    vllm = EvaluationSpec(model="m", compress="magnitude:0.5", backend="vllm", tensor_parallel_size=8,
+                          pipeline_parallel_size="2", backend_args=given)
+    vllm.check()
+    assert (vllm.tensor_parallel_size, vllm.pipeline_parallel_size) == (8, 2)
+    plain = vllm.backend_args.to_dict()
+    assert plain == given and type(plain) is dict and dict(vllm.backend_args) == given
+    # Frozen: the caller's dict and the copies handed out do not reach the spec; it stays hashable.
+    given["max_model_len"] = 1
+    plain["compilation_config"]["level"] = 3
+    vllm.backend_args["compilation_config"]["level"] = 3
+    assert vllm.backend_args.to_dict() == {"max_model_len": 4096, "compilation_config": {"level": 0}}
+    with pytest.raises(TypeError):
+        vllm.backend_args["max_model_len"] = 1  # type: ignore[index]
+    text = EvaluationSpec(model="m", compress="magnitude:0.5", backend="vllm", tensor_parallel_size=8,
+                          pipeline_parallel_size=2, backend_args='{"compilation_config": {"level": 0}, "max_model_len": 4096}')
+    assert text == vllm and hash(text) == hash(vllm) and len({text, vllm, spec}) == 2

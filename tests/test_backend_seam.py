@@ -68,8 +68,8 @@ class PlainBackend:
                 logprobs = self._logprobs([*prompt, *cont])[len(prompt) - 1:-1]
                 scores.append(float(logprobs.gather(-1, torch.tensor(cont)[:, None]).sum()))
             rank = margin = None
-            if rank_at is not None:
-                conditioned, token = rank_at
+            conditioned, token = rank_at
+            if token is not None:
                 row = self._logprobs([*prompt, *conditioned])[-1]
                 rank = int((row > row[token]).sum()) + 1
                 margin = float(row[token] - torch.cat([row[:token], row[token + 1:]]).max())

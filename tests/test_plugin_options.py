@@ -37,6 +37,25 @@ BAD_VALUES = {
     "calibration": ((*ACTIVE[:1], "--illusion-compress=wanda:0.5", "--illusion-calibration=nonexistent.txt"),
                     ("--illusion-calibration", "'nonexistent.txt'", "english, balanced, per-language")),
     "gate without model": (("--illusion-max-dissociation=0.2",), ("--illusion-max-dissociation", "--illusion-model")),
+    "backend": ((*ACTIVE, "--illusion-backend=tgi"), ("--illusion-backend", "'tgi'", "hf, vllm")),
+    "tensor-parallel=0": ((*ACTIVE, "--illusion-backend=vllm", "--illusion-tensor-parallel-size=0"),
+                          ("--illusion-tensor-parallel-size", "0", "at least 1")),
+    "pipeline-parallel=two": ((*ACTIVE, "--illusion-backend=vllm", "--illusion-pipeline-parallel-size=two"),
+                              ("--illusion-pipeline-parallel-size", "'two'", "not an integer")),
+    "backend-args JSON": ((*ACTIVE, "--illusion-backend=vllm", "--illusion-backend-args={max_model_len: 4096}"),
+                          ("--illusion-backend-args", "'{max_model_len: 4096}'", "is not a JSON object (")),
+    "backend-args array": ((*ACTIVE, "--illusion-backend=vllm", "--illusion-backend-args=[4096]"),
+                           ("--illusion-backend-args", "'[4096]'", "is not a JSON object (a JSON array)")),
+    "backend-args own key": ((*ACTIVE, "--illusion-backend=vllm", '--illusion-backend-args={"dtype": "half"}'),
+                             ("--illusion-backend-args", "'dtype'", "--illusion-dtype instead")),
+    "backend-args parallel key": ((*ACTIVE, "--illusion-backend=vllm", '--illusion-backend-args={"tensor_parallel_size": 2}'),
+                                  ("--illusion-backend-args", "'tensor_parallel_size'", "--illusion-tensor-parallel-size")),
+    "tensor-parallel on hf": ((*ACTIVE, "--illusion-tensor-parallel-size=2"),
+                              ("--illusion-tensor-parallel-size", "needs --illusion-backend=vllm")),
+    "pipeline-parallel on hf": ((*ACTIVE, "--illusion-backend=hf", "--illusion-pipeline-parallel-size=2"),
+                                ("--illusion-pipeline-parallel-size", "needs --illusion-backend=vllm")),
+    "backend-args on hf": ((*ACTIVE, '--illusion-backend-args={"max_model_len": 4096}'),
+                           ("--illusion-backend-args", "needs --illusion-backend=vllm")),
 }
 
 
@@ -59,6 +78,8 @@ def test_bad_option_value_is_a_usage_error(pytester: pytest.Pytester, args: tupl
     ("illusion_items", "0", ("illusion_items (ini)", "0", "at least 1")),
     ("illusion_gate_on", "maybe", ("illusion_gate_on (ini)", "'maybe'")),
     ("illusion_no_cache", "maybe", ("illusion_no_cache (ini)", "'maybe'", "true")),
+    ("illusion_backend_args", "4096", ("illusion_backend_args (ini)", "'4096'", "not a JSON object (a JSON number)")),
+    ("illusion_backend_args", '{"seed": 1}', ("illusion_backend_args (ini)", "'seed'", "--illusion-seed")),
 ])
 def test_bad_ini_value_is_a_usage_error_naming_the_key(pytester: pytest.Pytester, key: str, value: str,
                                                         names: tuple) -> None:
@@ -81,3 +102,19 @@ def test_invalid_results_file_is_a_usage_error_naming_file_and_field(pytester: p
     (pytester.path / "results.json").write_text('{"schema": "something-else", "items": []}')
     result = pytester.runpytest("--illusion-from-results=results.json")
     assert_usage_error(result, "results.json", "'schema'", "illusion-checks/results/v1")
+
+
+def test_vllm_options_default_to_one_device_and_parse_from_the_cli_and_the_ini(pytester: pytest.Pytester) -> None:
+    from illusion_checks.pytest_plugin.config import read_config
+
+    spec = read_config(pytester.parseconfig(*ACTIVE)).spec
+    assert (spec.backend, spec.tensor_parallel_size, spec.pipeline_parallel_size) == ("hf", 1, 1)
+    assert spec.backend_args.to_dict() == {} and not spec.backend_args
+    pytester.makeini('[pytest]\nillusion_backend = vllm\nillusion_pipeline_parallel_size = 2\n'
+                     'illusion_backend_args = {"gpu_memory_utilization": 0.8, "max_model_len": 4096}\n')
+    spec = read_config(pytester.parseconfig(*ACTIVE, "--illusion-tensor-parallel-size=8")).spec
+    assert (spec.backend, spec.tensor_parallel_size, spec.pipeline_parallel_size) == ("vllm", 8, 2)
+    assert spec.backend_args.to_dict() == {"gpu_memory_utilization": 0.8, "max_model_len": 4096}
+    # The CLI's JSON object replaces the ini's (it is not merged into it).
+    spec = read_config(pytester.parseconfig(*ACTIVE, '--illusion-backend-args={"distributed_executor_backend": "ray"}')).spec
+    assert spec.backend_args.to_dict() == {"distributed_executor_backend": "ray"}

@@ -10,7 +10,10 @@ if TYPE_CHECKING:
     from illusion_checks.backends.base import Engine
 
 # name -> "module:class" of its Engine
-ENGINES = {"hf": "illusion_checks.backends.hf.backend:HFEngine"}
+ENGINES = {
+    "hf": "illusion_checks.backends.hf.backend:HFEngine",
+    "vllm": "illusion_checks.backends.vllm.backend:VLLMEngine",
+}
 BACKENDS = tuple(ENGINES)
 
 

@@ -143,10 +143,10 @@ class Backend(Protocol):
         ...
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-              ranked: Sequence[tuple[Sequence[int], int] | None]) -> list[tuple[list[float], int | None, float | None]]:
+              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[float], int | None, float | None]]:
         """Per prompt: each continuation's summed log-probability after it, and for `ranked[i] =
         (conditioned_ids, token)` the rank of `token` after prompt + conditioned_ids (1 = most
-        likely) and its log-probability margin over the best other token."""
+        likely) and its log-probability margin over the best other token (None when `token` is)."""
         ...
 
     def beam(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[list[str]]:
@@ -177,6 +177,9 @@ class LoadOptions:
     dtype: str = "auto"
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    seed: int = 0  # an engine's own sampling seed (per-request seeds are given with each request)
+    parallel: tuple[int, int] = (1, 1)  # tensor, pipeline parallel size (engines that shard a model)
+    engine_args: tuple[tuple[str, Any], ...] = ()  # extra engine arguments (--illusion-backend-args)
 
 
 @dataclass(frozen=True)
@@ -210,14 +213,34 @@ class Engine(Protocol):
 
     def load(self, source: str, options: LoadOptions) -> Backend: ...
 
-    def compress(self, reference: Backend, spec: str, texts: list[str] | None, options: CompressOptions,
-                 progress: PhaseProgress, log: Callable[[str], None]) -> Backend:
-        """A compressed copy of `reference`; `reference` is left as it was."""
+    compress_needs_reference: bool  # False: compress reads the reference from its source, so the loaded
+    # reference is released first (two engines are never resident at once)
+
+    def compress(self, source: str, reference: Callable[[], Backend], spec: str, texts: list[str] | None,
+                 options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
+                 log: Callable[[str], None]) -> Backend:
+        """A compressed copy of the reference model at `source` (`reference()` gives it loaded, and is
+        left as it was), loaded with `load`."""
         ...
 
     def save(self, backend: Backend, folder: Path, manifest: dict[str, Any]) -> Path: ...
 
     def saved_manifest(self, folder: Path) -> dict[str, Any] | None: ...
+
+
+def truncate_answer(tokenizer: Tokenizer, tokens: Sequence[int], eos: set[int], stop_at_newline: bool) -> list[int]:
+    """The new tokens as the shared decoder ends them: at an end token (kept), or, when stopping at
+    newlines, at the token that completes the first non-empty line. For engines that generate the
+    full `max_new_tokens` and cannot stop on the answer-line rule themselves."""
+    out: list[int] = []
+    for token in tokens:
+        out.append(token)
+        if token in eos:
+            break
+        if stop_at_newline and "\n" in tokenizer.decode([token]) and \
+                answer_line_done(tokenizer.decode(out, skip_special_tokens=True)):
+            break
+    return out
 
 
 def answers(tokenizer: Tokenizer, produced: Sequence[Sequence[int]], stop_at_newline: bool) -> list[str]:
@@ -240,12 +263,13 @@ def compose_answer_probes(backend: Backend, requests: Sequence[AnswerRequest], s
         tokens = backend.greedy_tokens(prompts, settings)
         targets = [rank_target(tok, r.prompt.prompt, t, r.golds, r.prompt.chat, r.prompt.prompt_ids)
                    for r, t in zip(batch, tokens)]
-        ranked = [(t.conditioned_ids, t.token) if t.token is not None else None for t in targets]
+        ranked = [(t.conditioned_ids, t.token) for t in targets]
         scored = backend.score(prompts, [r.prompt.option_ids for r in batch], ranked)
         reach = [j for j, r in enumerate(batch) if r.reach]
-        beams = dict(zip(reach, backend.beam([prompts[j] for j in reach], settings))) if "beam" not in unavailable else {}
-        samples = (dict(zip(reach, backend.samples([prompts[j] for j in reach], [batch[j].seed for j in reach],
-                                                   settings))) if "sample" not in unavailable else {})
+        beams = dict(zip(reach, backend.beam([prompts[j] for j in reach], settings))) \
+            if reach and "beam" not in unavailable else {}
+        samples = dict(zip(reach, backend.samples([prompts[j] for j in reach], [batch[j].seed for j in reach],
+                                                  settings))) if reach and "sample" not in unavailable else {}
         texts = answers(tok, tokens, settings.stop_at_newline)
         for j, r in enumerate(batch):
             scores, rank, margin = scored[j]

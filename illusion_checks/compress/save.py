@@ -18,13 +18,25 @@ def save_compressed(model: nn.Module, tokenizer, directory: str | Path,
                     manifest: Mapping[str, Any] | None = None) -> Path:
     """Save `model` (safetensors), `tokenizer` and `manifest` (as MANIFEST) to `directory`: written next
     to it, then renamed into place."""
+    def write(staging: Path) -> None:
+        model.save_pretrained(staging, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+    return _write_atomically(directory, write, manifest)
+
+
+def copy_saved(source: str | Path, directory: str | Path, manifest: Mapping[str, Any] | None = None) -> Path:
+    """Copy a saved model folder (an engine that holds no weights in this process saves this way)."""
+    return _write_atomically(directory, lambda staging: shutil.copytree(source, staging, dirs_exist_ok=True),
+                             manifest)
+
+
+def _write_atomically(directory: str | Path, write: Any, manifest: Mapping[str, Any] | None) -> Path:
     target = Path(directory).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
+        write(staging)
         if manifest is not None:
             (staging / MANIFEST).write_text(json.dumps(dict(manifest), indent=1), encoding="utf-8")
         if target.exists():

@@ -113,7 +113,12 @@ OPTIONS = (
            "line: the answer is the first non-empty generated line (default); full: the paper's literal "
            "scoring, normalized containment anywhere in the 32 new tokens"),
     Option("--illusion-chat-template", "wrap prompts in the tokenizer's chat template", is_flag=True),
-    Option("--illusion-backend", "model backend: hf (Hugging Face transformers)"),
+    Option("--illusion-backend", "model backend: hf (in-process transformers) or vllm (vLLM: the engine you deploy "
+                                 "on; needs vLLM, see README)"),
+    Option("--illusion-tensor-parallel-size", "vllm backend: GPUs each model is split across (tensor parallelism)"),
+    Option("--illusion-pipeline-parallel-size", "vllm backend: pipeline stages (e.g. nodes, with Ray)"),
+    Option("--illusion-backend-args", "vllm backend: a JSON object of extra vllm.LLM(...) arguments, e.g. "
+                                      "'{\"gpu_memory_utilization\": 0.85, \"max_model_len\": 4096}'"),
     Option("--illusion-device", "auto (CUDA when present), cpu, cuda[:N], mps"),
     Option("--illusion-dtype", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"),
     Option("--illusion-batch-size", "prompts per forward batch (decoding rows are amortised over it), or auto"),

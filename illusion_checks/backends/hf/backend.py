@@ -63,7 +63,7 @@ class HFBackend:
 
     @torch.no_grad()
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-              ranked: Sequence[tuple[Sequence[int], int] | None]) -> list[tuple[list[float], int | None, float | None]]:
+              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[float], int | None, float | None]]:
         prefix = P.prefill(self.model, prompts, self.tokenizer.pad_token_id)
         results = P.score_rows(self.model, prefix, continuations, ranked)
         return [(r.scores, r.gold_rank, r.gold_margin) for r in results]
@@ -124,29 +124,34 @@ class HFEngine:
     def load(self, source: str, options: LoadOptions) -> HFBackend:
         return HFBackend.load(source, options.device, options.dtype, options.trust_remote_code, options.allow_pickle)
 
-    def compress(self, reference: Backend, spec: str, texts: list[str] | None, options: CompressOptions,
-                 progress: PhaseProgress, log: Callable[[str], None]) -> HFBackend:
-        """A compressed copy of `reference` (which stays as it was); calibration warnings go to `log`."""
+    compress_needs_reference = True  # a deep copy of the loaded reference is compressed
+
+    def compress(self, source: str, reference: Callable[[], Backend], spec: str, texts: list[str] | None,
+                 options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
+                 log: Callable[[str], None]) -> HFBackend:
+        """A compressed deep copy of the loaded reference (which stays as it was); calibration
+        warnings go to `log`."""
         import copy
         import warnings
 
         from illusion_checks.backends.hf.load import resolve_device
         from illusion_checks.compress import calibration_batch, compress_model, parse_spec
 
-        assert isinstance(reference, HFBackend)
+        loaded = reference()
+        assert isinstance(loaded, HFBackend)
         parsed = parse_spec(spec)
-        model = copy.deepcopy(reference.model)
+        model = copy.deepcopy(loaded.model)
         calibration = None
         if parsed.needs_calibration:
             context = getattr(model.config, "max_position_embeddings", None) or options.seqlen
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                calibration = calibration_batch(reference.tokenizer, texts or [], options.samples,
+                calibration = calibration_batch(loaded.tokenizer, texts or [], options.samples,
                                                 min(options.seqlen, context), options.seed)
             for warning in caught:
                 log(str(warning.message))
         report = compress_model(model, parsed, calibration, resolve_device(options.device), progress)
-        return HFBackend(report.model, reference.tokenizer)
+        return HFBackend(report.model, loaded.tokenizer)
 
     def save(self, backend: Backend, folder: Path, manifest: dict[str, Any]) -> Path:
         from illusion_checks.compress import save_compressed

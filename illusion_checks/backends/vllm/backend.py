@@ -1,0 +1,192 @@
+"""The vLLM backend: the probes through vLLM's own API, in a worker process (`worker.py`) under a
+Python that has vLLM (`ILLUSION_VLLM_PYTHON`; vLLM pins an older transformers than the tool's).
+
+- greedy: `temperature=0`, then the answer-line rule on the token ids (exact);
+- MC option log-likelihoods: `prompt_logprobs` summed over each option's tokens (prefix caching
+  off, vLLM #42019);
+- gold rank and margin: `prompt_logprobs`' rank of the gold token over the whole vocabulary (exact);
+- beam-5: `LLM.beam_search` (vLLM's beam algorithm);
+- samples: `n=10, top_p=0.9` with the item's seed (vLLM's random stream, not the HF backend's).
+The tokenizer is the model's own, loaded here with transformers (vLLM uses the same files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+from illusion_checks.backends.base import (
+    Advance, AnswerProbes, AnswerRequest, Backend, Capabilities, CompressOptions, DecodeSettings, LoadOptions,
+    PhaseProgress, compose_answer_probes, truncate_answer,
+)
+
+WORKER = Path(__file__).with_name("worker.py")
+PYTHON_ENV = "ILLUSION_VLLM_PYTHON"
+MAX_MODEL_LEN = 2048  # the longest prompt (1-shot, 1,024 tokens) plus 32 new ones, with room
+
+
+class VLLMError(RuntimeError):
+    """The vLLM worker could not start or answer; the message is one line."""
+
+
+def vllm_python() -> str:
+    """The Python that runs the worker: `$ILLUSION_VLLM_PYTHON`, else this one when it has vLLM."""
+    chosen = os.environ.get(PYTHON_ENV)
+    if chosen:
+        if not Path(chosen).exists():
+            raise VLLMError(f"--illusion-backend=vllm: ${PYTHON_ENV} is {chosen!r}, which does not exist")
+        return chosen
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    raise VLLMError(f"--illusion-backend=vllm: vLLM is not importable here; install it in its own environment "
+                    f"and set ${PYTHON_ENV} to that environment's python (`make vllm` builds .venv-vllm), "
+                    "or `pip install 'illusion-checks[vllm]'`")
+
+
+class _Worker:
+    """One worker process and its request/reply pipe."""
+
+    def __init__(self) -> None:
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self.process = subprocess.Popen([vllm_python(), str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.stderr_tail.append(line.rstrip())
+
+    def call(self, op: str, **request: Any) -> Any:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(json.dumps({"op": op, **request}) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            last = next((t for t in reversed(self.stderr_tail) if t.strip()), "no output")
+            raise VLLMError(f"the vLLM worker stopped during '{op}' (exit {self.process.poll()}): {last}")
+        reply = json.loads(line)
+        if not reply["ok"]:
+            raise VLLMError(f"vLLM '{op}' failed: {reply['error']}")
+        return reply["result"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.call("close")
+            except VLLMError:
+                pass
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _eos_ids(source: str, tokenizer: Any) -> set[int]:
+    """The ids that end a sequence, from the generation config as the HF decoder reads them."""
+    from transformers import GenerationConfig
+
+    try:
+        eos = GenerationConfig.from_pretrained(source).eos_token_id
+    except OSError:
+        eos = None
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+
+class VLLMBackend:
+    """A model loaded in a vLLM worker (see `Backend` in backends/base.py)."""
+
+    name: ClassVar[str] = "vllm"
+    capabilities = Capabilities()  # prompt_logprobs ranks over the whole vocabulary; beam search; seeded sampling
+
+    def __init__(self, source: str, options: LoadOptions, seed: int = 0, parallel: tuple[int, int] = (1, 1),
+                 args: dict[str, Any] | None = None) -> None:
+        from transformers import AutoTokenizer
+
+        from illusion_checks.backends.hf.load import prepare_tokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=options.trust_remote_code)
+        prepare_tokenizer(self.tokenizer)
+        self.source = source
+        self.worker = _Worker()
+        args = dict(args or {})
+        try:
+            self.info = self.worker.call(
+                "load", model=source, dtype=options.dtype, seed=seed,
+                max_model_len=args.pop("max_model_len", MAX_MODEL_LEN), tensor_parallel_size=parallel[0],
+                pipeline_parallel_size=parallel[1], args={"trust_remote_code": options.trust_remote_code, **args})
+        except VLLMError:
+            self.worker.close()
+            raise
+        self.eos = _eos_ids(source, self.tokenizer)
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.info["version"]}
+
+    def greedy_tokens(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
+                      advance: Advance | None = None) -> list[list[int]]:
+        out = []
+        for start in range(0, len(prompts), settings.batch_size):
+            batch = [list(p) for p in prompts[start:start + settings.batch_size]]
+            produced = self.worker.call("greedy", prompts=batch, max_tokens=settings.max_new_tokens)
+            out += [truncate_answer(self.tokenizer, row, self.eos, settings.stop_at_newline) for row in produced]
+            if advance:
+                advance(len(batch))
+        return out
+
+    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
+              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[float], int | None, float | None]]:
+        sequences, starts = [], []
+        for prompt, options, (conditioned, token) in zip(prompts, continuations, ranked):
+            for option in options:
+                sequences.append([*prompt, *option])
+                starts.append(len(prompt))
+            if token is not None:
+                sequences.append([*prompt, *conditioned, token])
+                starts.append(len(prompt) + len(conditioned))
+        rows = iter(self.worker.call("logprobs", sequences=sequences, starts=starts, top=2))
+        results = []
+        for options, (_, token) in zip(continuations, ranked):
+            scores = [float(sum(entry[0] for entry in next(rows))) for _ in options]
+            rank = margin = None
+            if token is not None:
+                logprob, rank, top = next(rows)[0]
+                margin = logprob - max(lp for t, lp in top if t != token)
+            results.append((scores, rank, margin))
+        return results
+
+    def beam(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[list[str]]:
+        from illusion_checks.backends.base import answers
+
+        found = self.worker.call("beam", prompts=[list(p) for p in prompts], beam_width=settings.num_beams,
+                                 max_tokens=settings.max_new_tokens)
+        return [answers(self.tokenizer, rows, settings.stop_at_newline) for rows in found]
+
+    def samples(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int],
+                settings: DecodeSettings) -> list[list[str]]:
+        from illusion_checks.backends.base import answers
+
+        found = self.worker.call("samples", prompts=[list(p) for p in prompts], seeds=list(seeds),
+                                 n=settings.num_samples, top_p=settings.top_p, max_tokens=settings.max_new_tokens)
+        return [answers(self.tokenizer, rows, settings.stop_at_newline) for rows in found]
+
+    def answer_probes(self, requests: Sequence[AnswerRequest], settings: DecodeSettings,
+                      advance: Advance | None = None) -> list[AnswerProbes]:
+        return compose_answer_probes(self, requests, settings, advance)
+
+    def close(self) -> None:
+        """Stop the worker: the engine and all its memory go with the process."""
+        self.worker.close()

@@ -1,0 +1,114 @@
+"""The vLLM side of the vLLM backend: runs as a script under a Python that has vLLM
+(`ILLUSION_VLLM_PYTHON`), holds one `vllm.LLM`, and answers JSON-line requests on stdin.
+
+It imports only the standard library and vLLM (it is run by path, not as part of the package), so
+vLLM's own pins (an older transformers) never meet the tool's. Replies go to the stdout it was
+started with; everything else (vLLM's logs, prints) is sent to stderr.
+
+Requests (one JSON object per line) and their results:
+  load     {model, dtype, seed, max_model_len, tensor_parallel_size, pipeline_parallel_size, args}
+           -> {version, device, dtype}
+  greedy   {prompts, max_tokens}                    -> per prompt, its new token ids (an end token kept)
+  logprobs {sequences, starts, top}                 -> per sequence, per position >= its start:
+                                                       [token logprob, rank over the vocabulary, top: [[id, logprob], ...]]
+  beam     {prompts, beam_width, max_tokens}        -> per prompt, beam_width new-token-id lists, best first
+  samples  {prompts, seeds, n, top_p, max_tokens}   -> per prompt, n new-token-id lists
+  close    {}                                       -> null, then the worker exits
+Each reply is {"ok": true, "result": ...} or {"ok": false, "error": "one line"}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core runs in this process
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.llm: Any = None
+
+    def load(self, model: str, dtype: str, seed: int, max_model_len: int, tensor_parallel_size: int,
+             pipeline_parallel_size: int, args: dict[str, Any]) -> dict[str, Any]:
+        import vllm
+        from vllm.platforms import current_platform
+
+        device = "cpu" if current_platform.is_cpu() else current_platform.device_type
+        if dtype == "auto":  # the tool's policy on every backend: float32 on the CPU, bfloat16 on an accelerator
+            dtype = "float32" if device == "cpu" else "bfloat16"
+        options = {"max_model_len": max_model_len, "enforce_eager": device == "cpu", **args,
+                   # prompt logprobs with prefix caching on depend on request order (vLLM #42019)
+                   "enable_prefix_caching": False}
+        self.llm = vllm.LLM(model=model, tokenizer=model, dtype=dtype, seed=seed,
+                            tensor_parallel_size=tensor_parallel_size,
+                            pipeline_parallel_size=pipeline_parallel_size, **options)
+        return {"version": vllm.__version__, "device": device, "dtype": dtype}
+
+    def _generate(self, prompts: list[list[int]], params: Any) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        return self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+
+    def greedy(self, prompts: list[list[int]], max_tokens: int) -> list[list[int]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, detokenize=False)
+        return [list(out.outputs[0].token_ids) for out in self._generate(prompts, params)]
+
+    def logprobs(self, sequences: list[list[int]], starts: list[int], top: int) -> list[list[Any]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=top, detokenize=False)
+        result = []
+        for seq, start, out in zip(sequences, starts, self._generate(sequences, params)):
+            rows = []
+            for position in range(start, len(seq)):
+                entry = out.prompt_logprobs[position]
+                own = entry[seq[position]]
+                others = sorted(((t, lp.logprob) for t, lp in entry.items()), key=lambda x: -x[1])[:top]
+                rows.append([own.logprob, own.rank, [[t, lp] for t, lp in others]])
+            result.append(rows)
+        return result
+
+    def beam(self, prompts: list[list[int]], beam_width: int, max_tokens: int) -> list[list[list[int]]]:
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import BeamSearchParams
+
+        outs = self.llm.beam_search([TokensPrompt(prompt_token_ids=p) for p in prompts],
+                                    BeamSearchParams(beam_width=beam_width, max_tokens=max_tokens))
+        return [[list(s.tokens[len(p):]) for s in out.sequences] for p, out in zip(prompts, outs)]
+
+    def samples(self, prompts: list[list[int]], seeds: list[int], n: int, top_p: float,
+                max_tokens: int) -> list[list[list[int]]]:
+        from vllm import SamplingParams
+
+        params = [SamplingParams(n=n, temperature=1.0, top_p=top_p, seed=seed, max_tokens=max_tokens,
+                                 detokenize=False) for seed in seeds]
+        return [[list(c.token_ids) for c in out.outputs] for out in self._generate(prompts, params)]
+
+
+def main() -> None:
+    replies = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)  # vLLM's logs and any print go to stderr, never into the replies
+    sys.stdout = sys.stderr
+    worker = Worker()
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request.pop("op")
+        if op == "close":
+            replies.write(json.dumps({"ok": True, "result": None}) + "\n")
+            break
+        try:
+            reply = {"ok": True, "result": getattr(worker, op)(**request)}
+        except Exception as error:  # the client raises it with the worker's one-line reason
+            reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+            reply = {"ok": False, "error": reason}
+        replies.write(json.dumps(reply) + "\n")
+
+
+if __name__ == "__main__":
+    main()
