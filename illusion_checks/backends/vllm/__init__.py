@@ -1,0 +1,1 @@
+"""The vLLM backend: `backend.py` (the client), `engine.py` (load, compress, save), `worker.py` (runs under vLLM's Python)."""
