@@ -116,3 +116,15 @@ def test_the_vllm_backend_without_vllm_stops_before_any_model_loads(monkeypatch:
                           no_cache=True)
     with pytest.raises(ValueError, match=r"--illusion-backend=vllm: \$ILLUSION_VLLM_PYTHON is .*does not exist"):
         evaluate(spec)
+
+
+def test_the_gate_without_vllm_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--illusion-model=smollm2-135m",
+               "--illusion-compress=magnitude:0.5", "--illusion-backend=vllm", "--illusion-langs=en",
+               "--illusion-items=2", f"--illusion-cache-dir={tmp_path / 'cache'}"]
+    env = {**os.environ, PYTHON_ENV: str(tmp_path / "no-python"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "ILLUSION_VLLM_PYTHON" in errors[0] and "Traceback" not in done.stderr
+    assert not (tmp_path / "reports" / "illusion-results.json").exists()
