@@ -11,34 +11,16 @@ import dataclasses
 
 import pytest
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 
-from illusion_checks.backends.base import DecodeSettings, answer_line_done, answer_text
+from illusion_checks.backends.base import DecodeSettings, answer_text
 from illusion_checks.backends.hf.decode import answers, beam_search
 from illusion_checks.backends.hf.kv import make_room
 from illusion_checks.backends.hf.prefix import Prefix, batches, beam, ff_probes, prefill
 from illusion_checks.probing import ProbeSettings, item_prompts, prepare_items
-from illusion_checks.prompts import encode_continuations, encode_prompt, ff_prompt
+from illusion_checks.prompts import encode_continuations, encode_prompt
+from tests.generate_oracle import PROMPTS, AnswerLineStop
 
-PROMPTS = [
-    ff_prompt("The Eiffel Tower was finished in 1889 in Paris.", "When was the tower finished?"),
-    ff_prompt("Москва — столица России.", "Какой город столица?"),
-    ff_prompt("长城位于中国北方。", "长城在哪里？"),
-    ff_prompt("القاهرة هي عاصمة مصر.", "ما هي عاصمة مصر؟"),
-    ff_prompt("Short.", "Q?"),
-]
-
-
-class AnswerLineStop(StoppingCriteria):
-    """The old `prefix.AnswerLineStop`: stop a row once it has produced a non-empty line."""
-
-    def __init__(self, tokenizer, prompt_len: int) -> None:
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-
-    def __call__(self, input_ids, scores, **kwargs):
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        return torch.tensor([answer_line_done(t) for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
 @torch.no_grad()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 
-from illusion_checks.backends.base import answer_line_done, answer_text
+from illusion_checks.backends.base import answer_text
 from illusion_checks.backends.hf.decode import SeededNucleus, decode, make_room, pick_greedy
 from illusion_checks.backends.hf.prefix import prefill
 from illusion_checks.prompts import encode_prompt
 from illusion_checks.prompts import ff_prompt
+from tests.generate_oracle import AnswerLineStop
 
 PROMPTS = [
     ff_prompt("The Eiffel Tower was finished in 1889 in Paris.", "When was the tower finished?"),
@@ -18,18 +19,6 @@ PROMPTS = [
     ff_prompt("长城位于中国北方。", "长城在哪里？"),
     ff_prompt("Short.", "Q?"),
 ]
-
-
-class AnswerLineStop(StoppingCriteria):
-    """Stop a row of generate once it has produced a non-empty line (the decoder's answer-line rule)."""
-
-    def __init__(self, tokenizer, prompt_len: int) -> None:
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-
-    def __call__(self, input_ids, scores, **kwargs):
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        return torch.tensor([answer_line_done(t) for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
 def _generate_alone(model, tokenizer, ids: list[int], max_new_tokens: int) -> str:
