@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from illusion_checks import __version__
-from illusion_checks.backends import engine
-from illusion_checks.backends.base import Backend, CompressOptions, LoadOptions
+from illusion_checks.backends import engine, served_engine
+from illusion_checks.backends.base import Backend, CompressOptions, Engine, LoadOptions
 from illusion_checks.cache import OutcomeCache, cache_key
 from illusion_checks.datasets import Dataset, DatasetError, golds_not_in_context, load_dataset
 from illusion_checks.probing import PreparedItem, ProbeSettings, item_record, prepare_items
 from illusion_checks.prompts import PromptSettings
 from illusion_checks.results import build_results
-from illusion_checks.spec import DEFAULT_BATCH_SIZE, EvaluationSpec, Progress
+from illusion_checks.served import is_served
+from illusion_checks.spec import DEFAULT_BATCH_SIZE, EvaluationSpec, Progress, flag
 
 Log = Callable[[str], None]
 
@@ -81,11 +82,20 @@ class Evaluation:
         self.stats = RunStats()
         self.progress = self.stats.timer(progress or (lambda phase, done, total: None))
         self.settings = probe_settings(cfg)
-        self.engine = engine(cfg.backend)
+        self.engine = engine(cfg.backend)  # loads, compresses and saves local models
+        # A model given as a server URL is reached through its own engine, whichever --illusion-backend is.
+        self.engines = {"reference": self._engine_for("model"),
+                        "compressed": self._engine_for("compressed") if cfg.compressed else self.engine}
         self.notes: list[dict[str, Any]] = []
         self._reference: Backend | None = None
         self._compressed_fingerprint: str | None = None
         self._saved: set[str] = set()  # calibration labels whose compressed model this run saved or found saved
+
+    def _engine_for(self, field: str) -> Engine:
+        cfg = self.cfg
+        if is_served(getattr(cfg, field)):
+            return served_engine(cfg.served_settings(), flag(field), cfg.trust_remote_code)
+        return self.engine
 
     def note(self, kind: str, lang: str | None, message: str) -> None:
         """Record something the run did differently from what was asked, once: the results'
@@ -106,7 +116,7 @@ class Evaluation:
         # texts (resolved once, here, and reused), both model sources, the spec against the
         # model's widths. A long reference probe must not end on an input wrong from the start.
         calibration = self._calibration(dataset, prepared)
-        ref_source, ref_fingerprint = self.engine.resolve(cfg.model, cfg.allow_pickle)
+        ref_source, ref_fingerprint = self.engines["reference"].resolve(cfg.model, cfg.allow_pickle)
         if cfg.compress:
             self.engine.check_spec_fits(cfg.compress, ref_source, cfg.trust_remote_code)
         # The batch size moves scores by round-off and can flip a sampled token (README "Speed"),
@@ -117,6 +127,7 @@ class Evaluation:
                 "backend": self._backend_identity()}
         compressed_block, comp_key = self._compressed_identity(calibration, ref_fingerprint, base)
         self._compressed_fingerprint = compressed_block["fingerprint"]
+        self._log_servers()
         ref_key = {**base, "role": "reference", "model": ref_fingerprint}
         reference = self._outcomes("reference", ref_key, ids, lambda: self._probe(self._load_reference(), prepared, "probe reference"))
         compressed = self._outcomes("compressed", comp_key, ids, lambda: self._probe_compressed(prepared, calibration))
@@ -132,7 +143,20 @@ class Evaluation:
             "seed": cfg.seed, "probes": self.settings.to_dict(), "device": self._device_type(), "dtype": cfg.dtype,
             "backend": self._backend_identity(),
         }
+        for role, field in (("reference", "model"), ("compressed", "compressed")):
+            if is_served(getattr(cfg, field)):
+                config[role]["server"] = self.engines[role].describe(getattr(cfg, field))
         return build_results(config, items, notes=self.notes)
+
+    def _log_servers(self) -> None:
+        """What each served model can measure: exact, approximate or unavailable, probe by probe."""
+        for role, field in (("reference", "model"), ("compressed", "compressed")):
+            source = getattr(self.cfg, field)
+            if is_served(source):
+                server = self.engines[role].describe(source)
+                self.log(f"{role} served by {server['url']} (model '{server['model']}', {server['version'] or 'version unknown'}):")
+                for probe, how in server["capabilities"].items():
+                    self.log(f"  {probe}: {how}")
 
     def _check_data(self, dataset: Dataset, prepared: list[PreparedItem]) -> dict[str, int]:
         """The evaluated items per language. A gold missing from its passage is noted (an error under
@@ -190,7 +214,7 @@ class Evaluation:
     def _load_reference(self) -> Backend:
         if self._reference is None:
             self.progress("load reference", 0, 1)
-            self._reference = self.engine.load(self.cfg.model, self._load_options())
+            self._reference = self.engines["reference"].load(self.cfg.model, self._load_options())
             self.stats.models_loaded += 1
             self.progress("load reference", 1, 1)
         return self._reference
@@ -228,7 +252,7 @@ class Evaluation:
                              base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg = self.cfg
         if cfg.compressed:
-            _, fingerprint = self.engine.resolve(cfg.compressed, cfg.allow_pickle)
+            _, fingerprint = self.engines["compressed"].resolve(cfg.compressed, cfg.allow_pickle)
             block = {"name": cfg.compressed, "spec": None, "calibration": None, "fingerprint": fingerprint}
             return block, {**base, "role": "compressed", "model": fingerprint}
         calibration_key = None
@@ -245,7 +269,7 @@ class Evaluation:
         cfg = self.cfg
         if cfg.compressed:
             self._release_reference()  # the two models are never resident together
-            backend = self.engine.load(cfg.compressed, self._load_options())
+            backend = self.engines["compressed"].load(cfg.compressed, self._load_options())
             self.stats.models_loaded += 1
             try:
                 return self._probe(backend, prepared, "probe compressed")

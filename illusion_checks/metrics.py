@@ -18,7 +18,7 @@ from typing import Any
 from illusion_checks.fates import FATE_ORDER, Fate
 from illusion_checks.records import (BEAM, BEGINS_WITH_GOLD, BOTH_CORRECT, COMPRESSED, CORRECT, CS, FATE, FF, GOLD_RANK,
                                      ID, LANG, MC, MODELS, ONE_SHOT, REACHED, REFERENCE, SAMPLE, ZERO_SHOT_SHORT,
-                                     LanguageSummary)
+                                     LanguageSummary, Outcome)
 
 # Item and outcome keys come from illusion_checks.records; the Summary is records.LanguageSummary.
 ACC_PROBES = (FF, CS, MC, ONE_SHOT, ZERO_SHOT_SHORT)
@@ -27,6 +27,10 @@ OPTIONAL_PROBES = (ONE_SHOT,)  # null on an item where the probe could not run (
 # when most correct answers begin with the gold there (not "The answer is ...").
 RANK_INTERPRETABLE_SHARE = 0.5
 SEARCH_PROBES = (BEAM, SAMPLE)
+# A backend that sees only the top k log-probabilities writes a gold beyond them as gold_rank null
+# plus gold_rank_above k: a censored rank. Rows keep its bound under this key (GOLD_RANK stays None).
+GOLD_RANK_ABOVE = "gold_rank_above"
+assert GOLD_RANK_ABOVE in Outcome.keys()
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 42
 FLOAT_TOLERANCE = 1e-9
@@ -77,8 +81,9 @@ def _outcome(outcome: Any, where: str) -> Row:
                 else _flag(outcome, probe, where) for probe in ACC_PROBES}
     for probe in SEARCH_PROBES:
         row[probe] = _search(outcome, probe, where)
-    rank = outcome.get(GOLD_RANK)
+    rank, above = outcome.get(GOLD_RANK), outcome.get(GOLD_RANK_ABOVE)
     row[GOLD_RANK] = None if rank is None else int(rank)
+    row[GOLD_RANK_ABOVE] = int(above) if rank is None and above is not None else None
     begins = outcome[FF].get(BEGINS_WITH_GOLD)  # absent in files written before it existed
     row[BEGINS_WITH_GOLD] = None if begins is None else bool(begins)
     return row
@@ -110,9 +115,22 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
-def _median(values: Sequence[int]) -> float | None:
-    """Median as a float, None for an empty list."""
-    return float(statistics.median(values)) if values else None
+def censored_median(values: Sequence[float], above: Sequence[int] = ()) -> float | None:
+    """Median of `values` plus censored values, each known only to exceed its bound in `above`.
+
+    A censored value counts as larger than every known value (it is: a top-k backend knows every
+    rank up to k). The median is exact when it falls on known values only, and None (unknown,
+    never a guess) when either middle value is censored, or when a middle known value exceeds
+    the smallest bound + 1 (a censored value could then sort below it). None for no values at all.
+    """
+    n = len(values) + len(above)
+    if n == 0:
+        return None
+    ordered = sorted(values)
+    lo, hi = (n - 1) // 2, n // 2
+    if hi >= len(ordered) or (above and ordered[hi] > min(above) + 1):
+        return None
+    return float(statistics.median(ordered[lo:hi + 1]))
 
 
 def _drop(ref_hits: int, comp_hits: int) -> float | None:
@@ -168,14 +186,20 @@ def _recovery(rows: Sequence[Row], model: str) -> dict[str, Any]:
     return out
 
 
+def _rank_median(outcomes: Sequence[Row]) -> float | None:
+    """Median gold rank of these outcomes: censored ranks count (as unknown, larger ones), a
+    missing rank (no content token) does not."""
+    return censored_median([o[GOLD_RANK] for o in outcomes if o[GOLD_RANK] is not None],
+                           [o[GOLD_RANK_ABOVE] for o in outcomes if o[GOLD_RANK_ABOVE] is not None])
+
+
 def _median_ranks(rows: Sequence[Row]) -> dict[str, float | None]:
-    """Compressed model's median gold rank per fate, and the reference's on its FF failures."""
+    """Compressed model's median gold rank per fate, and the reference's on its FF failures; None
+    where the median falls among ranks known only to lie beyond a server's top k."""
     ranks: dict[str, float | None] = {}
     for fate in FATE_ORDER:
-        values = [r[COMPRESSED][GOLD_RANK] for r in rows if r["fate"] is fate]
-        ranks[fate.value] = _median([v for v in values if v is not None])
-    ref_fail = [r[REFERENCE][GOLD_RANK] for r in rows if not r[REFERENCE][FF]]
-    ranks["reference_failures"] = _median([v for v in ref_fail if v is not None])
+        ranks[fate.value] = _rank_median([r[COMPRESSED] for r in rows if r["fate"] is fate])
+    ranks["reference_failures"] = _rank_median([r[REFERENCE] for r in rows if not r[REFERENCE][FF]])
     return ranks
 
 

@@ -12,7 +12,7 @@ from illusion_checks.fates import Fate
 from illusion_checks.datasets import Dataset, QAItem, exemplar_for, load_dataset, sample_items, select_langs
 from illusion_checks.choices import build_options, unrelated_candidates
 from illusion_checks.backends.base import (
-    Advance, AnswerProbes, AnswerRequest, Backend, DecodeSettings, Tokenizer, answers,
+    RANK_TOP_K, Advance, AnswerProbes, AnswerRequest, Backend, DecodeSettings, Tokenizer, answers,
 )
 from illusion_checks.prompts import Encoded, encode_continuations, encode_prompt
 from illusion_checks.scoring import exact_match, is_correct, token_f1
@@ -180,8 +180,9 @@ def probe_model(backend: Backend, items: Sequence[PreparedItem], settings: Probe
     zero = _greedy(backend, [q.zero_shot_short for q in prompts], decode, tick("0-shot short"))
     ablations = {name: _greedy(backend, [q.ablations[name] for q in prompts], decode, tick(f"CS {name}"))
                  for name in settings.ablations}
-    return [_outcome(backend.tokenizer, p, q, ff[i], cs[i], one[i], zero[i], {n: out[i] for n, out in ablations.items()})
-            for i, (p, q) in enumerate(zip(items, prompts))]
+    top_k = backend.capabilities.rank_top_k if backend.capabilities.rank == RANK_TOP_K else None
+    return [_outcome(backend.tokenizer, p, q, ff[i], cs[i], one[i], zero[i], {n: out[i] for n, out in ablations.items()},
+                     top_k) for i, (p, q) in enumerate(zip(items, prompts))]
 
 
 def _reach(outputs: list[str] | None, item: QAItem) -> R.Reach | None:
@@ -191,8 +192,9 @@ def _reach(outputs: list[str] | None, item: QAItem) -> R.Reach | None:
 
 
 def _outcome(tokenizer: Tokenizer, p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: str | None,
-             zero: str, ablations: dict[str, str]) -> dict[str, Any]:
-    """One model's Outcome record for one item, as its results-JSON dict."""
+             zero: str, ablations: dict[str, str], top_k: int | None = None) -> dict[str, Any]:
+    """One model's Outcome record for one item, as its results-JSON dict. With a backend that knows
+    ranks only within the top `top_k`, a gold beyond it has no rank, only `gold_rank_above`."""
     it = p.item
     choice = max(range(len(ff.scores)), key=lambda k: ff.scores[k])
     one_shot = None
@@ -200,14 +202,16 @@ def _outcome(tokenizer: Tokenizer, p: PreparedItem, q: ItemPrompts, ff: AnswerPr
         one_shot = R.OneShot(correct=is_correct(one, it.golds), output=one, exemplar_id=p.exemplar.id,
                              exemplar_source=p.exemplar_source)
     gold_token = ff.target.to_dict(tokenizer)
+    beyond = top_k is not None and ff.gold_rank is not None and ff.gold_rank > top_k
     return R.Outcome(
         ff=R.FFGeneration(correct=is_correct(ff.output, it.golds), output=ff.output, f1=token_f1(ff.output, it.golds),
                           em=exact_match(ff.output, it.golds), begins_with_gold=ff.target.begins_with_gold),
         cs=_generation(cs, it),
         mc=R.MCChoice(correct=choice == p.gold_index, choice=choice, scores=tuple(ff.scores),
                       boundary_ok=q.ff.gold_token_boundary_ok),
-        gold_rank=ff.gold_rank, gold_margin=ff.gold_margin,
+        gold_rank=None if beyond else ff.gold_rank, gold_margin=ff.gold_margin,
         gold_token=R.GoldToken.from_dict(gold_token) if gold_token is not None else None,
+        gold_rank_above=top_k if beyond else R.ABSENT,
         gold_token_boundary_ok=ff.target.boundary_ok,
         beam=_reach(ff.beam, it), sample=_reach(ff.sample, it), one_shot=one_shot,
         zero_shot_short=_generation(zero, it),

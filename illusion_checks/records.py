@@ -294,6 +294,7 @@ class Outcome(Record):
     zero_shot_short: Generation = _field(_record(Generation))
     ablations: Mapping[str, Generation] | Absent = _field(_records_by_name(Generation), optional=True)
     unavailable: Mapping[str, str] | Absent = _field(_REASONS, optional=True)  # probe -> why it could not run
+    gold_rank_above: int | Absent = _field(_INT, optional=True)  # rank known only to exceed this (gold_rank null)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

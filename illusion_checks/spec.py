@@ -19,12 +19,15 @@ import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from illusion_checks.backends import BACKENDS
 from illusion_checks.choices import ABLATIONS, DISTRACTORS
 from illusion_checks.gates import (DELTA_PR_BOUNDS, DISSOCIATION_BOUNDS, GATE_ON, METRICS, RETENTION_BOUNDS,
                                    parse_thresholds)
+
+if TYPE_CHECKING:
+    from illusion_checks.served import ServerSettings
 
 DEFAULT_BATCH_SIZE = 16
 Progress = Callable[[str, int, int], None]  # (phase, done, total), running totals
@@ -106,6 +109,10 @@ class EvaluationSpec:
     tensor_parallel_size: int = 1  # vllm backend: GPUs per pipeline stage
     pipeline_parallel_size: int = 1  # vllm backend: pipeline stages (e.g. nodes)
     backend_args: BackendArgs = BackendArgs()  # vllm backend: extra vllm.LLM(...) arguments
+    tokenizer: str | None = None  # served models: a local tokenizer when the server has no /tokenize
+    max_connections: int = 8  # served models: requests in flight per server
+    request_timeout: float = 300.0  # served models: seconds one request may take
+    api_key_env: str | None = None  # served models: the environment variable holding the API key
 
     def __post_init__(self) -> None:
         _normalize_fields(self)
@@ -132,6 +139,30 @@ class EvaluationSpec:
             raise ValueError(f"--illusion-calibration: '{self.calibration}' is not {', '.join(SOURCES)} "
                              "or an existing .txt/.jsonl file")
         self._check_backend_options()
+        self._check_served()
+
+    def served_settings(self) -> "ServerSettings":
+        from illusion_checks.served import ServerSettings
+
+        return ServerSettings(self.tokenizer, self.max_connections, self.request_timeout, self.api_key_env)
+
+    def _check_served(self) -> None:
+        """Server URLs parse; a served reference is not compressed here; server options need a server."""
+        from illusion_checks.served import is_served, parse_served
+
+        served = [name for name in ("model", "compressed") if is_served(getattr(self, name))]
+        for name in served:
+            parse_served(flag(name), getattr(self, name))
+        if "model" in served and self.compress:
+            raise ValueError(f"{flag('compress')}: the reference is served ({self.model}), so its weights are "
+                             f"out of reach; serve the compressed model too and pass {flag('compressed')}=URL")
+        if "model" in served and self.save_compressed:
+            raise ValueError(f"{flag('save_compressed')} needs a local reference to compress")
+        defaults = {item.name: item.default for item in fields(self)}
+        used = [name for name in SERVER_OPTIONS if getattr(self, name) != defaults[name]]
+        if used and not served:
+            raise ValueError(f"{flag(used[0])} applies to served models only: pass {flag('model')} or "
+                             f"{flag('compressed')} as http(s)://HOST[:PORT]/v1[#MODEL]")
 
     def _check_backend_options(self) -> None:
         if self.backend != "hf":
@@ -226,6 +257,30 @@ def _ablations(value: Any) -> tuple[str, ...]:
     return names
 
 
+def _seconds(name: str) -> Callable[[Any], float]:
+    def normal(value: Any) -> float:
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or number <= 0:
+            raise ValueError(f"{flag(name)}: {value!r} is not a positive number of seconds")
+        return number
+    return normal
+
+
+def _env_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(f"{flag('api_key_env')}: {value!r} is not an environment variable name (the key itself "
+                         "never goes on the command line)")
+    return value
+
+
+SERVER_OPTIONS = ("tokenizer", "max_connections", "request_timeout", "api_key_env")
+
+
 def _batch_size(value: Any) -> int | str:
     return value if value == "auto" else _integer("batch_size", 1)(value)
 
@@ -302,6 +357,10 @@ _NORMAL: dict[str, Callable[[Any], Any]] = {
     "tensor_parallel_size": _integer("tensor_parallel_size", 1),
     "pipeline_parallel_size": _integer("pipeline_parallel_size", 1),
     "backend_args": _backend_args,
+    "tokenizer": _text("tokenizer"),
+    "max_connections": _integer("max_connections", 1),
+    "request_timeout": _seconds("request_timeout"),
+    "api_key_env": _env_name,
     "max_dissociation": _thresholds("dissociation", DISSOCIATION_BOUNDS),
     "max_delta_pr": _thresholds("delta_pr", DELTA_PR_BOUNDS),
     "min_retention": _thresholds("retention", RETENTION_BOUNDS),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "illusion_checks"
-ENGINE_SIDE = ("backends/hf", "backends/vllm", "compress")  # where torch and transformers may be imported
+ENGINE_SIDE = ("backends/hf", "backends/vllm", "backends/openai", "compress")  # where torch and transformers may be imported
 ENGINES = ("torch", "transformers", "vllm")
 # Engine-free modules of compress/ that the core may use: the spec grammar and the choice of
 # calibration texts (neither imports torch).

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from illusion_checks.backends.base import Engine
+    from illusion_checks.served import ServerSettings
 
 # name -> "module:class" of its Engine
 ENGINES = {
@@ -23,3 +24,10 @@ def engine(name: str) -> "Engine":
         raise ValueError(f"--illusion-backend: '{name}' is not one of {', '.join(BACKENDS)}")
     module, _, cls = ENGINES[name].partition(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def served_engine(settings: "ServerSettings", option: str, trust_remote_code: bool = False) -> "Engine":
+    """The engine for models served over HTTP (`http(s)://HOST[:PORT]/v1[#MODEL]`) named by `option`."""
+    from illusion_checks.backends.openai.engine import OpenAIEngine
+
+    return OpenAIEngine(settings, option, trust_remote_code)

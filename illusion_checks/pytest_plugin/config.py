@@ -95,9 +95,11 @@ class Option:
 
 
 OPTIONS = (
-    Option("--illusion-model", "reference model: alias (smollm2-135m, gemma3-270m), HF id, directory or .gguf"),
+    Option("--illusion-model", "reference model: alias (smollm2-135m, gemma3-270m), HF id, directory, .gguf, or a "
+                               "server http(s)://HOST[:PORT]/v1[#MODEL]"),
     Option("--illusion-compress", "compression spec, e.g. wanda:0.5, sparsegpt:2:4, magnitude:0.5, rtn-int4, bnb-int8"),
-    Option("--illusion-compressed", "a prebuilt compressed model (HF id, directory or .gguf) instead of --illusion-compress"),
+    Option("--illusion-compressed", "a prebuilt compressed model (HF id, directory, .gguf, or a server "
+                                    "http(s)://HOST[:PORT]/v1[#MODEL]) instead of --illusion-compress"),
     Option("--illusion-calibration", "calibration source: english (falls back to the embedded corpus), balanced, per-language, embedded (offline fixture passages), c4 (the paper's, online), or a .txt/.jsonl path"),
     Option("--illusion-calibration-samples", "calibration sequences (nsamples)"),
     Option("--illusion-calibration-seqlen", "calibration sequence length (capped at the model's context)"),
@@ -119,6 +121,12 @@ OPTIONS = (
     Option("--illusion-pipeline-parallel-size", "vllm backend: pipeline stages (e.g. nodes, with Ray)"),
     Option("--illusion-backend-args", "vllm backend: a JSON object of extra vllm.LLM(...) arguments, e.g. "
                                       "'{\"gpu_memory_utilization\": 0.85, \"max_model_len\": 4096}'"),
+    Option("--illusion-tokenizer", "served models: a local tokenizer (alias, directory or hub id) for a server "
+                                   "without /tokenize"),
+    Option("--illusion-max-connections", "served models: requests in flight per server"),
+    Option("--illusion-request-timeout", "served models: seconds one request may take before the run stops"),
+    Option("--illusion-api-key-env", "served models: the environment variable holding the API key (sent as a "
+                                     "Bearer token; never printed, cached or written)"),
     Option("--illusion-device", "auto (CUDA when present), cpu, cuda[:N], mps"),
     Option("--illusion-dtype", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"),
     Option("--illusion-batch-size", "prompts per forward batch (decoding rows are amortised over it), or auto"),

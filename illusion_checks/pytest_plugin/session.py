@@ -15,8 +15,12 @@ import pytest
 from illusion_checks.pytest_plugin.config import IllusionConfig
 from illusion_checks.gates import OVERALL, Gate
 from illusion_checks.pytest_plugin.selection import Named, Plan
+from illusion_checks.served import RunError
 
 WORKER_KEY = "illusion_results_path"
+# The exit status of a run whose evaluation could not finish (a server died or stalled): pytest's
+# "interrupted", distinct from a failed gate (1) and a usage error (4).
+RUN_FAILED = pytest.ExitCode.INTERRUPTED
 # Options under which pytest runs no test: the generated tests are listed, never evaluated.
 RUNS_NO_TEST = {"collectonly": "--collect-only lists the tests that could run", "showfixtures": "--fixtures runs no test",
                 "show_fixtures_per_test": "--fixtures-per-test runs no test", "setupplan": "--setup-plan runs no test",
@@ -87,6 +91,8 @@ class IllusionSession:
                 self.results = self._reload() if self.cfg.from_results else self._evaluate()
         except (ResultsError, ValueError) as error:
             raise pytest.UsageError(f"illusion-checks: {error}") from error
+        except RunError as error:  # a server or engine worker failed mid-run: nothing was written
+            pytest.exit(f"illusion-checks: the evaluation could not finish: {error}", returncode=RUN_FAILED)
         self.gates = apply_gates(self.results, self.cfg.gates)
 
     def publish(self) -> None:

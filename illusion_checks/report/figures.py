@@ -10,12 +10,12 @@ or `summary.overall`).
 from __future__ import annotations
 
 import dataclasses
-import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from illusion_checks.fates import FATE_ORDER
-from illusion_checks.metrics import MODELS
+from illusion_checks.metrics import MODELS, censored_median
 from illusion_checks.report import findings, item_stats, svg
 from illusion_checks.report.charts import (IntervalRow, Series, StackRow, grouped_bars,
                                            interval_rows, stacked_rows)
@@ -83,6 +83,7 @@ class RankFigure:
 
     panels: tuple[svg.Chart, ...]
     withheld: tuple[tuple[str, str], ...]  # (language or 'overall', sentence)
+    censored: str = ""  # how many plotted ranks are known only as >k and left out; "" when none
 
 
 def _rank_panel(chart_id: str, title: str, items: Sequence[Mapping[str, Any]],
@@ -90,13 +91,14 @@ def _rank_panel(chart_id: str, title: str, items: Sequence[Mapping[str, Any]],
                 caption: str = "") -> svg.Chart:
     """One small multiple: each group's share of gold ranks per bucket, medians top-right."""
     buckets = [item_stats.bucket_label(lo, hi) for lo, hi in item_stats.RANK_BUCKETS]
-    groups = item_stats.rank_groups(items)
+    groups, censored = item_stats.rank_groups(items), item_stats.censored_groups(items)
     shares = [item_stats.bucket_shares(groups[key]) for key, _ in RANK_SERIES]
     chart = grouped_bars(
         chart_id, title, buckets, [ser for _, ser in RANK_SERIES],
         [[shares[g][b] for g in range(len(RANK_SERIES))] for b in range(len(buckets))],
         pct, bar_width=11, height=190, show_values=False, domain=(0.0, 1.0),
-        caption=caption + " · ".join(f"{RANK_SHORT[key]} n={len(groups[key])}" for key, _ in RANK_SERIES))
+        caption=caption + " · ".join(f"{RANK_SHORT[key]} n={len(groups[key])}{_left_out(censored[key])}"
+                                     for key, _ in RANK_SERIES))
     marks = [svg.text(chart.width - 10, 14 + 12 * i, f"{RANK_SHORT[key]} median {rank(medians[key])}",
                       f"median {ser.cls}", "end", tags.get(key, {}))
              for i, (key, ser) in enumerate(RANK_SERIES)]
@@ -127,13 +129,39 @@ def rank_figure(items_by_lang: Mapping[str, Sequence[Mapping[str, Any]]], summar
         withheld.append((OVERALL, findings.rank_not_interpretable(OVERALL, overall, chat_template)))
     elif shown:
         pooled = [it for lang in shown for it in items_by_lang[lang]]
-        groups = item_stats.rank_groups(pooled)
-        medians = {key: float(statistics.median(v)) if v else None for key, v in groups.items()}
+        groups, censored = item_stats.rank_groups(pooled), item_stats.censored_groups(pooled)
+        medians = {key: censored_median(v, censored[key]) for key, v in groups.items()}
         panels.append(_rank_panel(f"fig-ranks-{len(panels)}", f"{OVERALL} ({', '.join(shown)})", pooled, medians,
                                   {}, caption=f"pooled over {', '.join(shown)} only: "))
     else:
         withheld.append((OVERALL, f"{OVERALL}: not shown, since the gold rank is interpretable in no language."))
-    return RankFigure(tuple(panels), tuple(withheld))
+    plotted = [it for lang in shown for it in items_by_lang[lang]]
+    return RankFigure(tuple(panels), tuple(withheld), censored_note(item_stats.censored_groups(plotted)))
+
+
+def _left_out(bounds: Sequence[int]) -> str:
+    """' (+3 >20 left out)' after a group's n, for its ranks known only as beyond a top k."""
+    if not bounds:
+        return ""
+    return f" (+{len(bounds)} {' '.join(f'>{k}' for k in sorted(set(bounds)))} left out)"
+
+
+def censored_note(censored: Mapping[str, Sequence[int]]) -> str:
+    """The sentence under Fig. 3 saying how many plotted gold ranks a server knew only as >k, so
+    that no bucket holds them; "" when there are none."""
+    by_bound = Counter(k for bounds in censored.values() for k in bounds)
+    n = sum(by_bound.values())
+    if not n:
+        return ""
+    ranks = f"{n} gold rank{'s' if n != 1 else ''}"
+    if len(by_bound) == 1:
+        (k, _), = by_bound.items()
+        known = f"known only as >{k} (the server returns the top {k})"
+    else:
+        parts = ", ".join(f"{c} as >{k}" for k, c in sorted(by_bound.items()))
+        known = f"known only as beyond a server's top k ({parts})"
+    return (f"{ranks} {known} {'are' if n != 1 else 'is'} not in these shares, since no bucket can hold "
+            "them; a median that falls among them is unknown (n/a).")
 
 
 def answer_start_rows(summary: Summary, langs: Sequence[str]) -> list[dict[str, Any]]:
@@ -239,6 +267,7 @@ def all_figures(results: Mapping[str, Any], langs: Sequence[str]) -> dict[str, A
         "ladder": ladder_chart(summary, langs),
         "ranks": ranks.panels,
         "ranks_withheld": ranks.withheld,
+        "ranks_censored": ranks.censored,
         "rank_legend": tuple((ser.label, ser.cls) for _, ser in RANK_SERIES),
         "answer_start": answer_start_rows(summary, langs),
         "reach": reach_panels(summary, langs),

@@ -23,20 +23,42 @@ def bucket_label(lo: int, hi: float) -> str:
     return str(lo) if lo == hi else f"{lo}-{int(hi)}"
 
 
-def rank_groups(items: Iterable[Item]) -> dict[str, list[int]]:
-    """Gold ranks of Fig. 3's three groups (items without a rank are left out).
+RANK_GROUPS = ("mc_only", "kept", "reference_failures")
 
-    MC-only and kept items use the compressed model's rank; reference failures (items whose
-    reference FF is wrong) use the reference's own rank, the paper's "already failed" baseline.
+
+def _group_outcomes(items: Iterable[Item]) -> dict[str, list[Mapping[str, Any]]]:
+    """The outcomes whose gold rank Fig. 3's three groups show.
+
+    MC-only and kept items use the compressed model's outcome; reference failures (items whose
+    reference FF is wrong) use the reference's own, the paper's "already failed" baseline.
     """
-    groups: dict[str, list[int]] = {"mc_only": [], "kept": [], "reference_failures": []}
+    groups: dict[str, list[Mapping[str, Any]]] = {key: [] for key in RANK_GROUPS}
     for it in items:
-        comp_rank, ref_rank = it["compressed"].get("gold_rank"), it["reference"].get("gold_rank")
-        if it["fate"] in (Fate.MC_ONLY.value, Fate.KEPT.value) and comp_rank is not None:
-            groups[it["fate"]].append(comp_rank)
-        if not it["reference"]["ff"]["correct"] and ref_rank is not None:
-            groups["reference_failures"].append(ref_rank)
+        if it["fate"] in (Fate.MC_ONLY.value, Fate.KEPT.value):
+            groups[it["fate"]].append(it["compressed"])
+        if not it["reference"]["ff"]["correct"]:
+            groups["reference_failures"].append(it["reference"])
     return groups
+
+
+def censored_bound(outcome: Mapping[str, Any]) -> int | None:
+    """k when the outcome's gold rank is known only to exceed k (`gold_rank` null, `gold_rank_above`
+    k: a server that shows only its top k log-probabilities), else None."""
+    above = outcome.get("gold_rank_above")
+    return int(above) if outcome.get("gold_rank") is None and above is not None else None
+
+
+def rank_groups(items: Iterable[Item]) -> dict[str, list[int]]:
+    """Exact gold ranks of Fig. 3's three groups (items without a rank, or with a rank known only
+    as beyond a server's top k, are left out; `censored_groups` has the latter)."""
+    return {key: [o["gold_rank"] for o in outcomes if o.get("gold_rank") is not None]
+            for key, outcomes in _group_outcomes(items).items()}
+
+
+def censored_groups(items: Iterable[Item]) -> dict[str, list[int]]:
+    """Per Fig. 3 group, the bound k of each gold rank known only as >k (censored)."""
+    return {key: [k for k in map(censored_bound, outcomes) if k is not None]
+            for key, outcomes in _group_outcomes(items).items()}
 
 
 def bucket_shares(ranks: Sequence[int]) -> list[float | None]:

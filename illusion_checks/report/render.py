@@ -86,6 +86,32 @@ def note_rows(results: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"kind": str(n.get("kind", "")), "message": n["message"]} for n in results.get("notes", [])]
 
 
+CAPABILITY_KINDS = ("exact", "approximate", "unavailable")
+
+
+def _capability_kind(how: str) -> str:
+    """'exact', 'approximate' or 'unavailable' from how a probe was measured; 'other' otherwise."""
+    return next((kind for kind in CAPABILITY_KINDS if how.startswith(kind)), "other")
+
+
+def served_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each served model (`config.<role>.server`): where it was read and, probe by probe, whether
+    it was measured exactly, approximately or not at all. All of it is untrusted text."""
+    rows = []
+    for role in ("reference", "compressed"):
+        block = config.get(role)
+        server = block.get("server") if isinstance(block, Mapping) else None
+        if not isinstance(server, Mapping):
+            continue
+        caps = server.get("capabilities")
+        caps = caps if isinstance(caps, Mapping) else {}
+        rows.append({"role": role, "url": str(server.get("url") or ""), "model": str(server.get("model") or ""),
+                     "version": str(server.get("version") or "version unknown"),
+                     "capabilities": [{"probe": str(probe), "how": str(how), "kind": _capability_kind(str(how))}
+                                      for probe, how in caps.items()]})
+    return rows
+
+
 def _verdict(gates: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     if not gates:
         return "none", "no gates configured"
@@ -116,6 +142,7 @@ def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] =
         verdict_class=verdict_class,
         verdict_text=verdict_text,
         notes=note_rows(results),
+        served=served_rows(config),
         headline=findings.headline(results["summary"], per_lang, config["compressed"]["spec"]),
         findings=per_lang,
         fig=figures.all_figures(results, langs),

@@ -138,14 +138,22 @@
     btn.appendChild(textEl("span", "goldcol", it.gold));
     var cells = [it.reference.ff.correct, it.compressed.ff.correct, it.compressed.mc.correct];
     cells.forEach(function (ok) { var s = el("span", "flag"); s.appendChild(mark(ok)); btn.appendChild(s); });
-    btn.appendChild(el("span", "rank", rankText(it.reference.gold_rank) + " \u2192 " + rankText(it.compressed.gold_rank)));
+    btn.appendChild(el("span", "rank", rankText(it.reference) + " \u2192 " + rankText(it.compressed)));
     btn.addEventListener("click", function () { toggle(li, btn, i); });
     li.appendChild(btn);
     return li;
   }
 
-  function rankText(r) {
-    return r === null || r === undefined ? "\u2013" : String(r);
+  // An outcome's gold rank: the rank, ">k" where a server's top-k log-probabilities only show it is
+  // beyond them (gold_rank null, gold_rank_above k), or a dash where the gold has no ranked token.
+  function rankText(o) {
+    if (censored(o)) return ">" + String(o.gold_rank_above);
+    return o.gold_rank === null || o.gold_rank === undefined ? "\u2013" : String(o.gold_rank);
+  }
+
+  function censored(o) {
+    return (o.gold_rank === null || o.gold_rank === undefined) &&
+      o.gold_rank_above !== null && o.gold_rank_above !== undefined;
   }
 
   function toggle(li, btn, i) {
@@ -198,10 +206,12 @@
     var p = el("p", "rank-line");
     var same = sameToken(ref.gold_token, comp.gold_token);
     p.appendChild(el("strong", null, "Gold first-token rank: "));
-    p.appendChild(document.createTextNode("reference " + rankText(ref.gold_rank) +
+    p.appendChild(document.createTextNode("reference " + rankText(ref) +
+      (censored(ref) ? " (beyond the server's top " + ref.gold_rank_above + ")" : "") +
       " (margin " + fmt(ref.gold_margin) + ")"));
     if (!same) appendToken(p, ref.gold_token);
-    p.appendChild(document.createTextNode(" \u2192 compressed " + rankText(comp.gold_rank) +
+    p.appendChild(document.createTextNode(" \u2192 compressed " + rankText(comp) +
+      (censored(comp) ? " (beyond the server's top " + comp.gold_rank_above + ")" : "") +
       " (margin " + fmt(comp.gold_margin) + ")"));
     appendToken(p, comp.gold_token);
     return p;

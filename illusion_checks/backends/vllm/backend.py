@@ -20,6 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
+from illusion_checks.served import RunError
 from illusion_checks.backends.base import (
     Advance, AnswerProbes, AnswerRequest, Backend, Capabilities, CompressOptions, DecodeSettings, LoadOptions,
     PhaseProgress, compose_answer_probes, truncate_answer,
@@ -30,7 +31,7 @@ PYTHON_ENV = "ILLUSION_VLLM_PYTHON"
 MAX_MODEL_LEN = 2048  # the longest prompt (1-shot, 1,024 tokens) plus 32 new ones, with room
 
 
-class VLLMError(RuntimeError):
+class VLLMError(RunError):
     """The vLLM worker could not start or answer; the message is one line."""
 
 

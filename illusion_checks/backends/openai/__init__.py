@@ -1,0 +1,1 @@
+"""Served models over the OpenAI-compatible HTTP API (`/v1/completions`)."""

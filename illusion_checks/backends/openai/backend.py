@@ -1,0 +1,139 @@
+"""A served model through `/v1/completions` (see `Backend` in backends/base.py). Prompts are sent as
+token ids, so the server sees exactly the prompt the other backends see.
+
+- greedy: `temperature=0`, `max_tokens=32`, then the answer-line rule on the returned token ids
+  (an end token is the last id of a choice that stopped without a stop string);
+- MC option log-likelihoods: each option's prompt-token log-probabilities, summed;
+- gold rank and margin: vLLM's `prompt_logprobs` rank (exact), or the rank within `echo` +
+  `logprobs`' top k, which is `k + 1` when the gold is beyond it (`probing` records that as
+  `gold_rank_above: k`, never as a rank);
+- beam-5: vLLM's `use_beam_search` (`n=5`); samples: `n=10, top_p=0.9, seed`.
+Requests go out concurrently (`--illusion-max-connections`); the server batches them."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+from illusion_checks.backends.base import (
+    Advance, AnswerProbes, AnswerRequest, DecodeSettings, answer_text, compose_answer_probes, truncate_answer,
+)
+from illusion_checks.backends.openai.client import Client, ServerError
+from illusion_checks.backends.openai.discovery import PROMPT_LOGPROBS, ServerProfile
+
+Scored = list[tuple[float, int | None, float | None]]  # per position: (log-probability, rank, best other's)
+
+
+class OpenAIBackend:
+    """One served model (its client, the profile `discover` found, and its tokenizer)."""
+
+    name: ClassVar[str] = "openai"
+
+    def __init__(self, client: Client, profile: ServerProfile, tokenizer: Any) -> None:
+        self.client, self.profile, self.tokenizer = client, profile, tokenizer
+        self.capabilities = profile.capabilities()
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "server": self.profile.identity()}
+
+    def _complete(self, body: dict[str, Any], expect: int = 1) -> list[dict[str, Any]]:
+        reply = self.client.post("/v1/completions", {"model": self.profile.model, **body})
+        choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index", 0)) if isinstance(reply, dict) else []
+        if len(choices) < expect:
+            raise ServerError(f"{self.client.label}: /v1/completions returned {len(choices)} choices, not {expect}")
+        return choices
+
+    def greedy_tokens(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
+                      advance: Advance | None = None) -> list[list[int]]:
+        def one(prompt: Sequence[int]) -> list[int]:
+            body = {"prompt": list(prompt), "max_tokens": settings.max_new_tokens, "temperature": 0}
+            choice = self._complete({**body, "return_token_ids": True} if self.profile.token_ids else body)[0]
+            if self.profile.token_ids:
+                ids = [int(i) for i in choice["token_ids"]]
+            else:
+                ids = list(self.tokenizer(choice.get("text") or "", add_special_tokens=False)["input_ids"])
+            ended = choice.get("finish_reason") == "stop" and choice.get("stop_reason") is None and self.profile.token_ids
+            eos = {ids[-1]} if ended and ids else set()
+            if eos and hasattr(self.tokenizer, "special_ids"):
+                self.tokenizer.special_ids.update(eos)
+            return truncate_answer(self.tokenizer, ids, eos, settings.stop_at_newline)
+
+        out = self.client.map(one, prompts)
+        if advance:
+            advance(len(prompts))
+        return out
+
+    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
+              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[float], int | None, float | None]]:
+        sequences: list[tuple[list[int], int]] = []
+        for prompt, options, (conditioned, token) in zip(prompts, continuations, ranked):
+            sequences += [([*prompt, *option], len(prompt)) for option in options]
+            if token is not None:
+                sequences.append(([*prompt, *conditioned, token], len(prompt) + len(conditioned)))
+        rows = iter(self.client.map(self._prompt_logprobs, sequences))
+        results = []
+        for options, (_, token) in zip(continuations, ranked):
+            scores = [float(sum(lp for lp, _, _ in next(rows))) for _ in options]
+            rank = margin = None
+            if token is not None:
+                logprob, rank, best_other = next(rows)[0]
+                margin = None if best_other is None else logprob - best_other
+            results.append((scores, rank, margin))
+        return results
+
+    def _prompt_logprobs(self, sequence: tuple[list[int], int]) -> Scored:
+        """Per position from `start`: the token's log-probability, its rank, and the best other token's."""
+        ids, start = sequence
+        if self.profile.scoring == PROMPT_LOGPROBS:
+            entries = self._complete({"prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 2})[0]
+            return [_ranked(entries["prompt_logprobs"][p], ids[p]) for p in range(start, len(ids))]
+        k = self.profile.rank_top_k
+        assert k is not None
+        echoed = self._complete({"prompt": ids, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": k})[0]
+        logprobs = echoed["logprobs"]
+        return [_within_top(logprobs["token_logprobs"][p], logprobs["top_logprobs"][p] or {}, k)
+                for p in range(start, len(ids))]
+
+    def beam(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[list[str]]:
+        def one(prompt: Sequence[int]) -> list[str]:
+            choices = self._complete({"prompt": list(prompt), "max_tokens": settings.max_new_tokens, "temperature": 0,
+                                      "use_beam_search": True, "n": settings.num_beams}, expect=settings.num_beams)
+            return [answer_text(c.get("text") or "", settings.stop_at_newline) for c in choices]
+
+        return self.client.map(one, prompts)
+
+    def samples(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int],
+                settings: DecodeSettings) -> list[list[str]]:
+        def one(job: tuple[Sequence[int], int]) -> list[str]:
+            choices = self._complete({"prompt": list(job[0]), "max_tokens": settings.max_new_tokens, "n": settings.num_samples,
+                                      "temperature": 1.0, "top_p": settings.top_p, "seed": job[1]},
+                                     expect=settings.num_samples)
+            return [answer_text(c.get("text") or "", settings.stop_at_newline) for c in choices]
+
+        return self.client.map(one, list(zip(prompts, seeds)))
+
+    def answer_probes(self, requests: Sequence[AnswerRequest], settings: DecodeSettings,
+                      advance: Advance | None = None) -> list[AnswerProbes]:
+        return compose_answer_probes(self, requests, settings, advance)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _ranked(entry: dict[str, Any] | None, token: int) -> tuple[float, int | None, float | None]:
+    """A `prompt_logprobs` position: {token id: {logprob, rank}} holding the token and the top 2."""
+    if not entry or str(token) not in entry:
+        raise ServerError(f"the server's prompt_logprobs lack token {token}")
+    own = entry[str(token)]
+    others = [value["logprob"] for key, value in entry.items() if key != str(token)]
+    return float(own["logprob"]), int(own["rank"]), max(others, default=None)
+
+
+def _within_top(logprob: float, top: dict[str, float], k: int) -> tuple[float, int | None, float | None]:
+    """An `echo` position: the token's log-probability and the top k's (keyed by text, so by value here).
+    The rank is exact within the top k, and `k + 1` (meaning beyond it) otherwise."""
+    values = sorted(top.values(), reverse=True)
+    above = sum(value > logprob for value in values)
+    others = list(values)
+    if logprob in others:
+        others.remove(logprob)
+    return float(logprob), (above + 1 if above < k else k + 1), max(others, default=None)

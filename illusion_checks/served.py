@@ -1,0 +1,86 @@
+"""Served models: an OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp) wherever a model is
+accepted, as `http(s)://HOST[:PORT]/v1[#MODEL]`, and the client settings that reach it.
+
+Plain data and parsing only (no network here): `spec.py` checks a URL with `parse_served` before
+anything loads; `backends/openai/` talks to the server."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+SERVED_FORM = "http(s)://HOST[:PORT]/v1[#MODEL]"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class RunError(RuntimeError):
+    """A run that could not finish (a server that died or stalled, an engine worker that stopped):
+    the message is one line, and nothing of the run is written."""
+
+
+def is_served(source: str | None) -> bool:
+    """Whether a model source names a server rather than weights (any `scheme://`, so that a URL the
+    client cannot use is refused as a URL, not looked for on disk)."""
+    return bool(source) and re.match(r"[a-z][a-z0-9+.-]*://", str(source), re.IGNORECASE) is not None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A server's API base (`http://host:port/v1`, no trailing slash) and the served model's name
+    (None: the server's only model)."""
+
+    base: str
+    model: str | None = None
+
+    @property
+    def root(self) -> str:
+        """The server's root, where vLLM and llama.cpp serve `/tokenize` and `/version`."""
+        return self.base[: -len("/v1")]
+
+    def __str__(self) -> str:
+        return self.base + (f"#{self.model}" if self.model else "")
+
+
+def parse_served(option: str, value: str) -> ServedModel:
+    """`value` as a served model, or a one-line ValueError naming `option` and the value."""
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{option}: '{value}' is not a server URL {SERVED_FORM} ({why})")
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # a port that is not a number raises here
+    except ValueError as error:
+        raise bad(str(error)) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise bad(f"scheme '{parts.scheme}'")
+    if not parts.hostname:
+        raise bad("no host")
+    if parts.query:
+        raise bad("a query string is not allowed")
+    if parts.username or parts.password:
+        raise bad("credentials belong in the environment variable named by --illusion-api-key-env, not the URL")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        raise bad("the path must end in /v1")
+    if "#" in value and not parts.fragment:
+        raise bad("an empty #MODEL")
+    netloc = parts.hostname + (f":{port}" if port is not None else "")
+    if ":" in parts.hostname:  # an IPv6 literal keeps its brackets
+        netloc = f"[{parts.hostname}]" + (f":{port}" if port is not None else "")
+    return ServedModel(f"{parts.scheme.lower()}://{netloc}{path}", unquote(parts.fragment) or None)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the client reaches servers: a local tokenizer when a server has no `/tokenize`, bounded
+    concurrency, the per-request timeout, retries on 429 and 5xx, and the name of the environment
+    variable holding the API key (the key itself is never stored)."""
+
+    tokenizer: str | None = None
+    max_connections: int = 8
+    request_timeout: float = 300.0
+    api_key_env: str | None = None
+    retries: int = 4
+    backoff: float = 0.5  # seconds before the first retry; doubled for each next one

@@ -1,0 +1,196 @@
+"""The served-model client and options without a model: a real HTTP server on 127.0.0.1 injects the
+faults (503, 429, 400, a stall, a dropped connection) and counts what the client sent; URLs and the
+server options are checked before anything loads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from illusion_checks import EvaluationSpec
+from illusion_checks.backends.openai.client import Client, ServerError, ServerRequestError
+from illusion_checks.served import ServedModel, ServerSettings, is_served, parse_served
+
+Reply = tuple[int, dict[str, str], Any]  # status, headers, JSON body
+
+
+class FaultServer:
+    """Answers each request with the next scripted reply (a callable may sleep first), recording
+    every request's path, headers and body, and the most requests it held at once."""
+
+    def __init__(self, script: list[Reply | Callable[[], Reply]]) -> None:
+        self.script, self.requests = list(script), []
+        self.in_flight = self.most_in_flight = 0
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                with owner.lock:
+                    owner.requests.append((self.path, dict(self.headers), body))
+                    step = owner.script.pop(0) if len(owner.script) > 1 else owner.script[0]
+                    owner.in_flight += 1
+                    owner.most_in_flight = max(owner.most_in_flight, owner.in_flight)
+                try:
+                    status, headers, payload = step() if callable(step) else step
+                finally:
+                    with owner.lock:
+                        owner.in_flight -= 1
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                for name, value in {**headers, "Content-Type": "application/json",
+                                    "Content-Length": str(len(data))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[list], FaultServer]]:
+    started: list[FaultServer] = []
+
+    def start(script: list) -> FaultServer:
+        started.append(FaultServer(script))
+        return started[-1]
+    yield start
+    for server in started:
+        server.close()
+
+
+def _client(url: str, **settings: Any) -> Client:
+    values = {"retries": 3, "backoff": 0.01, "request_timeout": 5.0, **settings}
+    return Client(parse_served("--illusion-compressed", url), ServerSettings(**values), f"--illusion-compressed={url}")
+
+
+OK: Reply = (200, {}, {"data": [{"id": "m"}]})
+
+
+def test_429_and_5xx_are_retried_with_backoff_until_the_server_answers(serve: Any) -> None:
+    server = serve([(503, {}, {"error": {"message": "warming up"}}), (429, {"Retry-After": "0"}, {}),
+                    (502, {}, {}), OK])
+    client = _client(server.url)
+    started = time.monotonic()
+    assert client.get("/v1/models") == OK[2]
+    assert len(server.requests) == 4 and time.monotonic() - started >= 0.01 + 0.02 + 0.04
+
+
+def test_retries_end_in_one_line_naming_the_server_and_its_last_answer(serve: Any) -> None:
+    server = serve([(503, {}, {"error": {"message": "engine\noverloaded"}})])
+    with pytest.raises(ServerError) as caught:
+        _client(server.url, retries=2).post("/v1/completions", {"prompt": [1]})
+    message = str(caught.value)
+    assert len(server.requests) == 3 and "\n" not in message
+    assert server.url in message and "HTTP 503: engine overloaded" in message and "after 3 attempts" in message
+
+
+def test_a_4xx_is_not_retried_and_carries_the_servers_message(serve: Any) -> None:
+    server = serve([(400, {}, {"error": {"message": "prompt_logprobs must be <= 20"}}), OK])
+    with pytest.raises(ServerRequestError, match=r"HTTP 400: prompt_logprobs must be <= 20") as caught:
+        _client(server.url).post("/v1/completions", {"prompt": [1]})
+    assert caught.value.status == 400 and len(server.requests) == 1
+
+
+def test_a_stalled_request_hits_the_timeout_once_without_retries(serve: Any) -> None:
+    server = serve([lambda: (time.sleep(3), OK)[1]])
+    started = time.monotonic()
+    with pytest.raises(ServerError, match=r"gave no reply within 0\.5 s \(--illusion-request-timeout\)"):
+        _client(server.url, request_timeout=0.5).get("/v1/models")
+    assert time.monotonic() - started < 2.5 and len(server.requests) == 1
+
+
+def test_a_server_that_is_down_is_retried_then_named(serve: Any) -> None:
+    server = serve([OK])
+    url = server.url
+    server.close()
+    with pytest.raises(ServerError, match=r"cannot reach the server \(connection refused\), after 3 attempts"):
+        _client(url, retries=2).get("/v1/models")
+
+
+def test_requests_in_flight_never_exceed_max_connections(serve: Any) -> None:
+    server = serve([lambda: (time.sleep(0.15), OK)[1]])
+    client = _client(server.url, max_connections=3)
+    assert client.map(lambda i: client.get(f"/v1/models?{i}") and i, range(12)) == list(range(12))
+    assert server.most_in_flight == 3
+
+
+def test_the_api_key_is_sent_as_a_bearer_token_and_never_shown(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-secret-0123456789"
+    monkeypatch.setenv("MY_SERVER_KEY", key)
+    server = serve([OK, (401, {}, {"error": {"message": f"bad key {key}"}})])
+    client = _client(server.url, api_key_env="MY_SERVER_KEY")
+    client.get("/v1/models")
+    assert server.requests[0][1]["Authorization"] == f"Bearer {key}"
+    with pytest.raises(ServerRequestError) as caught:
+        client.get("/v1/models")
+    assert key not in str(caught.value) and "bad key ***" in str(caught.value)
+    monkeypatch.delenv("MY_SERVER_KEY")
+    with pytest.raises(ValueError, match=r"--illusion-api-key-env: the environment variable MY_SERVER_KEY is not set"):
+        _client(server.url, api_key_env="MY_SERVER_KEY")
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("http://127.0.0.1:8000/v1", ServedModel("http://127.0.0.1:8000/v1")),
+    ("https://Host.example/v1/#org/model%20x", ServedModel("https://host.example/v1", "org/model x")),
+    ("HTTP://[::1]:9/v1#m", ServedModel("http://[::1]:9/v1", "m")),
+    ("http://gateway/llm/v1", ServedModel("http://gateway/llm/v1")),
+])
+def test_server_urls_parse(url: str, expected: ServedModel) -> None:
+    assert is_served(url) and parse_served("--illusion-model", url) == expected
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://127.0.0.1:8000", "the path must end in /v1"), ("ftp://h/v1", "scheme 'ftp'"),
+    ("http:///v1", "no host"), ("http://h:port/v1", "Port could not be cast"), ("http://h/v1#", "an empty #MODEL"),
+    ("http://user:pw@h/v1", "credentials belong in the environment variable"), ("http://h/v1?x=1", "query string"),
+])
+def test_bad_server_urls_are_one_line_errors_naming_the_option(url: str, why: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        EvaluationSpec(model="smollm2-135m", compressed=url).check()
+    assert str(caught.value).startswith(f"--illusion-compressed: '{url}' is not a server URL") and why in str(caught.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"model": "http://h/v1", "compress": "wanda:0.5"}, "--illusion-compress: the reference is served"),
+    ({"model": "smollm2-135m", "compress": "wanda:0.5", "max_connections": 2},
+     "--illusion-max-connections applies to served models only"),
+    ({"model": "smollm2-135m", "compressed": "x", "tokenizer": "smollm2-135m"}, "--illusion-tokenizer applies to served"),
+])
+def test_server_options_are_checked_against_the_models(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EvaluationSpec(**values).check()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("api_key_env", "sk-live-abc", "is not an environment variable name"),
+    ("request_timeout", "0", "is not a positive number of seconds"),
+    ("max_connections", "0", "must be at least 1"),
+])
+def test_bad_server_option_values_name_the_option(field: str, value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=f"--illusion-{field.replace('_', '-')}: .*{message}"):
+        EvaluationSpec(**{field: value})
