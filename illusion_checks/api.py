@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from illusion_checks.gates import Gate, evaluate_gates
+from illusion_checks.gates import Gate
 from illusion_checks.spec import EvaluationSpec, GateSpec, Progress
 
 if TYPE_CHECKING:  # the evaluation (and what it imports) loads when an evaluation runs
@@ -36,8 +36,10 @@ class EvaluationResult:
 
     @property
     def passed(self) -> bool:
-        """Every gate passed (true when no threshold was set)."""
-        return all(gate.passed for gate in self.gates)
+        """Every gate passed (true when no threshold was set); a search: some level passed."""
+        from illusion_checks.sweep import passed
+
+        return passed(self.results, self.gates)
 
 
 def check_outputs(json_path: str | os.PathLike[str] | None, report_path: str | os.PathLike[str] | None,
@@ -62,24 +64,37 @@ def check_outputs(json_path: str | os.PathLike[str] | None, report_path: str | o
 
 
 def run_evaluation(spec: EvaluationSpec, progress: Progress | None = None, log: Log | None = None,
-                   warn: Log | None = None) -> tuple[dict[str, Any], RunStats]:
-    """The results object (no gates yet) and the run's stats; the outcome cache is `spec.cache_dir`
-    (default `$ILLUSION_CHECKS_CACHE/results`) unless `spec.no_cache`. `warn` hears about unreadable
-    cache entries (default: `warnings.warn`)."""
+                   warn: Log | None = None, gates: GateSpec = GateSpec()) -> tuple[dict[str, Any], RunStats]:
+    """The results object and the run's stats: one compressed model (schema v1, no gates yet), or a
+    sweep or search (schema v2, each run gated with `gates`: a search needs them to choose). The
+    outcome cache is `spec.cache_dir` (default `$ILLUSION_CHECKS_CACHE/results`) unless
+    `spec.no_cache`. `warn` hears about unreadable cache entries (default: `warnings.warn`)."""
     from illusion_checks.cache import OutcomeCache, cache_root
     from illusion_checks.evaluation import Evaluation
+    from illusion_checks.sweep import check_search, run_search, run_sweep
 
+    check_search(spec, gates)
     cache = OutcomeCache(None if spec.no_cache else (spec.cache_dir or cache_root() / "results"), on_unreadable=warn)
     evaluation = Evaluation(spec, cache, progress, log)
-    results = evaluation.run()
+    say = log or (lambda message: None)
+    if spec.search:
+        results = run_search(evaluation, spec, gates, say)
+    elif len(spec.compress_specs) > 1:
+        results = run_sweep(evaluation, spec.compress_specs, gates, say)
+    else:
+        results = evaluation.run()
     return results, evaluation.stats
 
 
 def apply_gates(results: dict[str, Any], gates: GateSpec) -> list[Gate]:
-    """Gate records for the results' summary; also stored in `results["gates"]` (what the JSON holds)."""
-    records = evaluate_gates(results["summary"], gates.max_dissociation, gates.max_delta_pr, gates.min_retention,
-                             gates.gate_on)
-    results["gates"] = [gate.to_dict() for gate in records]
+    """Gate records for the results' summary (each run's, for a sweep or search); also stored in each
+    run's `gates` (what the JSON holds)."""
+    from illusion_checks.sweep import gate_run, regate_search, runs_of
+
+    if not results.get("runs"):
+        return gate_run(results, gates)
+    records = [record for run in runs_of(results) for record in gate_run(run, gates)]
+    regate_search(results)  # a search's verdict follows its levels' gates
     return records
 
 
@@ -92,8 +107,10 @@ def write_outputs(results: Mapping[str, Any], json_path: str | os.PathLike[str] 
         write_json_atomic(json_path, results)
     if report_path is not None:
         from illusion_checks.report import write_report
+        from illusion_checks.sweep import primary_run
 
-        write_report(report_path, results)
+        primary, others = primary_run(results)
+        write_report(report_path, primary, others, search=results.get("search"))
 
 
 def evaluate(spec: EvaluationSpec, gates: GateSpec = GateSpec(), *, progress: Progress | None = None,
@@ -107,7 +124,7 @@ def evaluate(spec: EvaluationSpec, gates: GateSpec = GateSpec(), *, progress: Pr
         raise TypeError("evaluate(spec, gates) takes an EvaluationSpec and a GateSpec")
     spec.check()
     check_outputs(json_path, report_path, spec.save_compressed)
-    results, stats = run_evaluation(spec, progress, log)
+    results, stats = run_evaluation(spec, progress, log, gates=gates)
     records = apply_gates(results, gates)
     write_outputs(results, json_path, report_path)
     return EvaluationResult(results, tuple(records), stats)

@@ -7,7 +7,8 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 from illusion_checks import __version__
 from illusion_checks.backends import engine, served_engine
@@ -17,7 +18,7 @@ from illusion_checks.datasets import Dataset, DatasetError, golds_not_in_context
 from illusion_checks.probing import PreparedItem, ProbeSettings, item_record, prepare_items
 from illusion_checks.prompts import PromptSettings
 from illusion_checks.results import build_results
-from illusion_checks.served import is_served
+from illusion_checks.served import is_served, settings_of
 from illusion_checks.spec import DEFAULT_BATCH_SIZE, EvaluationSpec, Progress, flag
 
 Log = Callable[[str], None]
@@ -64,12 +65,16 @@ def _listed(ids: list[str], limit: int = 10) -> str:
     return shown if len(ids) <= limit else f"{shown} and {len(ids) - limit} more"
 
 
-def _calibration_pool(dataset: Dataset, prepared: list[PreparedItem]) -> tuple[dict[str, list[str]], set[str]]:
-    # XQuAD asks several questions per passage: exclude every evaluated passage, not just the items.
-    evaluated = {p.item.context for p in prepared}
-    pool = {lang: list(dict.fromkeys(i.context for i in items if i.context not in evaluated))
-            for lang, items in dataset.by_lang.items()}
-    return pool, evaluated
+@dataclass(frozen=True)
+class _Setup:
+    """What every spec of one evaluation shares."""
+    dataset: Dataset
+    prepared: list[PreparedItem]
+    items_by_language: dict[str, int]
+    ids: list[str]
+    ref_source: str
+    ref_fingerprint: str
+    base: dict[str, Any]
 
 
 class Evaluation:
@@ -90,11 +95,15 @@ class Evaluation:
         self._reference: Backend | None = None
         self._compressed_fingerprint: str | None = None
         self._saved: set[str] = set()  # calibration labels whose compressed model this run saved or found saved
+        self._prepared_setup: _Setup | None = None
+        self._calibrations: dict[str | None, dict[str, list[str]] | None] = {}
+        self._memo: dict[str, list[dict]] = {}  # outcomes by cache key: a sweep without a cache probes the reference once
+        self._logged: set[str] = set()
 
     def _engine_for(self, field: str) -> Engine:
         cfg = self.cfg
         if is_served(getattr(cfg, field)):
-            return served_engine(cfg.served_settings(), flag(field), cfg.trust_remote_code)
+            return served_engine(settings_of(cfg), flag(field), cfg.trust_remote_code)
         return self.engine
 
     def note(self, kind: str, lang: str | None, message: str) -> None:
@@ -106,53 +115,93 @@ class Evaluation:
             self.notes.append(note(kind, lang, message))
 
     def run(self) -> dict[str, Any]:
-        """The results object (schema v1)."""
-        cfg = self.cfg
-        dataset = load_dataset(cfg.dataset, list(cfg.langs) if cfg.langs else None)
-        prepared = prepare_items(dataset, list(cfg.langs) if cfg.langs else None, self.settings, self.note)
-        items_by_language = self._check_data(dataset, prepared)
-        ids = [f"{p.item.lang}/{p.item.id}" for p in prepared]
-        # Everything that can fail is checked before a model loads or is probed: the calibration
-        # texts (resolved once, here, and reused), both model sources, the spec against the
-        # model's widths. A long reference probe must not end on an input wrong from the start.
-        calibration = self._calibration(dataset, prepared)
-        ref_source, ref_fingerprint = self.engines["reference"].resolve(cfg.model, cfg.allow_pickle)
-        if cfg.compress:
-            self.engine.check_spec_fits(cfg.compress, ref_source, cfg.trust_remote_code)
-        # The batch size moves scores by round-off and can flip a sampled token (README "Speed"),
-        # so outcomes probed at another batch size are not reused.
-        base = {"dataset": dataset.sha256, "ids": ids, "probes": self.settings.to_dict(),
-                "batch_size": self.settings.decode.batch_size,
-                "dtype": cfg.dtype, "device": self._device_type(), "version": __version__,
-                "backend": self._backend_identity()}
-        compressed_block, comp_key = self._compressed_identity(calibration, ref_fingerprint, base)
-        self._compressed_fingerprint = compressed_block["fingerprint"]
-        self._log_servers()
-        ref_key = {**base, "role": "reference", "model": ref_fingerprint}
-        reference = self._outcomes("reference", ref_key, ids, lambda: self._probe(self._load_reference(), prepared, "probe reference"))
-        compressed = self._outcomes("compressed", comp_key, ids, lambda: self._probe_compressed(prepared, calibration))
-        if cfg.save_compressed and cfg.compress:
-            self._save_unsaved(calibration)
-        items = [item_record(p, r, c) for p, r, c in zip(prepared, reference, compressed)]
+        """The results object (schema v1) of the spec's compressed model (its first spec)."""
+        specs = self.cfg.compress_specs
+        self.check_specs(specs[:1] or [None])
+        return self.run_spec(specs[0] if specs else None)
+
+    def check_specs(self, specs: Sequence[str | None]) -> None:
+        """Everything that can fail, checked before a model loads or is probed: the data, both model
+        sources, each spec against the model's widths and its calibration texts (resolved once, here,
+        and reused). A long reference probe must not end on an input wrong from the start."""
+        setup = self._setup()
+        for spec in specs:
+            with self._spec(spec):
+                if spec:
+                    self.engine.check_spec_fits(spec, setup.ref_source, self.cfg.trust_remote_code)
+                self._calibrations[spec] = self._calibration(setup.dataset, setup.prepared)
+
+    def run_spec(self, compress: str | None) -> dict[str, Any]:
+        """The results object (schema v1) of one compressed model (`compress`, or the prebuilt
+        --illusion-compressed when None). The reference is probed once per Evaluation (and loaded
+        once: a sweep compresses each spec from it in turn, one compressed model at a time)."""
+        setup = self._setup()
+        if compress not in self._calibrations:
+            self.check_specs([compress])
+        with self._spec(compress):
+            cfg, calibration = self.cfg, self._calibrations[compress]
+            compressed_block, comp_key = self._compressed_identity(calibration, setup.ref_fingerprint, setup.base)
+            self._compressed_fingerprint = compressed_block["fingerprint"]
+            self._log_servers()
+            ref_key = {**setup.base, "role": "reference", "model": setup.ref_fingerprint}
+            reference = self._outcomes("reference", ref_key, setup.ids,
+                                       lambda: self._probe(self._load_reference(), setup.prepared, "probe reference"))
+            compressed = self._outcomes("compressed", comp_key, setup.ids,
+                                        lambda: self._probe_compressed(setup.prepared, calibration))
+            if cfg.save_compressed and cfg.compress:
+                self._save_unsaved(calibration)
+            items = [item_record(p, r, c) for p, r, c in zip(setup.prepared, reference, compressed)]
+            return build_results(self._config(setup, compressed_block), items, notes=list(self.notes))
+
+    @contextmanager
+    def _spec(self, compress: str | None) -> Iterator[None]:
+        """Within it, `self.cfg` is the spec with this one compression spec."""
+        base = self.cfg
+        self.cfg = replace(base, compress=compress)
+        try:
+            yield
+        finally:
+            self.cfg = base
+
+    def _setup(self) -> _Setup:
+        """The data, the prepared items and the reference's identity: once per Evaluation."""
+        if self._prepared_setup is None:
+            cfg = self.cfg
+            dataset = load_dataset(cfg.dataset, list(cfg.langs) if cfg.langs else None)
+            prepared = prepare_items(dataset, list(cfg.langs) if cfg.langs else None, self.settings, self.note)
+            items_by_language = self._check_data(dataset, prepared)
+            ids = [f"{p.item.lang}/{p.item.id}" for p in prepared]
+            ref_source, ref_fingerprint = self.engines["reference"].resolve(cfg.model, cfg.allow_pickle)
+            # The batch size moves scores by round-off and can flip a sampled token (README "Speed"),
+            # so outcomes probed at another batch size are not reused.
+            base = {"dataset": dataset.sha256, "ids": ids, "probes": self.settings.to_dict(),
+                    "batch_size": self.settings.decode.batch_size,
+                    "dtype": cfg.dtype, "device": self._device_type(), "version": __version__,
+                    "backend": self._backend_identity()}
+            self._prepared_setup = _Setup(dataset, prepared, items_by_language, ids, ref_source, ref_fingerprint, base)
+        return self._prepared_setup
+
+    def _config(self, setup: _Setup, compressed_block: dict[str, Any]) -> dict[str, Any]:
+        cfg, prepared = self.cfg, setup.prepared
         config = {
-            "reference": {"name": cfg.model, "fingerprint": ref_fingerprint},
+            "reference": {"name": cfg.model, "fingerprint": setup.ref_fingerprint},
             "compressed": compressed_block,
-            "dataset": {"name": dataset.name, "sha256": dataset.sha256, "langs": sorted({p.item.lang for p in prepared}),
-                        "items_per_language": cfg.items, "items_by_language": items_by_language,
-                        "distractors": cfg.distractors},
+            "dataset": {"name": setup.dataset.name, "sha256": setup.dataset.sha256,
+                        "langs": sorted({p.item.lang for p in prepared}), "items_per_language": cfg.items,
+                        "items_by_language": setup.items_by_language, "distractors": cfg.distractors},
             "seed": cfg.seed, "probes": self.settings.to_dict(), "device": self._device_type(), "dtype": cfg.dtype,
             "backend": self._backend_identity(),
         }
         for role, field in (("reference", "model"), ("compressed", "compressed")):
             if is_served(getattr(cfg, field)):
                 config[role]["server"] = self.engines[role].describe(getattr(cfg, field))
-        return build_results(config, items, notes=self.notes)
+        return config
 
     def _log_servers(self) -> None:
         """What each served model can measure: exact, approximate or unavailable, probe by probe."""
-        for role, field in (("reference", "model"), ("compressed", "compressed")):
-            source = getattr(self.cfg, field)
-            if is_served(source):
+        for role, source in (("reference", self.cfg.model), ("compressed", self.cfg.compressed)):
+            if is_served(source) and role not in self._logged:
+                self._logged.add(role)
                 server = self.engines[role].describe(source)
                 self.log(f"{role} served by {server['url']} (model '{server['model']}', {server['version'] or 'version unknown'}):")
                 for probe, how in server["capabilities"].items():
@@ -200,6 +249,13 @@ class Evaluation:
 
     def _outcomes(self, role: str, key_parts: dict[str, Any], ids: list[str], compute: Callable[[], list[dict]]) -> list[dict]:
         key = cache_key(key_parts)
+        if key in self._memo:
+            return self._memo[key]
+        self._memo[key] = self._cached_or_computed(role, key, key_parts, ids, compute)
+        return self._memo[key]
+
+    def _cached_or_computed(self, role: str, key: str, key_parts: dict[str, Any], ids: list[str],
+                            compute: Callable[[], list[dict]]) -> list[dict]:
         if not self.cfg.no_cache:
             cached = self.cache.get(key, ids)
             if cached is not None:
@@ -237,13 +293,13 @@ class Evaluation:
 
     def _calibration(self, dataset: Dataset, prepared: list[PreparedItem]) -> dict[str, list[str]] | None:
         """The calibration texts by key, or None when the spec needs none (or a prebuilt model is given)."""
-        from illusion_checks.compress.calibration import calibration_texts
+        from illusion_checks.compress.calibration import calibration_pool, calibration_texts
         from illusion_checks.compress.spec import parse_spec
 
         cfg = self.cfg
         if cfg.compressed or not parse_spec(cfg.compress).needs_calibration:
             return None
-        pool, evaluated = _calibration_pool(dataset, prepared)
+        pool, evaluated = calibration_pool(dataset, [p.item for p in prepared])
         langs = sorted({p.item.lang for p in prepared})
         return calibration_texts(cfg.calibration, pool, evaluated, langs, cfg.seed, nsamples=cfg.calibration_samples,
                                  notice=lambda lang, message: self.note("calibration", lang, message))

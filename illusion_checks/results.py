@@ -145,7 +145,8 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read and validate a results file; errors name the file and the field."""
+    """Read and validate a results file (v1: one compressed run; v2: a sweep or search, each run a v1
+    object); errors name the file and the field."""
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"results file '{path}' does not exist")
@@ -153,7 +154,10 @@ def load_results(path: str | Path) -> dict[str, Any]:
         results = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ResultsError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from error
-    errors = validate(results, str(path))
+    from illusion_checks.sweep import SCHEMA_V2, validate_multi
+
+    multi = isinstance(results, dict) and results.get("schema") == SCHEMA_V2
+    errors = validate_multi(results, str(path)) if multi else validate(results, str(path))
     if errors:
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         raise ResultsError("; ".join(errors[:5]) + more)

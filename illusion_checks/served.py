@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from illusion_checks.spec import EvaluationSpec
 
 SERVED_FORM = "http(s)://HOST[:PORT]/v1[#MODEL]"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -72,6 +76,16 @@ def parse_served(option: str, value: str) -> ServedModel:
     return ServedModel(f"{parts.scheme.lower()}://{netloc}{path}", unquote(parts.fragment) or None)
 
 
+def env_name(option: str, value: object) -> str | None:
+    """An environment variable's name (never the key itself, which must stay off the command line)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not ENV_NAME.fullmatch(value):
+        raise ValueError(f"{option}: {value!r} is not an environment variable name (the key itself never goes "
+                         "on the command line)")
+    return value
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """How the client reaches servers: a local tokenizer when a server has no `/tokenize`, bounded
@@ -84,3 +98,30 @@ class ServerSettings:
     api_key_env: str | None = None
     retries: int = 4
     backoff: float = 0.5  # seconds before the first retry; doubled for each next one
+
+
+def check_served(spec: "EvaluationSpec") -> None:
+    """Server URLs parse; a served reference is not compressed here; server options need a server."""
+    from dataclasses import fields
+
+    from illusion_checks.spec import SERVER_OPTIONS, flag
+
+    served = [name for name in ("model", "compressed") if is_served(getattr(spec, name))]
+    for name in served:
+        parse_served(flag(name), getattr(spec, name))
+    if "model" in served and (spec.compress or spec.search):
+        option = flag("compress" if spec.compress else "search")
+        raise ValueError(f"{option}: the reference is served ({spec.model}), so its weights are out of reach; "
+                         f"serve the compressed model too and pass {flag('compressed')}=URL")
+    if "model" in served and spec.save_compressed:
+        raise ValueError(f"{flag('save_compressed')} needs a local reference to compress")
+    defaults = {item.name: item.default for item in fields(spec)}
+    used = [name for name in SERVER_OPTIONS if getattr(spec, name) != defaults[name]]
+    if used and not served:
+        raise ValueError(f"{flag(used[0])} applies to served models only: pass {flag('model')} or "
+                         f"{flag('compressed')} as http(s)://HOST[:PORT]/v1[#MODEL]")
+
+
+def settings_of(spec: "EvaluationSpec") -> ServerSettings:
+    """The client settings the spec's options give."""
+    return ServerSettings(spec.tokenizer, spec.max_connections, spec.request_timeout, spec.api_key_env)

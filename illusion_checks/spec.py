@@ -19,15 +19,12 @@ import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from illusion_checks.backends import BACKENDS
 from illusion_checks.choices import ABLATIONS, DISTRACTORS
 from illusion_checks.gates import (DELTA_PR_BOUNDS, DISSOCIATION_BOUNDS, GATE_ON, METRICS, RETENTION_BOUNDS,
                                    parse_thresholds)
-
-if TYPE_CHECKING:
-    from illusion_checks.served import ServerSettings
 
 DEFAULT_BATCH_SIZE = 16
 Progress = Callable[[str, int, int], None]  # (phase, done, total), running totals
@@ -82,7 +79,7 @@ class EvaluationSpec:
     """Everything that shapes one evaluation; one field per `--illusion-*` option of the evaluation."""
 
     model: str | None = None  # reference: alias, hub id, directory or .gguf
-    compress: str | None = None  # e.g. wanda:0.5, sparsegpt:2:4, rtn-int4
+    compress: str | None = None  # e.g. wanda:0.5, sparsegpt:2:4, rtn-int4; comma-separated: a sweep
     compressed: str | None = None  # a prebuilt compressed model instead of `compress`
     calibration: str = "english"
     calibration_samples: int = 128
@@ -109,6 +106,8 @@ class EvaluationSpec:
     tensor_parallel_size: int = 1  # vllm backend: GPUs per pipeline stage
     pipeline_parallel_size: int = 1  # vllm backend: pipeline stages (e.g. nodes)
     backend_args: BackendArgs = BackendArgs()  # vllm backend: extra vllm.LLM(...) arguments
+    search: str | None = None  # METHOD:LOW..HIGH: the highest sparsity whose gates pass
+    search_step: float = 0.05
     tokenizer: str | None = None  # served models: a local tokenizer when the server has no /tokenize
     max_connections: int = 8  # served models: requests in flight per server
     request_timeout: float = 300.0  # served models: seconds one request may take
@@ -117,52 +116,54 @@ class EvaluationSpec:
     def __post_init__(self) -> None:
         _normalize_fields(self)
 
+    @property
+    def compress_specs(self) -> tuple[str, ...]:
+        """The compression specs of `compress` (several: a sweep)."""
+        return tuple(part.strip() for part in (self.compress or "").split(",") if part.strip())
+
     def check(self) -> None:
         """What no single field can say: a ValueError naming the option, before any model loads."""
-        if self.compress and self.compressed:
-            raise ValueError("--illusion-compress and --illusion-compressed exclude each other; pass one")
+        given = [flag(name) for name in ("compress", "compressed", "search") if getattr(self, name)]
+        if len(given) > 1:
+            raise ValueError(f"{given[0]} and {given[1]} exclude each other; pass one")
         if not self.model:
             raise ValueError("--illusion-model: no reference model given; pass an alias, hub id, directory or .gguf")
-        if not (self.compress or self.compressed):
-            raise ValueError("--illusion-model needs --illusion-compress=SPEC or --illusion-compressed=MODEL")
-        if self.compress:
-            # Imported here: the compress package is only needed once a run is set up.
-            from illusion_checks.compress.spec import parse_spec
-
-            try:
-                parse_spec(self.compress)
-            except ValueError as error:
-                raise ValueError(f"--illusion-compress: {error}") from None
+        if not given:
+            raise ValueError("--illusion-model needs --illusion-compress=SPEC[,SPEC...], --illusion-compressed=MODEL "
+                             "or --illusion-search=METHOD:LOW..HIGH")
+        self._check_compression()
         from illusion_checks.compress.calibration import SOURCES
 
         if self.calibration not in SOURCES and not Path(self.calibration).is_file():
             raise ValueError(f"--illusion-calibration: '{self.calibration}' is not {', '.join(SOURCES)} "
                              "or an existing .txt/.jsonl file")
         self._check_backend_options()
-        self._check_served()
+        from illusion_checks.served import check_served
 
-    def served_settings(self) -> "ServerSettings":
-        from illusion_checks.served import ServerSettings
+        check_served(self)
 
-        return ServerSettings(self.tokenizer, self.max_connections, self.request_timeout, self.api_key_env)
+    def _check_compression(self) -> None:
+        # Imported here: the compress package is only needed once a run is set up.
+        from illusion_checks.compress.spec import parse_spec
 
-    def _check_served(self) -> None:
-        """Server URLs parse; a served reference is not compressed here; server options need a server."""
-        from illusion_checks.served import is_served, parse_served
+        specs = self.compress_specs
+        if self.compress is not None and not specs:
+            raise ValueError(f"--illusion-compress: '{self.compress}' names no compression spec")
+        for spec in specs:
+            try:
+                parse_spec(spec)
+            except ValueError as error:
+                raise ValueError(f"--illusion-compress: {error}") from None
+        twice = sorted({spec for spec in specs if specs.count(spec) > 1})
+        if twice:
+            raise ValueError(f"--illusion-compress: '{twice[0]}' is listed twice in '{self.compress}'")
+        if self.search:
+            from illusion_checks.search import parse_search
 
-        served = [name for name in ("model", "compressed") if is_served(getattr(self, name))]
-        for name in served:
-            parse_served(flag(name), getattr(self, name))
-        if "model" in served and self.compress:
-            raise ValueError(f"{flag('compress')}: the reference is served ({self.model}), so its weights are "
-                             f"out of reach; serve the compressed model too and pass {flag('compressed')}=URL")
-        if "model" in served and self.save_compressed:
-            raise ValueError(f"{flag('save_compressed')} needs a local reference to compress")
-        defaults = {item.name: item.default for item in fields(self)}
-        used = [name for name in SERVER_OPTIONS if getattr(self, name) != defaults[name]]
-        if used and not served:
-            raise ValueError(f"{flag(used[0])} applies to served models only: pass {flag('model')} or "
-                             f"{flag('compressed')} as http(s)://HOST[:PORT]/v1[#MODEL]")
+            parse_search(self.search, self.search_step)
+        if self.save_compressed and (len(specs) > 1 or self.search):
+            raise ValueError(f"{flag('save_compressed')} saves one compressed model; it cannot be used with a sweep "
+                             "or a search (run the chosen spec alone to save it)")
 
     def _check_backend_options(self) -> None:
         if self.backend != "hf":
@@ -257,28 +258,25 @@ def _ablations(value: Any) -> tuple[str, ...]:
     return names
 
 
-def _seconds(name: str) -> Callable[[Any], float]:
+def _seconds(name: str, what: str) -> Callable[[Any], float]:
     def normal(value: Any) -> float:
         try:
             number = float(value) if not isinstance(value, bool) else math.nan
         except (TypeError, ValueError):
             number = math.nan
         if not math.isfinite(number) or number <= 0:
-            raise ValueError(f"{flag(name)}: {value!r} is not a positive number of seconds")
+            raise ValueError(f"{flag(name)}: {value!r} is not {what}")
         return number
     return normal
 
 
-def _env_name(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError(f"{flag('api_key_env')}: {value!r} is not an environment variable name (the key itself "
-                         "never goes on the command line)")
-    return value
-
-
 SERVER_OPTIONS = ("tokenizer", "max_connections", "request_timeout", "api_key_env")
+
+
+def _env_name_lazy(value: Any) -> str | None:
+    from illusion_checks.served import env_name
+
+    return env_name(flag("api_key_env"), value)
 
 
 def _batch_size(value: Any) -> int | str:
@@ -357,10 +355,12 @@ _NORMAL: dict[str, Callable[[Any], Any]] = {
     "tensor_parallel_size": _integer("tensor_parallel_size", 1),
     "pipeline_parallel_size": _integer("pipeline_parallel_size", 1),
     "backend_args": _backend_args,
+    "search": _text("search"),
+    "search_step": _seconds("search_step", "a positive number"),
     "tokenizer": _text("tokenizer"),
     "max_connections": _integer("max_connections", 1),
-    "request_timeout": _seconds("request_timeout"),
-    "api_key_env": _env_name,
+    "request_timeout": _seconds("request_timeout", "a positive number of seconds"),
+    "api_key_env": _env_name_lazy,
     "max_dissociation": _thresholds("dissociation", DISSOCIATION_BOUNDS),
     "max_delta_pr": _thresholds("delta_pr", DELTA_PR_BOUNDS),
     "min_retention": _thresholds("retention", RETENTION_BOUNDS),

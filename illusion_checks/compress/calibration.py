@@ -8,7 +8,7 @@ import json
 import random
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:  # torch is imported where it is used: option checks import SOURCES without it
     import torch
@@ -205,3 +205,13 @@ def fingerprint(source: str, batch: torch.Tensor) -> str:
     digest.update(str(tuple(batch.shape)).encode("ascii"))
     digest.update(batch.to(device="cpu", dtype=torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def calibration_pool(dataset: Any, evaluated_items: Sequence[Any]) -> tuple[dict[str, list[str]], set[str]]:
+    """Per language, the data set's passages no evaluated item uses (the calibration candidates),
+    and the evaluated passages. XQuAD asks several questions per passage: every evaluated passage
+    is excluded, not just the evaluated items."""
+    evaluated = {item.context for item in evaluated_items}
+    pool = {lang: list(dict.fromkeys(i.context for i in items if i.context not in evaluated))
+            for lang, items in dataset.by_lang.items()}
+    return pool, evaluated

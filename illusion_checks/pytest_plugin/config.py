@@ -97,7 +97,11 @@ class Option:
 OPTIONS = (
     Option("--illusion-model", "reference model: alias (smollm2-135m, gemma3-270m), HF id, directory, .gguf, or a "
                                "server http(s)://HOST[:PORT]/v1[#MODEL]"),
-    Option("--illusion-compress", "compression spec, e.g. wanda:0.5, sparsegpt:2:4, magnitude:0.5, rtn-int4, bnb-int8"),
+    Option("--illusion-compress", "compression spec, e.g. wanda:0.5, sparsegpt:2:4, magnitude:0.5, rtn-int4, bnb-int8; "
+                                  "several, comma-separated, sweep them (the reference is probed once)"),
+    Option("--illusion-search", "search the highest sparsity whose gates all pass, METHOD:LOW..HIGH (e.g. "
+                                "wanda:0.3..0.8), by bisection over the grid"),
+    Option("--illusion-search-step", "the search grid's step"),
     Option("--illusion-compressed", "a prebuilt compressed model (HF id, directory, .gguf, or a server "
                                     "http(s)://HOST[:PORT]/v1[#MODEL]) instead of --illusion-compress"),
     Option("--illusion-calibration", "calibration source: english (falls back to the embedded corpus), balanced, per-language, embedded (offline fixture passages), c4 (the paper's, online), or a .txt/.jsonl path"),

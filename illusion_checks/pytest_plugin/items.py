@@ -46,10 +46,10 @@ class _IllusionTest(pytest.Item):
 class ItemCheck(_IllusionTest):
     """Does the compressed model still produce / recognize / reach this reference-both-correct item?"""
 
-    def __init__(self, *, item: Mapping[str, Any], check: str, policy: str, renamed: bool,
+    def __init__(self, *, item: Mapping[str, Any], check: str, policy: str, renamed: bool, spec: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.item, self.check, self.policy, self.renamed = item, check, policy, renamed
+        self.item, self.check, self.policy, self.renamed, self.spec = item, check, policy, renamed, spec
         self.add_marker(pytest.mark.illusion)
         self.user_properties.append(("item_id", item["id"]))
 
@@ -93,9 +93,11 @@ def diagnosis(item: Mapping[str, Any], check: str) -> str:
 class GateCheck(_IllusionTest):
     """One gate: a metric for one language (or overall) against its threshold."""
 
-    def __init__(self, *, gate: Gate | None, metric: str, lang: str, value: Any, **kwargs: Any) -> None:
+    def __init__(self, *, gate: Gate | None, metric: str, lang: str, value: Any, spec: str | None = None,
+                 as_result: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate, self.metric, self.lang, self.value = gate, metric, lang, value
+        self.spec, self.as_result = spec, as_result  # as_result: a search level, where failing is the point
         self.add_marker(pytest.mark.illusion)
         self.user_properties.append((f"{metric}[{lang}]", value))
         if gate is not None:
@@ -106,6 +108,8 @@ class GateCheck(_IllusionTest):
         if self.gate is None:
             pytest.skip(f"{self.metric}[{self.lang}] = {_fmt(self.value)}: no threshold set ({METRICS[self.metric].option})")
         if not self.gate.passed:
+            if self.as_result:
+                pytest.xfail(f"{self.spec}: {self.gate.describe()} (a search level: its gates are results)")
             raise IllusionCheckFailure(self.gate.describe())  # describe() carries the reason when undefined
 
 
@@ -135,7 +139,7 @@ def node_names(keys: Iterable[str]) -> dict[str, str]:
 
 
 def build_groups(session: pytest.Session, results: Mapping[str, Any], gates: list[Gate],
-                 policy: str) -> Iterator[IllusionGroup]:
+                 policy: str, spec: str | None = None, as_result: bool = False) -> Iterator[IllusionGroup]:
     """Every illusion collector, in a stable sorted order (identical on every xdist worker).
 
     Every gate asked for is collected, also for a language the results lack (it fails, saying so).
@@ -151,19 +155,65 @@ def build_groups(session: pytest.Session, results: Mapping[str, Any], gates: lis
             in_lang = list(group)
             id_names = node_names(item["id"] for item in in_lang)  # ids are unique within a language
             for item in in_lang:
-                kw = {"item": item, "policy": policy, "renamed": id_names[item["id"]] != item["id"]}
+                kw = {"item": item, "policy": policy, "renamed": id_names[item["id"]] != item["id"], "spec": spec}
                 children = [(check, (ItemCheck, {**kw, "check": check})) for check in ITEM_CHECKS]
-                name = f"illusion/{lang_names[lang]}/{id_names[item['id']]}"
+                name = f"{root(spec)}/{lang_names[lang]}/{id_names[item['id']]}"
                 yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
     for lang in [*langs, OVERALL]:
         block = results["summary"]["overall"] if lang == OVERALL else per_language.get(lang)
         # A language missing from the results has only the gates asked for: each fails, naming it.
         metrics = [m for m in METRICS if block is not None or (m, lang) in by_key]
         children = [(metric, (GateCheck, {"gate": by_key.get((metric, lang)), "metric": metric, "lang": lang,
-                                          "value": (block or {}).get(METRICS[metric].value_key)}))
+                                          "value": (block or {}).get(METRICS[metric].value_key), "spec": spec,
+                                          "as_result": as_result}))
                     for metric in metrics]
-        name = f"illusion/{lang_names[lang]}"
+        name = f"{root(spec)}/{lang_names[lang]}"
         yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
+
+
+SEARCH = "search"
+
+
+def root(spec: str | None) -> str:
+    """The generated tests' root: `illusion`, or `illusion[wanda:0.5]` for one spec of a sweep."""
+    return "illusion" if spec is None else f"illusion[{spec}]"
+
+
+class SearchCheck(_IllusionTest):
+    """Did the search find a level whose gates all pass? (`illusion[search]::best`)"""
+
+    def __init__(self, *, search: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.search = search
+        self.add_marker(pytest.mark.illusion)
+        self.user_properties.append(("best", search.get("best")))
+
+    def runtest(self) -> None:
+        search = self.search
+        if search.get("best") is None:
+            ran = ", ".join(level["spec"] for level in search.get("levels", []))
+            raise IllusionCheckFailure(f"no level of {search['method']}:{search['low']:g}..{search['high']:g} passes "
+                                       f"its gates (levels run: {ran})")
+
+
+def build_all_groups(session: pytest.Session, results: Mapping[str, Any], gates: list[Gate],
+                     policy: str) -> Iterator[IllusionGroup]:
+    """The groups of one run, or of every run of a sweep (`illusion[SPEC]/...`) or search (its levels'
+    gates are results; item checks only for the chosen level; and `illusion[search]::best`)."""
+    from illusion_checks.sweep import is_multi, run_label, runs_of
+
+    if not is_multi(results):
+        yield from build_groups(session, results, gates, policy)
+        return
+    search = results.get("search")
+    for run in runs_of(results):
+        label = run_label(run)
+        chosen = search is None or label == search.get("best")
+        yield from build_groups(session, run, [Gate.from_dict(g) for g in run["gates"]], policy if chosen else "off",
+                                spec=label, as_result=search is not None)
+    if search is not None:
+        yield IllusionGroup.from_parent(session, name=root(SEARCH), nodeid=root(SEARCH),
+                                        children=[("best", (SearchCheck, {"search": search}))])
 
 
 class PendingCheck(_IllusionTest):
@@ -180,18 +230,22 @@ class PendingCheck(_IllusionTest):
         raise AssertionError(f"illusion-checks: the stand-in {self.nodeid} ran before the results were known")
 
 
-def check_key(node: pytest.Item) -> tuple[str, ...]:
-    """What a generated test checks, the same for its stand-in: (check, lang, item id) or (metric, lang)."""
+def check_key(node: pytest.Item) -> tuple[Any, ...]:
+    """What a generated test checks, the same for its stand-in: (spec, check, lang, item id) or
+    (spec, metric, lang); the spec is None in a run of one spec, SEARCH for the search's verdict."""
     if isinstance(node, PendingCheck):
         return node.key
     if isinstance(node, ItemCheck):
-        return (node.check, node.item["lang"], node.item["id"])
+        return (node.spec, node.check, node.item["lang"], node.item["id"])
+    if isinstance(node, SearchCheck):
+        return (SEARCH, "best")
     assert isinstance(node, GateCheck), node
-    return (node.metric, node.lang)
+    return (node.spec, node.metric, node.lang)
 
 
 def build_pending_groups(session: pytest.Session, items: Iterable[tuple[str, str]],
-                         gates: Iterable[tuple[str, Iterable[str]]], policy: str) -> Iterator[IllusionGroup]:
+                         gates: Iterable[tuple[str, Iterable[str]]], policy: str,
+                         spec: str | None = None) -> Iterator[IllusionGroup]:
     """Stand-ins for every test that could exist (`selection.Plan`: each evaluated item's checks,
     each gate), named and ordered as build_groups names and orders the real ones."""
     items, gates = sorted(items), list(gates)
@@ -202,10 +256,17 @@ def build_pending_groups(session: pytest.Session, items: Iterable[tuple[str, str
             ids = [item_id for _, item_id in in_lang]
             id_names = node_names(ids)
             for item_id in ids:
-                children = [(check, (PendingCheck, {"key": (check, lang, item_id)})) for check in ITEM_CHECKS]
-                name = f"illusion/{lang_names[lang]}/{id_names[item_id]}"
+                children = [(check, (PendingCheck, {"key": (spec, check, lang, item_id)})) for check in ITEM_CHECKS]
+                name = f"{root(spec)}/{lang_names[lang]}/{id_names[item_id]}"
                 yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
     for lang, metrics in gates:
-        children = [(metric, (PendingCheck, {"key": (metric, lang)})) for metric in metrics]
-        name = f"illusion/{lang_names[lang]}"
+        children = [(metric, (PendingCheck, {"key": (spec, metric, lang)})) for metric in metrics]
+        name = f"{root(spec)}/{lang_names[lang]}"
         yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
+
+
+def pending_search_group(session: pytest.Session) -> IllusionGroup:
+    """The stand-in for the search's verdict: the levels it will run are not known before it runs."""
+    name = root(SEARCH)
+    return IllusionGroup.from_parent(session, name=name, nodeid=name,
+                                     children=[("best", (PendingCheck, {"key": (SEARCH, "best")}))])

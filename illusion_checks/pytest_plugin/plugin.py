@@ -94,4 +94,4 @@ def illusion_results(request: pytest.FixtureRequest) -> Any:
     if illusion is None:
         pytest.skip("illusion-checks is not active: pass --illusion-model (or --illusion-from-results)")
     illusion.publish()  # evaluates now when no generated test was selected
-    return IllusionResults(illusion.results)
+    return IllusionResults.of(illusion.results)

@@ -44,9 +44,10 @@ def _under(nodeid: str, prefix: str) -> bool:
 
 
 def is_generated_node_id(arg: str, invocation_dir: Path) -> bool:
-    """`illusion`, `illusion/...` or `illusion::...`, unless a real path of that name exists."""
+    """`illusion`, `illusion/...`, `illusion::...` or a sweep's `illusion[SPEC]...`, unless a real path of
+    that name exists."""
     path = arg.split("::", 1)[0].rstrip("/")
-    return (path == ROOT or path.startswith(ROOT + "/")) and not (invocation_dir / path).exists()
+    return (path == ROOT or path.startswith((ROOT + "/", ROOT + "["))) and not (invocation_dir / path).exists()
 
 
 def split_args(args: list[str], invocation_dir: Path) -> tuple[list[str], Named]:

@@ -29,9 +29,20 @@ RUNS_NO_TEST = {"collectonly": "--collect-only lists the tests that could run", 
 
 @dataclass(frozen=True)
 class IllusionResults:
-    """What user-written tests get from the `illusion_results` fixture."""
+    """What user-written tests get from the `illusion_results` fixture: one compressed run (of a sweep
+    or search: the chosen level's, else the first spec's), every run, and the search."""
 
     raw: Mapping[str, Any]
+    runs: tuple["IllusionResults", ...] = ()
+    search: Mapping[str, Any] | None = None
+
+    @classmethod
+    def of(cls, results: Mapping[str, Any]) -> "IllusionResults":
+        from illusion_checks.sweep import primary_run, runs_of
+
+        if not results.get("runs"):
+            return cls(results, (cls(results),))
+        return cls(primary_run(results)[0], tuple(cls(run) for run in runs_of(results)), results.get("search"))
 
     @property
     def items(self) -> list[Mapping[str, Any]]:
@@ -122,9 +133,13 @@ class IllusionSession:
         a ResultsError when the stored summary disagrees, before anything is written."""
         from illusion_checks.results import checked_summary, load_results
 
+        from illusion_checks.sweep import runs_of
+
         assert self.cfg.from_results
         results = load_results(self.cfg.from_results)
-        results["summary"] = checked_summary(results, str(self.cfg.from_results))
+        for i, run in enumerate(runs_of(results)):  # a sweep's runs are the objects its file holds
+            where = str(self.cfg.from_results) + (f": runs[{i}]" if results.get("runs") else "")
+            run["summary"] = checked_summary(run, where)
         return results
 
     def _evaluate(self) -> dict[str, Any]:
@@ -135,7 +150,7 @@ class IllusionSession:
         capman = self.config.pluginmanager.getplugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman else nullcontext():
             with progress_display(self.config) as progress:
-                results, self.stats = run_evaluation(self.cfg.spec, progress, self._log, self._warn)
+                results, self.stats = run_evaluation(self.cfg.spec, progress, self._log, self._warn, self.cfg.gates)
         return results
 
     def _log(self, message: str) -> None:
@@ -171,7 +186,8 @@ class IllusionSession:
         at hand (a results file, an xdist worker) they are the real tests; otherwise stand-ins for every
         test that could exist, counted once collection settles (`settle`), so that deselecting them all
         loads no model."""
-        from illusion_checks.pytest_plugin.items import build_groups, build_pending_groups
+        from illusion_checks.pytest_plugin.items import build_all_groups
+        from illusion_checks.sweep import runs_of
 
         if self.named.nothing:
             return
@@ -179,14 +195,13 @@ class IllusionSession:
             self.prepare()  # reads a file: no model
         if self.results is not None:
             reports = [self._collect(session, group)
-                       for group in build_groups(session, self.results, self.gates, self.cfg.item_policy)]
-            langs = sorted(self.results["summary"]["per_language"])
+                       for group in build_all_groups(session, self.results, self.gates, self.cfg.item_policy)]
+            langs = sorted(runs_of(self.results)[0]["summary"]["per_language"])
             for report in reports:
                 session.ihook.pytest_collectreport(report=report)
         else:
             plan = self._plan()
-            reports = self._pending = [self._collect(session, group) for group in
-                                       build_pending_groups(session, plan.items, plan.gates, self.cfg.item_policy)]
+            reports = self._pending = [self._collect(session, group) for group in self._pending_groups(session, plan)]
             langs = [lang for lang, _ in plan.gates if lang != OVERALL]
         nodes = [node for report in reports for node in report.result]
         unknown = self.named.unmatched([node.nodeid for node in nodes])
@@ -202,6 +217,16 @@ class IllusionSession:
             return plan_tests(self.cfg.spec, self.cfg.gates)
         except ValueError as error:  # a data set that cannot load, a language it lacks
             raise pytest.UsageError(f"illusion-checks: {error}") from error
+
+    def _pending_groups(self, session: pytest.Session, plan: Plan) -> list[pytest.Collector]:
+        """Stand-ins: the plan's tests (for each spec of a sweep), or the search's verdict."""
+        from illusion_checks.pytest_plugin.items import build_pending_groups, pending_search_group
+
+        spec, policy = self.cfg.spec, self.cfg.item_policy
+        if spec.search:
+            return [pending_search_group(session)]
+        sweep = spec.compress_specs if len(spec.compress_specs) > 1 else (None,)
+        return [group for label in sweep for group in build_pending_groups(session, plan.items, plan.gates, policy, label)]
 
     def _collect(self, session: pytest.Session, group: pytest.Collector) -> pytest.CollectReport:
         """A group collected through pytest's hooks, holding only the tests the command line names;
@@ -221,10 +246,10 @@ class IllusionSession:
     def settle(self, session: pytest.Session) -> None:
         """After deselection: obtain the results only if a generated test is still selected and pytest
         will run tests; then the stand-ins give way to the real tests."""
-        from illusion_checks.pytest_plugin.items import GateCheck, ItemCheck, PendingCheck
+        from illusion_checks.pytest_plugin.items import GateCheck, ItemCheck, PendingCheck, SearchCheck
 
         pending, self._pending = self._pending, []
-        selected = [node for node in session.items if isinstance(node, (PendingCheck, ItemCheck, GateCheck))]
+        selected = [node for node in session.items if isinstance(node, (PendingCheck, ItemCheck, GateCheck, SearchCheck))]
         why_not = self._why_no_test_runs(session) if selected else "no illusion test selected"
         if why_not is not None:
             self.unpublished_because = why_not
@@ -249,10 +274,10 @@ class IllusionSession:
     def _swap_in(self, session: pytest.Session, pending: list[pytest.CollectReport], selected: list[pytest.Item]) -> None:
         """Each selected stand-in becomes its real test, or goes (an item the reference does not get
         right); the real tests whose stand-ins were deselected are reported deselected, as -k would."""
-        from illusion_checks.pytest_plugin.items import PendingCheck, build_groups, check_key
+        from illusion_checks.pytest_plugin.items import PendingCheck, build_all_groups, check_key
 
-        real: dict[tuple[str, ...], pytest.Item] = {}
-        for group in build_groups(session, self.results, self.gates, self.cfg.item_policy):
+        real: dict[tuple[Any, ...], pytest.Item] = {}
+        for group in build_all_groups(session, self.results, self.gates, self.cfg.item_policy):
             report = self._collect(session, group)
             session.ihook.pytest_collectreport(report=report)
             real.update((check_key(node), node) for node in report.result)
@@ -279,7 +304,12 @@ class IllusionSession:
                 reporter.write_line(f"illusion-checks: no model loaded, no report written: {self.unpublished_because}")
             return
         assert self.results is not None
-        summary_table(reporter, self.results, self.gates)
+        if self.results.get("runs"):
+            from illusion_checks.pytest_plugin.terminal import sweep_table
+
+            sweep_table(reporter, self.results)
+        else:
+            summary_table(reporter, self.results, self.gates)
         if self.stats is not None:
             cached = [role for role in ("reference", "compressed") if getattr(self.stats, f"{role}_cached")]
             reporter.write_line(f"illusion-checks: evaluated in {self.elapsed:.1f} s; models loaded: "

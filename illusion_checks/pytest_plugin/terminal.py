@@ -75,7 +75,6 @@ def note_lines(results: Mapping[str, Any]) -> list[str]:
 def summary_table(reporter: Any, results: Mapping[str, Any], gates: list[Gate]) -> None:
     """Write the table, the gate verdicts and the notes through pytest's terminal writer (so they
     land in pytest's output stream)."""
-    from rich.console import Console
     from rich.table import Table
 
     config = results["config"]
@@ -87,6 +86,16 @@ def summary_table(reporter: Any, results: Mapping[str, Any], gates: list[Gate]) 
         table.add_column(header, justify="left" if header in ("lang", "gates") else "right", no_wrap=True)
     for row in summary_rows(results, gates):
         table.add_row(*row)
+    _print_table(reporter, table)
+    for gate in gates:
+        reporter.write_line(("PASS " if gate.passed else "FAIL ") + gate.describe())
+    for line in note_lines(results):
+        reporter.write_line(line)
+
+
+def _print_table(reporter: Any, table: Any) -> None:
+    from rich.console import Console
+
     buffer = io.StringIO()
     # As wide as the table needs, whatever the terminal: rich would otherwise cut cells to "…",
     # and a truncated number or verdict is worse than a long line (CI logs are not terminals).
@@ -95,7 +104,52 @@ def summary_table(reporter: Any, results: Mapping[str, Any], gates: list[Gate]) 
     console.print(table)
     reporter.write_sep("=", "illusion-checks summary")
     reporter.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
-    for gate in gates:
-        reporter.write_line(("PASS " if gate.passed else "FAIL ") + gate.describe())
-    for line in note_lines(results):
-        reporter.write_line(line)
+
+
+def sweep_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    """Rows of the sweep table: per spec, its overall fates, rates with their 95% intervals, and gates."""
+    from illusion_checks.gates import Gate as GateRecord
+    from illusion_checks.sweep import run_label, runs_of
+
+    best = (results.get("search") or {}).get("best")
+    rows = []
+    for run in runs_of(results):
+        block, gates = run["summary"]["overall"], [GateRecord.from_dict(g) for g in run["gates"]]
+        verdict = "-" if not gates else "pass" if all(g.passed for g in gates) else \
+            "FAIL " + " ".join(f"{g.name}[{g.lang}]" for g in gates if not g.passed)
+        label = run_label(run) + (" (chosen)" if run_label(run) == best else "")
+        rows.append([_printable(label), str(block["n_both_correct"]),
+                     *(str(block["fates"][fate.value]) for fate in FATE_ORDER),
+                     _rate(block["dissociation_rate"], block["dissociation_ci95"]),
+                     _rate(block["delta_pr"], block["delta_pr_ci95"]),
+                     _rate(block["retention"], block.get("retention_ci95")), verdict])
+    return rows
+
+
+def sweep_table(reporter: Any, results: Mapping[str, Any]) -> None:
+    """One table for a sweep or search: a row per spec (overall), then the search's verdict."""
+    from rich.table import Table
+
+    from illusion_checks.sweep import runs_of
+
+    first = runs_of(results)[0]["config"]
+    table = Table(title=f"illusion-checks: {first['reference']['name']}, one row per compression spec "
+                        "(overall; n = reference-both-correct items)", title_justify="left")
+    for header in ("spec", "n", "kept", "mc_only", "prod_only", "lost", "dissociation [95% CI]", "ΔPR [95% CI]",
+                   "retention [95% CI]", "gates"):
+        table.add_column(header, justify="left" if header in ("spec", "gates") else "right", no_wrap=True)
+    from rich.markup import escape
+
+    for row in sweep_rows(results):
+        table.add_row(*(escape(cell) for cell in row))  # "[en]" is text, not rich markup
+    _print_table(reporter, table)
+    search = results.get("search")
+    if search is not None:
+        best = search.get("best")
+        reporter.write_line(f"illusion-checks: search {search['method']}:{search['low']:g}..{search['high']:g} "
+                            f"(step {search['step']:g}): levels run {', '.join(search['evaluated'])}; "
+                            f"highest passing level: {best or 'none, even the lowest fails'}")
+        for violation in search.get("monotonicity_violations", []):
+            reporter.write_line(f"illusion-checks: warning: {violation}")
+    for line in dict.fromkeys(line for run in runs_of(results) for line in note_lines(run)):
+        reporter.write_line(f"{line}")

@@ -121,8 +121,10 @@ def _verdict(gates: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     return "pass", f"PASS: all {len(gates)} gates passed"
 
 
-def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] = ()) -> str:
-    """Render the fate report for `results` (and a spec comparison with `sweep`) as one HTML page."""
+def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] = (),
+                search: Mapping[str, Any] | None = None) -> str:
+    """Render the fate report for `results` (and a spec comparison with `sweep`, and the search that
+    chose among them) as one HTML page."""
     check_results(results)
     for i, other in enumerate(sweep):
         check_results(other, f"sweep[{i}]")
@@ -147,7 +149,8 @@ def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] =
         findings=per_lang,
         fig=figures.all_figures(results, langs),
         rank_share=pct(RANK_INTERPRETABLE_SHARE),
-        sweep=sweep_mod.sweep_section(results, sweep),
+        sweep=sweep_mod.sweep_section(results, sweep, search),
+        search=search,
         fate_choices=FATE_CHOICES,
         items_json=explorer.script_json(explorer.explorer_data(results["items"])),
         css=_asset("report.css", "</style"),
@@ -158,6 +161,6 @@ def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] =
 
 
 def write_report(path: str | os.PathLike[str], results: Mapping[str, Any],
-                 sweep: Sequence[Mapping[str, Any]] = ()) -> None:
+                 sweep: Sequence[Mapping[str, Any]] = (), search: Mapping[str, Any] | None = None) -> None:
     """Render and write atomically (`atomic.write_text_atomic`)."""
-    write_text_atomic(path, make_report(results, sweep))
+    write_text_atomic(path, make_report(results, sweep, search))
