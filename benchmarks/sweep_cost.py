@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--max-dissociation", type=float, default=0.3)
     parser.add_argument("--no-reachability", action="store_true", help="skip beam-5 and sampling")
     parser.add_argument("--json", default=None, help="write the sweep's results (schema v2) here")
+    parser.add_argument("--sweep-cache", default=None,
+                        help="the sweep's outcome cache (default: a fresh temporary one); must start empty")
     args = parser.parse_args()
 
     base = EvaluationSpec(model=args.model, compress=args.specs, dataset=args.dataset, langs=args.langs,
@@ -43,7 +45,8 @@ def main() -> None:
                           calibration_samples=args.calibration_samples, calibration_seqlen=args.calibration_seqlen,
                           no_reachability=args.no_reachability)
     gates = GateSpec(max_dissociation=args.max_dissociation)
-    with tempfile.TemporaryDirectory() as sweep_cache:
+    with tempfile.TemporaryDirectory() as scratch:
+        sweep_cache = args.sweep_cache or scratch
         started = time.perf_counter()
         sweep = evaluate(replace(base, cache_dir=sweep_cache), gates, json_path=args.json)
         sweep_seconds = time.perf_counter() - started
