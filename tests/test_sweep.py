@@ -51,6 +51,10 @@ def test_every_spec_is_a_run(illusion_results):
                                *TINY_ARGS, "--illusion-cache-dir=cache", "illusion[rtn-int4]/overall::delta_pr")
     again.assert_outcomes(skipped=1)
     assert "from cache: reference, compressed" in again.stdout.str()
+    # `illusion` (what `make demo` passes) names every spec's tests.
+    everything = pytester.runpytest(f"--illusion-model={tiny_llama_dir}", "--illusion-compress=magnitude:0.2,rtn-int4",
+                                    *TINY_ARGS, "--illusion-cache-dir=cache", "illusion")
+    everything.assert_outcomes(skipped=len(outcomes) - 1)
 
 
 def test_a_failing_spec_fails_the_sweep_and_from_results_re_gates_the_sweep_file(

@@ -39,8 +39,10 @@ class Named:
 
 
 def _under(nodeid: str, prefix: str) -> bool:
-    # A prefix names itself and what lies below it, like a folder or a file in a node id.
-    return nodeid == prefix or nodeid.startswith((prefix + "::", prefix + "/"))
+    # A prefix names itself and what lies below it, like a folder or a file in a node id; the root
+    # `illusion` also names every spec's tests of a sweep (`illusion[wanda:0.5]/...`).
+    below = (prefix + "::", prefix + "/") + ((ROOT + "[",) if prefix == ROOT else ())
+    return nodeid == prefix or nodeid.startswith(below)
 
 
 def is_generated_node_id(arg: str, invocation_dir: Path) -> bool:
