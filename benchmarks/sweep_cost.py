@@ -50,12 +50,14 @@ def main() -> None:
         started = time.perf_counter()
         sweep = evaluate(replace(base, cache_dir=sweep_cache), gates, json_path=args.json)
         sweep_seconds = time.perf_counter() - started
+        print(f"sweep: {sweep_seconds:.0f} s", flush=True)
         singles, single_seconds = [], []
         for spec in base.compress_specs:
             with tempfile.TemporaryDirectory() as own:  # each separate run starts cold, as a CI job would
                 started = time.perf_counter()
                 singles.append(evaluate(replace(base, compress=spec, cache_dir=own), gates).results)
                 single_seconds.append(time.perf_counter() - started)
+                print(f"separate run {spec}: {single_seconds[-1]:.0f} s", flush=True)
     runs = sweep.results["runs"]
     same = all(json.dumps(run["items"], sort_keys=True) == json.dumps(one["items"], sort_keys=True)
                for run, one in zip(runs, singles))
