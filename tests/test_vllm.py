@@ -14,18 +14,7 @@ import pytest
 
 from illusion_checks import EvaluationSpec, evaluate
 from illusion_checks.backends.vllm.backend import PYTHON_ENV, VLLMError, vllm_python
-
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _need_vllm() -> None:
-    python = os.environ.get(PYTHON_ENV)
-    if not python or not Path(python).exists():
-        reason = f"${PYTHON_ENV} names no Python with vLLM (make vllm builds .venv-vllm)"
-        if CI:
-            pytest.fail(f"{reason}, and CI is set: the vLLM tests must run")
-        pytest.skip(reason)
-
+from tests.vllm_server import need_vllm as _need_vllm
 
 def _rate(pairs: list[tuple[object, object]]) -> float:
     return sum(a == b for a, b in pairs) / len(pairs)

@@ -25,7 +25,7 @@ def need_vllm() -> str:
     if not python or not Path(python).exists():
         reason = f"${PYTHON_ENV} names no Python with vLLM (make vllm builds .venv-vllm)"
         if CI:
-            pytest.fail(f"{reason}, and CI is set: the served-model tests must run")
+            pytest.fail(f"{reason}, and CI is set: the vLLM and served-model tests must run")
         pytest.skip(reason)
     return python
 
