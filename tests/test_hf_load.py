@@ -162,3 +162,11 @@ def test_file_that_is_not_gguf_says_so(tmp_path, monkeypatch):
     path.write_bytes(b"PK\x03\x04" + b"\0" * 64)
     with pytest.raises(ModelLoadError, match=r"weights.gguf is not a GGUF file \(it starts with b'PK\\x03\\x04', not b'GGUF'\)"):
         resolve_source(str(path))
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_device_type_agrees_with_torch_without_importing_it_on_a_cpu_build(device: str, monkeypatch) -> None:
+    # The cache key holds the device type; the shortcut must name the device torch would pick.
+    assert models.device_type(device) == models.resolve_device(device).type
+    monkeypatch.setattr(models, "_torch_has_gpu_library", lambda: True)  # a CUDA build asks torch
+    assert models.device_type(device) == models.resolve_device(device).type

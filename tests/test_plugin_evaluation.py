@@ -117,6 +117,24 @@ def test_identical_rerun_loads_nothing_and_matches_the_xdist_run(pytester: pytes
     assert rerun_results["summary"] == first_run.results["summary"]
 
 
+def test_cached_rerun_imports_neither_torch_nor_transformers(first_run: FirstRun, tiny_llama_dir: Path,
+                                                              tmp_path: Path) -> None:
+    # CI re-gates often: with every outcome cached, the run costs what pytest costs, not the seconds
+    # importing torch and transformers takes (benchmarks/cached_rerun.py measures it).
+    (tmp_path / "conftest.py").write_text(
+        "import json, sys\n\n"
+        "def pytest_sessionfinish(session):\n"
+        "    heavy = sorted(name for name in ('torch', 'transformers') if name in sys.modules)\n"
+        "    open('imports.json', 'w').write(json.dumps(heavy))\n")
+    shutil.copytree(first_run.cache_dir, tmp_path / "cache")
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--illusion-model={tiny_llama_dir}",
+               *EVAL_ARGS, "--illusion-cache-dir=cache"]
+    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1 and "models loaded: 0; from cache: reference, compressed" in done.stdout, done.stdout
+    assert json.loads((tmp_path / "imports.json").read_text()) == []
+
+
 def test_outcomes_probed_at_another_batch_size_are_not_reused(pytester: pytest.Pytester, first_run: FirstRun,
                                                                tiny_llama_dir: Path) -> None:
     # A sampled answer can differ between batch sizes (README, "Speed"): the cache key holds it.

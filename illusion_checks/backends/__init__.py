@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 # name -> "module:class" of its Engine
 ENGINES = {
-    "hf": "illusion_checks.backends.hf.backend:HFEngine",
+    "hf": "illusion_checks.backends.hf.engine:HFEngine",
     "vllm": "illusion_checks.backends.vllm.engine:VLLMEngine",
 }
 BACKENDS = tuple(ENGINES)

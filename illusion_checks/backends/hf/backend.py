@@ -4,14 +4,12 @@ prompts are decoded greedily token by token (`decode.py`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 
 from illusion_checks.backends.base import (
-    Advance, AnswerProbes, AnswerRequest, Backend, Capabilities, CompressOptions, DecodeSettings, LoadOptions,
-    PhaseProgress, answers,
+    Advance, AnswerProbes, AnswerRequest, Capabilities, DecodeSettings, answers,
 )
 from illusion_checks.backends.hf import prefix as P
 from illusion_checks.backends.hf.decode import decode_tokens, pick_greedy
@@ -93,73 +91,3 @@ class HFBackend:
         self.model = None
         if device.type == "cuda":
             torch.cuda.empty_cache()
-
-
-class HFEngine:
-    """What the evaluation asks of the transformers engine besides probing: a model's identity
-    before it loads, loading, in-loop compression of a copy, and saving (see `Engine`)."""
-
-    name = "hf"
-
-    def version(self) -> str:
-        import transformers
-
-        return transformers.__version__
-
-    def resolve(self, source: str, allow_pickle: bool) -> tuple[str, str]:
-        from illusion_checks.backends.hf.load import resolve_source
-
-        return resolve_source(source, allow_pickle)
-
-    def device_type(self, device: str) -> str:
-        from illusion_checks.backends.hf.load import resolve_device
-
-        return resolve_device(device).type
-
-    def check_spec_fits(self, spec: str, source: str, trust_remote_code: bool) -> None:
-        from illusion_checks.compress.fit import check_spec_fits
-
-        check_spec_fits(spec, source, trust_remote_code)
-
-    def load(self, source: str, options: LoadOptions) -> HFBackend:
-        return HFBackend.load(source, options.device, options.dtype, options.trust_remote_code, options.allow_pickle)
-
-    compress_needs_reference = True  # a deep copy of the loaded reference is compressed
-
-    def compress(self, source: str, reference: Callable[[], Backend], spec: str, texts: list[str] | None,
-                 options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
-                 log: Callable[[str], None]) -> HFBackend:
-        """A compressed deep copy of the loaded reference (which stays as it was); calibration
-        warnings go to `log`."""
-        import copy
-        import warnings
-
-        from illusion_checks.backends.hf.load import resolve_device
-        from illusion_checks.compress import calibration_batch, compress_model, parse_spec
-
-        loaded = reference()
-        assert isinstance(loaded, HFBackend)
-        parsed = parse_spec(spec)
-        model = copy.deepcopy(loaded.model)
-        calibration = None
-        if parsed.needs_calibration:
-            context = getattr(model.config, "max_position_embeddings", None) or options.seqlen
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                calibration = calibration_batch(loaded.tokenizer, texts or [], options.samples,
-                                                min(options.seqlen, context), options.seed)
-            for warning in caught:
-                log(str(warning.message))
-        report = compress_model(model, parsed, calibration, resolve_device(options.device), progress)
-        return HFBackend(report.model, loaded.tokenizer)
-
-    def save(self, backend: Backend, folder: Path, manifest: dict[str, Any]) -> Path:
-        from illusion_checks.compress import save_compressed
-
-        assert isinstance(backend, HFBackend)
-        return save_compressed(backend.model, backend.tokenizer, folder, manifest)
-
-    def saved_manifest(self, folder: Path) -> dict[str, Any] | None:
-        from illusion_checks.compress import saved_manifest
-
-        return saved_manifest(folder)

@@ -104,6 +104,21 @@ def resolve_device(device: str) -> "Any":
     return torch.device(device)
 
 
+def device_type(device: str) -> str:
+    """`resolve_device(device).type`, without importing torch (seconds) where the answer is certain:
+    `auto` on a torch build that ships no CUDA or ROCm library can only be the CPU."""
+    if device == "auto" and not _torch_has_gpu_library():
+        return "cpu"
+    return resolve_device(device).type
+
+
+def _torch_has_gpu_library() -> bool:
+    spec = importlib.util.find_spec("torch")
+    folders = [Path(folder) / "lib" for folder in (spec.submodule_search_locations or [])] if spec else []
+    names = ("libtorch_cuda.so", "libtorch_hip.so", "torch_cuda.dll")
+    return not folders or any((folder / name).exists() for folder in folders for name in names)
+
+
 def resolve_dtype(dtype: str, device: Any) -> "Any":
     """`auto` is bfloat16 on CUDA and float32 on the CPU."""
     import torch

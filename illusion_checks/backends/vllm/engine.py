@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from illusion_checks.backends.base import Backend, CompressOptions, LoadOptions, PhaseProgress
-from illusion_checks.backends.hf.backend import HFEngine
+from illusion_checks.backends.hf.engine import HFEngine
 from illusion_checks.backends.vllm.backend import VLLMBackend, VLLMSetupError, vllm_python
 
 _VERSION = ("from importlib import metadata\n"
