@@ -16,8 +16,9 @@ CACHE_FORMAT = "illusion-checks/cache/v2"
 
 
 def cache_root() -> Path:
-    """The user cache: `$ILLUSION_CHECKS_CACHE`, default `~/.cache/illusion-checks`."""
-    return Path(os.environ.get("ILLUSION_CHECKS_CACHE", Path.home() / ".cache" / "illusion-checks"))
+    """The user cache: `$ILLUSION_CHECKS_CACHE` (`~` expanded: CI files set it unexpanded), default
+    `~/.cache/illusion-checks`."""
+    return Path(os.environ.get("ILLUSION_CHECKS_CACHE", "~/.cache/illusion-checks")).expanduser()
 
 
 def _canonical(value: Any) -> str:

@@ -15,11 +15,10 @@ from illusion_checks.backends import engine, served_engine
 from illusion_checks.backends.base import Backend, CompressOptions, Engine, LoadOptions
 from illusion_checks.cache import OutcomeCache, cache_key
 from illusion_checks.datasets import Dataset, DatasetError, golds_not_in_context, load_dataset
-from illusion_checks.probing import PreparedItem, ProbeSettings, item_record, prepare_items
-from illusion_checks.prompts import PromptSettings
+from illusion_checks.probing import PreparedItem, item_record, prepare_items, probe_settings
 from illusion_checks.results import build_results
 from illusion_checks.served import is_served, settings_of
-from illusion_checks.spec import DEFAULT_BATCH_SIZE, EvaluationSpec, Progress, flag
+from illusion_checks.spec import EvaluationSpec, Progress, flag
 
 Log = Callable[[str], None]
 
@@ -38,25 +37,11 @@ class RunStats:
         marks: dict[str, float] = {}
 
         def update(phase: str, done: int, total: int) -> None:
-            head = phase.split(":")[0].split(" (")[0]
-            now = time.perf_counter()
-            marks.setdefault(head, now)
-            self.phase_seconds[head] = now - marks[head]
+            head = phase.split(": ")[0].split(" (")[0]  # "probe compressed [wanda:0.5]: CS" -> its phase
+            start = marks.setdefault(head, time.perf_counter())
+            self.phase_seconds[head] = time.perf_counter() - start
             progress(phase, done, total)
         return update
-
-
-def probe_settings(cfg: EvaluationSpec) -> ProbeSettings:
-    """Probe settings from the evaluation spec."""
-    from illusion_checks.backends.base import DecodeSettings
-
-    batch = cfg.batch_size if isinstance(cfg.batch_size, int) else DEFAULT_BATCH_SIZE
-    return ProbeSettings(
-        decode=DecodeSettings(batch_size=batch, stop_at_newline=cfg.answer_scope == "line"),
-        prompts=PromptSettings(chat_template=cfg.chat_template),
-        seed=cfg.seed, items_per_language=cfg.items, distractors=cfg.distractors, ablations=cfg.ablations,
-        reachability=not cfg.no_reachability,
-    )
 
 
 def _listed(ids: list[str], limit: int = 10) -> str:
@@ -132,9 +117,8 @@ class Evaluation:
                 self._calibrations[spec] = self._calibration(setup.dataset, setup.prepared)
 
     def run_spec(self, compress: str | None) -> dict[str, Any]:
-        """The results object (schema v1) of one compressed model (`compress`, or the prebuilt
-        --illusion-compressed when None). The reference is probed once per Evaluation (and loaded
-        once: a sweep compresses each spec from it in turn, one compressed model at a time)."""
+        """The results (schema v1) of one compressed model (`compress`, else --illusion-compressed). The reference
+        is loaded and probed once per Evaluation: a sweep compresses each spec from it in turn."""
         setup = self._setup()
         if compress not in self._calibrations:
             self.check_specs([compress])
@@ -171,7 +155,7 @@ class Evaluation:
             prepared = prepare_items(dataset, list(cfg.langs) if cfg.langs else None, self.settings, self.note)
             items_by_language = self._check_data(dataset, prepared)
             ids = [f"{p.item.lang}/{p.item.id}" for p in prepared]
-            ref_source, ref_fingerprint = self.engines["reference"].resolve(cfg.model, cfg.allow_pickle)
+            ref_source, ref_fingerprint = self._resolve("reference", cfg.model)
             # The batch size moves scores by round-off and can flip a sampled token (README "Speed"),
             # so outcomes probed at another batch size are not reused.
             base = {"dataset": dataset.sha256, "ids": ids, "probes": self.settings.to_dict(),
@@ -268,22 +252,34 @@ class Evaluation:
         return outcomes
 
     def _load_reference(self) -> Backend:
-        if self._reference is None:
-            self.progress("load reference", 0, 1)
-            self._reference = self.engines["reference"].load(self.cfg.model, self._load_options())
-            self.stats.models_loaded += 1
-            self.progress("load reference", 1, 1)
+        self._reference = self._reference or self._load("reference", self.cfg.model)
         return self._reference
+
+    def _resolve(self, role: str, source: str) -> tuple[str, str]:
+        """The loadable source and fingerprint: a phase, as a GGUF is converted once and weights are hashed."""
+        self.progress(f"prepare {role}", 0, 1)
+        resolved = self.engines[role].resolve(source, self.cfg.allow_pickle)
+        self.progress(f"prepare {role}", 1, 1)
+        return resolved
+
+    def _load(self, role: str, source: str) -> Backend:
+        self.progress(f"load {role}", 0, 1)
+        backend = self.engines[role].load(source, self._load_options())
+        self.stats.models_loaded += 1
+        self.progress(f"load {role}", 1, 1)
+        return backend
 
     def _probe(self, backend: Backend, prepared: list[PreparedItem], phase: str) -> list[dict]:
         from illusion_checks.probing import probe_model
 
         settings = self.settings
-        self.progress(phase, 0, len(prepared))  # starts the phase's clock before the first batch
+        self.progress(phase, 0, len(prepared))  # starts the phase's clock before the first batch; ends below
         while True:
             try:
-                return probe_model(backend, prepared, settings,
-                                   lambda step, done, total: self.progress(f"{phase}: {step}", done, total))
+                outcomes = probe_model(backend, prepared, settings,
+                                       lambda step, done, total: self.progress(f"{phase}: {step}", done, total))
+                self.progress(phase, len(prepared), len(prepared))
+                return outcomes
             except Exception as error:  # back off on out-of-memory only, and say so
                 size = settings.decode.batch_size
                 if self.cfg.batch_size != "auto" or "out of memory" not in str(error).lower() or size == 1:
@@ -308,7 +304,7 @@ class Evaluation:
                              base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg = self.cfg
         if cfg.compressed:
-            _, fingerprint = self.engines["compressed"].resolve(cfg.compressed, cfg.allow_pickle)
+            _, fingerprint = self._resolve("compressed", cfg.compressed)
             block = {"name": cfg.compressed, "spec": None, "calibration": None, "fingerprint": fingerprint}
             return block, {**base, "role": "compressed", "model": fingerprint}
         calibration_key = None
@@ -325,8 +321,7 @@ class Evaluation:
         cfg = self.cfg
         if cfg.compressed:
             self._release_reference()  # the two models are never resident together
-            backend = self.engines["compressed"].load(cfg.compressed, self._load_options())
-            self.stats.models_loaded += 1
+            backend = self._load("compressed", cfg.compressed)
             try:
                 return self._probe(backend, prepared, "probe compressed")
             finally:
@@ -336,7 +331,7 @@ class Evaluation:
             subset = prepared if key == "*" else [p for p in prepared if p.item.lang == key]
             backend = self._compress(texts, label=key)
             try:
-                for p, outcome in zip(subset, self._probe(backend, subset, "probe compressed")):
+                for p, outcome in zip(subset, self._probe(backend, subset, self._phase("probe compressed", key))):
                     by_id[f"{p.item.lang}/{p.item.id}"] = outcome
             finally:
                 backend.close()
@@ -352,7 +347,7 @@ class Evaluation:
         cfg = self.cfg
         if not self.engine.compress_needs_reference:
             self._release_reference()  # the engine reads the reference from its source: never two resident
-        phase = "compress" if label == "*" else f"compress ({label})"
+        phase = self._phase("compress", label)
         self.progress(phase, 0, 1)
         options = CompressOptions(cfg.calibration_samples, cfg.calibration_seqlen, cfg.seed, cfg.device)
         compressed = self.engine.compress(cfg.model, self._load_reference, cfg.compress, texts, options,
@@ -361,6 +356,10 @@ class Evaluation:
         if cfg.save_compressed:
             self._save(compressed, label)
         return compressed
+
+    def _phase(self, name: str, label: str) -> str:
+        """`probe compressed [wanda:0.5] (en)`: progress and phase times name the spec (and calibration)."""
+        return f"{name} [{self.cfg.compress}]" + ("" if label == "*" else f" ({label})")
 
     def _save_target(self, label: str) -> Path:
         folder = Path(self.cfg.save_compressed).resolve()

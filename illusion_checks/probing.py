@@ -16,7 +16,7 @@ from illusion_checks.backends.base import (
 )
 from illusion_checks.prompts import Encoded, encode_continuations, encode_prompt
 from illusion_checks.scoring import exact_match, is_correct, token_f1
-from illusion_checks.spec import EvaluationSpec, Progress
+from illusion_checks.spec import DEFAULT_BATCH_SIZE, EvaluationSpec, Progress
 
 # Bumped whenever a probe's definition changes, so cached outcomes of the old one are not reused.
 PROBE_PROTOCOL = 2
@@ -143,6 +143,16 @@ def item_prompts(tokenizer: Tokenizer, p: PreparedItem, settings: ProbeSettings)
         ablations={name: ids(lambda c, name=name: P.cs_prompt(c, it.question, p.ablation_candidates[name]), cap)
                    for name in settings.ablations},
     )
+
+
+def probe_settings(cfg: EvaluationSpec) -> ProbeSettings:
+    """Probe settings from the evaluation spec."""
+    batch = cfg.batch_size if isinstance(cfg.batch_size, int) else DEFAULT_BATCH_SIZE
+    return ProbeSettings(
+        decode=DecodeSettings(batch_size=batch, stop_at_newline=cfg.answer_scope == "line"),
+        prompts=P.PromptSettings(chat_template=cfg.chat_template),
+        seed=cfg.seed, items_per_language=cfg.items, distractors=cfg.distractors, ablations=cfg.ablations,
+        reachability=not cfg.no_reachability)
 
 
 def _generation(output: str, item: QAItem) -> R.Generation:

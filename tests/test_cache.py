@@ -73,3 +73,13 @@ def test_a_reformatted_but_unedited_entry_is_still_used(tmp_path: Path, outcomes
     cache, ids, path, warnings = stored(tmp_path, outcomes)
     path.write_text(json.dumps(json.loads(path.read_text()), indent=1, sort_keys=True))
     assert cache.get(KEY, ids) == outcomes and warnings == []
+
+
+def test_the_cache_root_expands_a_home_directory(monkeypatch, tmp_path) -> None:
+    from illusion_checks.cache import cache_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("ILLUSION_CHECKS_CACHE", "~/ci-cache")  # as a CI file's `variables:` may set it
+    assert cache_root() == tmp_path / "ci-cache"
+    monkeypatch.delenv("ILLUSION_CHECKS_CACHE")
+    assert cache_root() == tmp_path / ".cache" / "illusion-checks"

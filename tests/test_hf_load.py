@@ -170,3 +170,12 @@ def test_device_type_agrees_with_torch_without_importing_it_on_a_cpu_build(devic
     assert models.device_type(device) == models.resolve_device(device).type
     monkeypatch.setattr(models, "_torch_has_gpu_library", lambda: True)  # a CUDA build asks torch
     assert models.device_type(device) == models.resolve_device(device).type
+
+
+def test_gguf_conversion_is_silent(tmp_path, monkeypatch, capfd):
+    # A CI log shows stderr: transformers' dequantization bar would fill it (the run's phases say it instead).
+    monkeypatch.setenv("ILLUSION_CHECKS_CACHE", str(tmp_path / "cache"))
+    directory, _ = resolve_source("smollm2-135m")
+    assert (models.Path(directory) / "model.safetensors").is_file()
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")

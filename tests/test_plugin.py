@@ -87,9 +87,9 @@ def test_pass_path_exits_0_with_summary_table_and_paths(pytester: pytest.Pyteste
         "*lang*n*kept*mc_only*prod_only*lost*dissociation [[]95% CI[]]*ΔPR [[]95% CI[]]*retention*gates*",
         "PASS dissociation[[]en[]] = * <= max 0.90 on point: PASS",
         "PASS retention[[]overall[]] = * >= min 0.10 on point: PASS",
-        f"illusion-checks: gates re-applied to {source}; models loaded: 0",
         f"illusion-checks report: {pytester.path / 'reports' / 'illusion-report.html'}",
         f"illusion-checks results: {pytester.path / 'reports' / 'illusion-results.json'}",
+        f"illusion-checks: gates re-applied to {source} in *s (wall time); models loaded: 0",
     ])
     result.assert_outcomes(passed=3 * n_both(crafted) - 2 + 9, xfailed=2)
     written = json.loads((pytester.path / "reports" / "illusion-results.json").read_text(encoding="utf-8"))
@@ -238,7 +238,7 @@ def test_from_results_regates_and_rerenders_without_a_model(pytester: pytest.Pyt
                                 f"--illusion-report={report}", "--illusion-max-dissociation=0.01")
     assert second.ret == 1
     second.stdout.fnmatch_lines(["FAIL dissociation[[]sw[]] = * > max 0.01 on point: FAIL",
-                                 "*models loaded: 0", f"illusion-checks report: {report}"])
+                                 f"illusion-checks report: {report}", "*models loaded: 0"])
     regated = json.loads((pytester.path / "regated.json").read_text(encoding="utf-8"))
     assert {gate["threshold"] for gate in regated["gates"]} == {0.01}
     assert regated["items"] == crafted["items"]

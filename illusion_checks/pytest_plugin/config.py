@@ -28,6 +28,7 @@ class IllusionConfig:
     report: str = "reports/illusion-report.html"
     json: str = "reports/illusion-results.json"
     from_results: str | None = None
+    progress_interval: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -43,6 +44,17 @@ DEFAULTS = {**field_defaults(EvaluationSpec), **field_defaults(GateSpec),
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def parse_seconds(value: str) -> float:
+    """A number of seconds, 0 or more (progress lines may come with every step)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"--illusion-progress-interval: '{value}' is not a number of seconds (0 or more)")
+    return seconds
 
 
 def parse_flag(value: str) -> bool:
@@ -141,6 +153,9 @@ OPTIONS = (
     Option("--illusion-item-policy", "item checks: xfail (default), fail, or off", choice("item_policy", ITEM_POLICIES)),
     Option("--illusion-report", "HTML fate report path", is_path=True),
     Option("--illusion-json", "results JSON path", is_path=True),
+    Option("--illusion-progress-interval", "in a log (no terminal, or CI set): seconds between a phase's progress "
+                                           "lines, at least; a running phase prints one every 2 minutes regardless",
+           parse_seconds),
     Option("--illusion-cache-dir", "cache directory (default: $ILLUSION_CHECKS_CACHE/results)", is_path=True),
     Option("--illusion-no-cache", "neither read nor write the results cache", is_flag=True),
     Option("--illusion-from-results", "re-apply gates and re-render the report from a results JSON, loading no model", is_path=True),

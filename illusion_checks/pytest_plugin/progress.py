@@ -1,29 +1,172 @@
-"""Rich progress bars for the long phases, quiet where they would only add noise."""
+"""Progress of the long phases: rich bars on a terminal; in a CI log, plain lines that say what runs,
+how far it is and how long it has left, without flooding the log."""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from illusion_checks.spec import Progress
 
+PREFIX = "illusion-checks: "
+DEFAULT_INTERVAL = 30.0  # seconds between two lines of one phase, at least
+HEARTBEAT = 120.0  # seconds without a line after which a still-running phase says so
+UNITS = {"probe": "items", "compress": "layers"}  # by a phase's first word; other phases count nothing
 
-def wants_progress(config: Any) -> bool:
-    """Not under -q, CI=true, a non-tty stderr, or on an xdist worker."""
-    if config.get_verbosity() < 0 or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        return False
-    return sys.__stderr__ is not None and sys.__stderr__.isatty() and not hasattr(config, "workerinput")
+
+def progress_mode(config: Any) -> str | None:
+    """'bars' on a terminal; 'lines' in a log (no tty, or CI set); 'ends' (start and end lines) under
+    -q; None on an xdist worker, which evaluates nothing."""
+    if hasattr(config, "workerinput"):
+        return None
+    if config.get_verbosity() < 0:
+        return "ends"
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    tty = sys.__stderr__ is not None and sys.__stderr__.isatty()
+    return "bars" if tty and not in_ci else "lines"
+
+
+def duration(seconds: float) -> str:
+    """'4.2s', '45s', '3m10s', '1h05m': short enough for a log line, exact enough to plan by."""
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f}s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds < 600 else f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+@dataclass
+class _Phase:
+    """Where the running phase stands: `probe compressed [wanda:0.5]`, its step (`CS`), the counts."""
+
+    name: str
+    started: float
+    step: str = ""
+    step_started: float = 0.0
+    done: int = 0
+    total: int = 0
+    last_event: float = 0.0
+
+
+class LogLines:
+    """A `(phase, done, total)` callback printing plain lines: one when a phase starts, then at most
+    every `interval` seconds as counts move (never with `updates` off), at least every `HEARTBEAT`
+    seconds while it runs (`beat`), and one when it ends (the next phase starts, or `close`)."""
+
+    def __init__(self, write: Callable[[str], None], interval: float = DEFAULT_INTERVAL, updates: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.write, self.interval, self.updates, self.clock = write, interval, updates, clock
+        self.phase: _Phase | None = None
+        self.last_line = 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        name, _, step = phase.partition(": ")
+        with self.lock:
+            now = self.clock()
+            if self.phase is None or self.phase.name != name:
+                self._end()
+                self.phase = _Phase(name, now, step, now, last_event=now)
+                counted = name.startswith("probe")  # a compression's layers are counted once it runs
+                self._say(f"{name}: started" + (f", {total} {self._unit()}" if counted else ""), now)
+            current = self.phase
+            if step != current.step:
+                current.step, current.step_started = step, current.last_event
+            current.done, current.total, current.last_event = done, total, now
+            if not step and 0 < total <= done:  # the phase itself is complete (steps report under their names)
+                self._end()
+            elif self.updates and self._unit() and done and now - self.last_line >= self.interval:
+                self._say(self._status(now), now)
+
+    def beat(self) -> None:
+        """A line for a phase that has printed none for `HEARTBEAT` seconds (a long batch, a slow load)."""
+        with self.lock:
+            now = self.clock()
+            if self.updates and self.phase is not None and now - self.last_line >= max(HEARTBEAT, self.interval):
+                self._say(self._status(now), now)
+
+    def close(self) -> None:
+        with self.lock:
+            self._end()
+
+    def _unit(self) -> str:
+        assert self.phase is not None
+        return UNITS.get(self.phase.name.split(" ")[0], "")
+
+    def _status(self, now: float) -> str:
+        """`probe compressed [wanda:0.5] CS 40/80 items, 3m10s elapsed, ~3m left in CS`."""
+        phase, unit = self.phase, self._unit()
+        assert phase is not None
+        text = f"{phase.name}" + (f" {phase.step}" if phase.step else "")
+        if unit:
+            text += f" {phase.done}/{phase.total} {unit}"
+        text += f", {duration(now - phase.started)} elapsed"
+        spent = phase.last_event - phase.step_started
+        if unit and 0 < phase.done < phase.total and spent > 0:
+            left = (phase.total - phase.done) * spent / phase.done
+            text += f", ~{duration(left)} left" + (f" in {phase.step}" if phase.step else "")
+        return text
+
+    def _end(self) -> None:
+        phase = self.phase
+        if phase is None:
+            return
+        counted = f"{phase.done} {self._unit()} in " if self._unit() and phase.done else "in "
+        self._say(f"{phase.name}: done, {counted}{duration(phase.last_event - phase.started)}", phase.last_event)
+        self.phase = None
+
+    def _say(self, text: str, now: float) -> None:
+        self.write(PREFIX + text)
+        self.last_line = now
 
 
 @contextmanager
-def progress_display(config: Any) -> Iterator[Progress]:
-    """A `(phase, done, total)` callback (running totals) drawing one bar with ETA per phase."""
-    if not wants_progress(config):
+def log_lines(write: Callable[[str], None], interval: float, updates: bool) -> Iterator[Progress]:
+    """`LogLines`, with a thread that calls `beat` while the evaluation runs."""
+    lines = LogLines(write, interval, updates)
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(5.0):
+            lines.beat()
+
+    thread = threading.Thread(target=heartbeat, name="illusion-checks-progress", daemon=True)
+    thread.start()
+    try:
+        yield lines
+    finally:
+        stop.set()
+        thread.join()
+        lines.close()
+
+
+@contextmanager
+def progress_display(config: Any, write: Callable[[str], None], interval: float = DEFAULT_INTERVAL) -> Iterator[Progress]:
+    """The progress callback for this run's output: bars, lines, start and end lines, or nothing."""
+    mode = progress_mode(config)
+    if mode is None:
         yield lambda phase, done, total: None
-        return
+    elif mode != "bars":
+        with log_lines(write, interval, updates=mode == "lines") as progress:
+            yield progress
+    else:
+        with rich_bars() as progress:
+            yield progress
+
+
+@contextmanager
+def rich_bars() -> Iterator[Progress]:
+    """One bar with ETA per phase step, on stderr."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
     bars = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -32,7 +175,7 @@ def progress_display(config: Any) -> Iterator[Progress]:
 
     def update(phase: str, done: int, total: int) -> None:
         if phase not in tasks:
-            tasks[phase] = bars.add_task(phase, total=total)
+            tasks[phase] = bars.add_task(escape(phase), total=total)  # "[wanda:0.5]" is text, not markup
         bars.update(tasks[phase], completed=done, total=total)
 
     with bars:

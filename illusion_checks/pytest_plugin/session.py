@@ -4,15 +4,17 @@ test will run, or a test asks for the results), writes the outputs."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pytest
 
 from illusion_checks.pytest_plugin.config import IllusionConfig
+from illusion_checks.pytest_plugin.progress import duration
 from illusion_checks.gates import OVERALL, Gate
 from illusion_checks.pytest_plugin.selection import Named, Plan
 from illusion_checks.served import RunError
@@ -84,6 +86,7 @@ class IllusionSession:
         self.published = False
         self.unpublished_because: str | None = None  # why a run ended without results, for the summary
         self._pending: list[pytest.CollectReport] = []  # stand-ins, until collection settles
+        self._writing = threading.Lock()  # progress heartbeats write from their own thread
 
     # -- obtaining results ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -103,7 +106,11 @@ class IllusionSession:
         except (ResultsError, ValueError) as error:
             raise pytest.UsageError(f"illusion-checks: {error}") from error
         except RunError as error:  # a server or engine worker failed mid-run: nothing was written
-            pytest.exit(f"illusion-checks: the evaluation could not finish: {error}", returncode=RUN_FAILED)
+            from illusion_checks.pytest_plugin import ci_summary
+
+            message = f"illusion-checks: the evaluation could not finish: {error}"
+            self._to_github([ci_summary.error_line(message)], lambda: ci_summary.failure_summary(message))
+            pytest.exit(message, returncode=RUN_FAILED)
         self.gates = apply_gates(self.results, self.cfg.gates)
 
     def publish(self) -> None:
@@ -149,14 +156,22 @@ class IllusionSession:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         capman = self.config.pluginmanager.getplugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman else nullcontext():
-            with progress_display(self.config) as progress:
+            with progress_display(self.config, self._line, self.cfg.progress_interval) as progress:
                 results, self.stats = run_evaluation(self.cfg.spec, progress, self._log, self._warn, self.cfg.gates)
         return results
 
     def _log(self, message: str) -> None:
+        if self.config.get_verbosity() >= 0:
+            self._line(f"illusion-checks: {message}")
+
+    def _line(self, line: str) -> None:
+        """One line on pytest's terminal (stdout), whatever the verbosity, flushed: a CI log reads a
+        pipe, which would otherwise hold an hour's progress in its buffer."""
         reporter = self.config.pluginmanager.getplugin("terminalreporter")
-        if reporter is not None and self.config.get_verbosity() >= 0:
-            reporter.write_line(f"illusion-checks: {message}")
+        if reporter is not None:
+            with self._writing:
+                reporter.write_line(line)
+                reporter.flush()
 
     def _warn(self, message: str) -> None:
         # The evaluation runs outside any test's warnings capture: say it on the terminal now, and
@@ -295,7 +310,10 @@ class IllusionSession:
             session.ihook.pytest_deselected(items=nodes)
 
     def terminal_summary(self, reporter: Any) -> None:
-        from illusion_checks.pytest_plugin.terminal import summary_table
+        """The table, the outputs, then the evaluation's wall time as the last illusion line (pytest's
+        own duration counts the tests, not the evaluation during collection); on GitHub Actions, the
+        job summary and an `::error` annotation per failed gate."""
+        from illusion_checks.pytest_plugin.terminal import summary_table, sweep_table
 
         if hasattr(self.config, "workerinput"):
             return
@@ -305,20 +323,41 @@ class IllusionSession:
             return
         assert self.results is not None
         if self.results.get("runs"):
-            from illusion_checks.pytest_plugin.terminal import sweep_table
-
             sweep_table(reporter, self.results)
         else:
             summary_table(reporter, self.results, self.gates)
-        if self.stats is not None:
-            cached = [role for role in ("reference", "compressed") if getattr(self.stats, f"{role}_cached")]
-            reporter.write_line(f"illusion-checks: evaluated in {self.elapsed:.1f} s; models loaded: "
-                                f"{self.stats.models_loaded}; from cache: {', '.join(cached) or 'nothing'}")
-            if self.stats.phase_seconds:
-                phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.stats.phase_seconds.items())
-                reporter.write_line(f"illusion-checks: phases: {phases}")
-        elif self.cfg.from_results:
-            reporter.write_line(f"illusion-checks: gates re-applied to {Path(self.cfg.from_results).resolve()}; "
-                                "models loaded: 0")
+        self._github(reporter)
         reporter.write_line(f"illusion-checks report: {self.report_path}")
         reporter.write_line(f"illusion-checks results: {self.json_path}")
+        if self.stats is not None and self.stats.phase_seconds:
+            phases = ", ".join(f"{name} {duration(seconds)}" for name, seconds in self.stats.phase_seconds.items())
+            reporter.write_line(f"illusion-checks: phases: {phases}")
+        if self.stats is not None:
+            cached = [role for role in ("reference", "compressed") if getattr(self.stats, f"{role}_cached")]
+            reporter.write_line(f"illusion-checks: evaluated in {duration(self.elapsed)} (wall time); models loaded: "
+                                f"{self.stats.models_loaded}; from cache: {', '.join(cached) or 'nothing'}")
+        elif self.cfg.from_results:
+            reporter.write_line(f"illusion-checks: gates re-applied to {Path(self.cfg.from_results).resolve()} in "
+                                f"{duration(self.elapsed)} (wall time); models loaded: 0")
+
+    def _github(self, reporter: Any) -> None:
+        """`::error` lines for failed gates (GitHub turns them into annotations) and the job summary,
+        appended to $GITHUB_STEP_SUMMARY; a summary that cannot be written is a warning, not the verdict."""
+        from illusion_checks.pytest_plugin import ci_summary
+
+        assert self.results is not None
+        self._to_github(ci_summary.annotations(self.results, self.gates),
+                        lambda: ci_summary.step_summary(self.results, self.gates, self.json_path, self.report_path))
+
+    def _to_github(self, errors: list[str], markdown: Callable[[], str]) -> None:
+        from illusion_checks.pytest_plugin import ci_summary
+
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            for line in errors:
+                self._line(line)
+        path = os.environ.get(ci_summary.SUMMARY_ENV)
+        if path:
+            try:
+                ci_summary.append_step_summary(path, markdown())
+            except ValueError as error:  # the gates decide the exit status, not the summary file
+                self._line(f"illusion-checks: warning: {error}")

@@ -10,9 +10,10 @@ import shutil
 import struct
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from illusion_checks.cache import cache_root
 
@@ -254,6 +255,24 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+@contextmanager
+def _no_gguf_bar() -> Iterator[None]:
+    """transformers dequantizes a GGUF under its own tqdm bar, which `disable_progress_bar` does not
+    reach; the run's "prepare reference" phase says what happens instead."""
+    from functools import partial
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None:
+        gguf_utils.tqdm = partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar
+
+
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -261,7 +280,8 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     _quiet_transformers()
     kwargs = {"gguf_file": gguf_path.name}
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
+    with _no_gguf_bar():
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
     # The weights are dequantized already; drop the GGUF marker so transformers will save them.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
