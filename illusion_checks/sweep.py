@@ -61,7 +61,8 @@ def run_sweep(evaluation: Evaluation, specs: Sequence[str], gates: GateSpec, log
     """Every spec's results, gated (schema v2)."""
     evaluation.check_specs(specs)  # every spec fits the model before anything loads
     runs = []
-    for spec in specs:
+    for number, spec in enumerate(specs, 1):
+        log(f"sweep: {spec} ({number} of {len(specs)})")
         run = evaluation.run_spec(spec)
         records = gate_run(run, gates)
         log(f"{spec}: {_verdict(records)}")
@@ -79,6 +80,7 @@ def run_search(evaluation: Evaluation, spec: EvaluationSpec, gates: GateSpec, lo
     runs: dict[str, dict[str, Any]] = {}
 
     def passes(level_spec: str) -> bool:
+        log(f"search: running {level_spec} (level {len(runs) + 1} to run; the grid has {len(levels)})")
         run = evaluation.run_spec(level_spec)
         records = gate_run(run, gates)
         runs[level_spec] = run

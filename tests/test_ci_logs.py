@@ -50,18 +50,18 @@ def test_a_phase_prints_its_start_then_at_most_every_interval_then_its_end() -> 
     assert lines_for(steps) == [
         "probe compressed [wanda:0.5]: started, 80 items",
         # 30 s after the start line, then every 30 s: 12/80 in 30 s is 18 s per 8 items, 68 left -> 2m50s
-        "probe compressed [wanda:0.5] FF, MC, rank, beam, samples 12/80 items, 30s elapsed, ~2m50s left in FF, "
-        "MC, rank, beam, samples",
-        "probe compressed [wanda:0.5] FF, MC, rank, beam, samples 24/80 items, 1m00s elapsed, ~2m20s left in FF, "
-        "MC, rank, beam, samples",
-        "probe compressed [wanda:0.5] FF, MC, rank, beam, samples 36/80 items, 1m30s elapsed, ~1m50s left in FF, "
-        "MC, rank, beam, samples",
-        "probe compressed [wanda:0.5] FF, MC, rank, beam, samples 48/80 items, 2m00s elapsed, ~1m20s left in FF, "
-        "MC, rank, beam, samples",
-        "probe compressed [wanda:0.5] FF, MC, rank, beam, samples 60/80 items, 2m30s elapsed, ~50s left in FF, "
-        "MC, rank, beam, samples",
-        "probe compressed [wanda:0.5] FF, MC, rank, beam, samples 72/80 items, 3m00s elapsed, ~20s left in FF, "
-        "MC, rank, beam, samples",
+        "probe compressed [wanda:0.5]: FF, MC, rank, beam, samples 12/80 items, 30s elapsed, ~2m50s left in this "
+        "step",
+        "probe compressed [wanda:0.5]: FF, MC, rank, beam, samples 24/80 items, 1m00s elapsed, ~2m20s left in this "
+        "step",
+        "probe compressed [wanda:0.5]: FF, MC, rank, beam, samples 36/80 items, 1m30s elapsed, ~1m50s left in this "
+        "step",
+        "probe compressed [wanda:0.5]: FF, MC, rank, beam, samples 48/80 items, 2m00s elapsed, ~1m20s left in this "
+        "step",
+        "probe compressed [wanda:0.5]: FF, MC, rank, beam, samples 60/80 items, 2m30s elapsed, ~50s left in this "
+        "step",
+        "probe compressed [wanda:0.5]: FF, MC, rank, beam, samples 72/80 items, 3m00s elapsed, ~20s left in this "
+        "step",
         "probe compressed [wanda:0.5]: done, 80 items in 3m21s",
     ]
 
@@ -75,10 +75,29 @@ def test_a_step_estimates_from_its_own_rate_and_a_stalled_phase_still_says_it_ru
              (300, "probe reference", 10, 10)]
     assert lines_for(steps) == [
         "probe reference: started, 10 items",
-        "probe reference FF 10/10 items, 1m40s elapsed",
-        "probe reference CS 5/10 items, 2m10s elapsed, ~30s left in CS",
-        "probe reference CS 5/10 items, 4m11s elapsed, ~30s left in CS",
+        "probe reference: FF 10/10 items, 1m40s elapsed",
+        "probe reference: CS 5/10 items, 2m10s elapsed, ~30s left in this step",
+        "probe reference: CS 5/10 items, 4m11s elapsed, ~30s left in this step",
         "probe reference: done, 10 items in 5m00s",
+    ]
+
+
+def test_a_later_probe_phase_estimates_its_whole_time_left_from_the_first() -> None:
+    # The reference took 10 s per item for FF, 2 for CS, 3 for 1-shot; the copy runs FF at 12 s per
+    # item (x1.2), so its CS and 1-shot should take 24 s and 36 s more.
+    steps = [(0, "probe reference", 0, 10), (100, "probe reference: FF", 10, 10), (120, "probe reference: CS", 10, 10),
+             (150, "probe reference: 1-shot", 10, 10), (150, "probe reference", 10, 10),
+             (150, "probe compressed [x]", 0, 10), (210, "probe compressed [x]: FF", 5, 10),
+             (270, "probe compressed [x]: FF", 10, 10), (300, "probe compressed [x]", 10, 10)]
+    assert lines_for(steps) == [
+        "probe reference: started, 10 items",
+        "probe reference: FF 10/10 items, 1m40s elapsed",
+        "probe reference: 1-shot 10/10 items, 2m30s elapsed",
+        "probe reference: done, 10 items in 2m30s",
+        "probe compressed [x]: started, 10 items",
+        "probe compressed [x]: FF 5/10 items, 1m00s elapsed, ~2m00s left",
+        "probe compressed [x]: FF 10/10 items, 2m00s elapsed, ~1m00s left",
+        "probe compressed [x]: done, 10 items in 2m30s",
     ]
 
 
@@ -90,7 +109,7 @@ def test_quiet_keeps_the_start_and_end_lines_and_phases_without_counts_never_upd
         "load reference: started", "load reference: done, in 5m00s",
         "compress [wanda:0.5]: started", "compress [wanda:0.5]: done, 30 layers in 1m40s",
     ]
-    assert "compress [wanda:0.5] 10/30 layers, 30s elapsed, ~1m00s left" in lines_for(steps)
+    assert "compress [wanda:0.5]: 10/30 layers, 30s elapsed, ~1m00s left" in lines_for(steps)
 
 
 def test_durations_read_at_a_glance() -> None:
@@ -109,18 +128,21 @@ def test_a_tiny_model_run_without_a_tty_prints_progress_lines(pytester: pytest.P
     assert result.ret == 1  # a random model answers nothing: its gates fail
     out = result.stdout.str()
     for phase in ("probe reference", "probe compressed [magnitude:0.5]"):
-        counts = progress_counts(out, f"{phase} CS")
+        counts = progress_counts(out, f"{phase}: CS")
         assert counts == sorted(counts) and len(counts) >= 3 and counts[-1] == 6, (phase, out)
     result.stdout.fnmatch_lines([
         "illusion-checks: load reference: started", "illusion-checks: load reference: done, in *s",
         "illusion-checks: probe reference: started, 6 items",
-        "illusion-checks: probe reference FF, MC, rank, beam, samples 1/6 items, *s elapsed, ~*s left in FF, *",
+        "illusion-checks: probe reference: FF, MC, rank, beam, samples 1/6 items, *s elapsed, ~*s left in this step",
         "illusion-checks: probe reference: done, 6 items in *s",
         "illusion-checks: compress [[]magnitude:0.5[]]: started",
         "illusion-checks: probe compressed [[]magnitude:0.5[]]: done, 6 items in *s",
         "*= illusion-checks summary =*",
         "illusion-checks: evaluated in *s (wall time); models loaded: 1; from cache: nothing",
     ])
+    # The copy's phase runs the reference's steps again: its estimate covers the whole phase.
+    assert re.search(r"^illusion-checks: probe compressed \[magnitude:0\.5\]: FF, MC, rank, beam, samples \d/6 items, "
+                     r"[\d.]+s elapsed, ~[\d.]+s left$", out, re.M), out
     last = [line for line in out.splitlines() if line.startswith("illusion-checks")][-1]
     assert last.startswith("illusion-checks: evaluated in ")
 

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from illusion_checks.spec import Progress
@@ -54,6 +54,11 @@ class _Phase:
     done: int = 0
     total: int = 0
     last_event: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)  # finished steps: seconds per item
+
+    def finish_step(self) -> None:
+        if self.step and self.total:
+            self.steps[self.step] = (self.last_event - self.step_started) / self.total
 
 
 class LogLines:
@@ -65,6 +70,7 @@ class LogLines:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.write, self.interval, self.updates, self.clock = write, interval, updates, clock
         self.phase: _Phase | None = None
+        self.profile: dict[str, float] = {}  # the last probe phase's steps, to tell a later one its time left
         self.last_line = 0.0
         self.lock = threading.Lock()
 
@@ -79,6 +85,7 @@ class LogLines:
                 self._say(f"{name}: started" + (f", {total} {self._unit()}" if counted else ""), now)
             current = self.phase
             if step != current.step:
+                current.finish_step()
                 current.step, current.step_started = step, current.last_event
             current.done, current.total, current.last_event = done, total, now
             if not step and 0 < total <= done:  # the phase itself is complete (steps report under their names)
@@ -102,18 +109,33 @@ class LogLines:
         return UNITS.get(self.phase.name.split(" ")[0], "")
 
     def _status(self, now: float) -> str:
-        """`probe compressed [wanda:0.5] CS 40/80 items, 3m10s elapsed, ~3m left in CS`."""
+        """`probe compressed [wanda:0.5]: CS 40/80 items, 3m10s elapsed, ~3m left`."""
         phase, unit = self.phase, self._unit()
         assert phase is not None
-        text = f"{phase.name}" + (f" {phase.step}" if phase.step else "")
+        text = f"{phase.name}: " + (f"{phase.step} " if phase.step else "")
         if unit:
-            text += f" {phase.done}/{phase.total} {unit}"
-        text += f", {duration(now - phase.started)} elapsed"
+            text += f"{phase.done}/{phase.total} {unit}, "
+        text += f"{duration(now - phase.started)} elapsed"
+        left = self._left(phase) if unit else None
+        return text if left is None else text + f", ~{duration(left[0])} left{left[1]}"
+
+    def _left(self, phase: _Phase) -> tuple[float, str] | None:
+        """Seconds left, and '' for the phase or ' in this step' for its current step alone. A probe phase
+        after the first runs the same steps: the first's time per item, scaled by the rate now, covers
+        the steps still to come; before one has finished, only the current step can be estimated."""
         spent = phase.last_event - phase.step_started
-        if unit and 0 < phase.done < phase.total and spent > 0:
-            left = (phase.total - phase.done) * spent / phase.done
-            text += f", ~{duration(left)} left" + (f" in {phase.step}" if phase.step else "")
-        return text
+        if not phase.done or spent <= 0:
+            return None
+        rate = spent / phase.done
+        left = (phase.total - phase.done) * rate
+        known = list(self.profile)
+        if phase.step and phase.step in known and self.profile[phase.step] > 0:
+            scale = rate / self.profile[phase.step]
+            later = known[known.index(phase.step) + 1:]
+            return left + sum(self.profile[step] * phase.total * scale for step in later), ""
+        if phase.done >= phase.total:
+            return None
+        return left, " in this step" if phase.step else ""
 
     def _end(self) -> None:
         phase = self.phase
@@ -121,6 +143,9 @@ class LogLines:
             return
         counted = f"{phase.done} {self._unit()} in " if self._unit() and phase.done else "in "
         self._say(f"{phase.name}: done, {counted}{duration(phase.last_event - phase.started)}", phase.last_event)
+        phase.finish_step()
+        if phase.steps:
+            self.profile = phase.steps
         self.phase = None
 
     def _say(self, text: str, now: float) -> None:
