@@ -72,13 +72,19 @@ def test_a_step_estimates_from_its_own_rate_and_a_stalled_phase_still_says_it_ru
              (130, "probe reference: CS", 5, 10),  # CS started at 100: 5 items in 30 s
              (140, "beat", 0, 0),  # 10 s since the last line: too soon for a heartbeat
              (251, "beat", 0, 0),  # over 2 minutes since the last line: one, even with no new count
-             (300, "probe reference", 10, 10)]
+             (300, "probe reference: CS", 6, 10),  # 6 in 200 s: ~133 s left
+             (421, "beat", 0, 0),  # 121 s later: the estimate counts down
+             (541, "beat", 0, 0),  # past the estimate: none is given
+             (600, "probe reference", 10, 10)]
     assert lines_for(steps) == [
         "probe reference: started, 10 items",
         "probe reference: FF 10/10 items, 1m40s elapsed",
         "probe reference: CS 5/10 items, 2m10s elapsed, ~30s left in this step",
-        "probe reference: CS 5/10 items, 4m11s elapsed, ~30s left in this step",
-        "probe reference: done, 10 items in 5m00s",
+        "probe reference: CS 5/10 items, 4m11s elapsed",
+        "probe reference: CS 6/10 items, 5m00s elapsed, ~2m13s left in this step",
+        "probe reference: CS 6/10 items, 7m01s elapsed, ~12s left in this step",
+        "probe reference: CS 6/10 items, 9m01s elapsed",
+        "probe reference: done, 10 items in 10m00s",
     ]
 
 
@@ -113,7 +119,7 @@ def test_quiet_keeps_the_start_and_end_lines_and_phases_without_counts_never_upd
 
 
 def test_durations_read_at_a_glance() -> None:
-    assert [duration(s) for s in (0.04, 4.44, 45, 190, 700, 7322)] == ["0.0s", "4.4s", "45s", "3m10s", "11m", "2h02m"]
+    assert [duration(s) for s in (0.04, 4.44, 45, 190, 700, 7322)] == ["0.0s", "4.4s", "45s", "3m10s", "11m40s", "2h02m"]
 
 
 def progress_counts(stdout: str, phase: str) -> list[int]:

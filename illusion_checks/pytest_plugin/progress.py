@@ -39,7 +39,7 @@ def duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds < 600 else f"{seconds // 60}m"
+        return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
@@ -117,7 +117,9 @@ class LogLines:
             text += f"{phase.done}/{phase.total} {unit}, "
         text += f"{duration(now - phase.started)} elapsed"
         left = self._left(phase) if unit else None
-        return text if left is None else text + f", ~{duration(left[0])} left{left[1]}"
+        if left is None or left[0] - (now - phase.last_event) <= 0:  # a heartbeat counts from the last count
+            return text
+        return text + f", ~{duration(left[0] - (now - phase.last_event))} left{left[1]}"
 
     def _left(self, phase: _Phase) -> tuple[float, str] | None:
         """Seconds left, and '' for the phase or ' in this step' for its current step alone. A probe phase
