@@ -235,3 +235,24 @@ def test_a_ci_run_streams_its_progress_and_writes_nothing_to_stderr(tiny_llama_d
     assert stderr.strip() == ""  # no warning, no third-party progress bar
     assert "warnings summary" not in rest and "illusion-checks: evaluated in " in rest
     assert (tmp_path / "saved" / "model.safetensors").is_file()
+
+
+def test_a_run_that_cannot_finish_says_so_on_github(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import illusion_checks.api as api
+    from illusion_checks.served import RunError
+
+    def server_died(*args: Any, **kwargs: Any) -> Any:  # the fault: a server that died mid-run
+        raise RunError("http://127.0.0.1:9/v1: the connection was refused (--illusion-compressed)")
+
+    summary = pytester.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setattr(api, "run_evaluation", server_died)
+    result = pytester.runpytest("--illusion-model=smollm2-135m", "--illusion-compress=magnitude:0.5",
+                                "--illusion-items=1", "--illusion-langs=en")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## illusion-checks: ERROR — the evaluation could not finish")
+    assert "http://127.0.0.1:9/v1: the connection was refused" in text
+    result.stdout.fnmatch_lines(["::error title=illusion-checks run failed::illusion-checks: the evaluation could "
+                                 "not finish: http://127.0.0.1:9/v1: the connection was refused (--illusion-compressed)"])

@@ -109,7 +109,8 @@ class IllusionSession:
             from illusion_checks.pytest_plugin import ci_summary
 
             message = f"illusion-checks: the evaluation could not finish: {error}"
-            self._to_github([ci_summary.error_line(message)], lambda: ci_summary.failure_summary(message))
+            self._to_github([ci_summary.error_line(message, "illusion-checks run failed")],
+                            lambda: ci_summary.failure_summary(message))
             pytest.exit(message, returncode=RUN_FAILED)
         self.gates = apply_gates(self.results, self.cfg.gates)
 
