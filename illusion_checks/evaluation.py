@@ -252,7 +252,8 @@ class Evaluation:
         return outcomes
 
     def _load_reference(self) -> Backend:
-        self._reference = self._reference or self._load("reference", self.cfg.model)
+        if self._reference is None:
+            self._reference = self._load("reference", self.cfg.model)
         return self._reference
 
     def _resolve(self, role: str, source: str) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from illusion_checks.gates import Gate
-from illusion_checks.pytest_plugin.terminal import _rate, summary_rows, sweep_rows
+from illusion_checks.pytest_plugin.terminal import rate, summary_rows, sweep_rows
 from illusion_checks.sweep import is_multi, passed, primary_run, run_label, runs_of
 
 ERROR_TITLE = "illusion-checks gate failed"
@@ -69,11 +69,11 @@ def gate_table(gates: Sequence[Gate]) -> list[str]:
                 "`--illusion-min-retention`)."]
     rows = []
     for gate in gates:
-        ci = "-" if gate.ci95 is None else f"[{_rate(gate.ci95[0])}, {_rate(gate.ci95[1])}]"
+        ci = "-" if gate.ci95 is None else f"[{rate(gate.ci95[0])}, {rate(gate.ci95[1])}]"
         verdict = "pass" if gate.passed else "**FAIL**"
         if gate.reason:
             verdict += f" ({_md(gate.reason)})"
-        rows.append([_md(gate.name), _md(gate.lang), _rate(gate.value), ci, _threshold(gate), verdict])
+        rows.append([_md(gate.name), _md(gate.lang), rate(gate.value), ci, _threshold(gate), verdict])
     return _table(("gate", "language", "value", "95% CI", "threshold", "verdict"), rows)
 
 

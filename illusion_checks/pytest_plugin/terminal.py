@@ -13,7 +13,8 @@ from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
 TABLE_MAX_WIDTH = 1000  # the table is not expanded, so it takes its natural width up to this
 
 
-def _rate(value: float | None, ci: list[float] | None = None) -> str:
+def rate(value: float | None, ci: list[float] | None = None) -> str:
+    """`0.76 [0.57, 0.94]`, `0.76`, or `-` for an undefined rate: as the terminal and the job summary write it."""
     if value is None:
         return "-"
     text = f"{value:.2f}"
@@ -35,8 +36,8 @@ def summary_rows(results: Mapping[str, Any], gates: list[Gate]) -> list[list[str
         block = summary["overall"] if lang == "overall" else summary["per_language"][lang]
         rows.append([
             lang, str(block["n_both_correct"]), *(str(block["fates"][fate.value]) for fate in FATE_ORDER),
-            _rate(block["dissociation_rate"], block["dissociation_ci95"]),
-            _rate(block["delta_pr"], block["delta_pr_ci95"]), _rate(block["retention"]), _verdicts(gates, lang),
+            rate(block["dissociation_rate"], block["dissociation_ci95"]),
+            rate(block["delta_pr"], block["delta_pr_ci95"]), rate(block["retention"]), _verdicts(gates, lang),
         ])
     return rows
 
@@ -120,9 +121,9 @@ def sweep_rows(results: Mapping[str, Any]) -> list[list[str]]:
         label = run_label(run) + (" (chosen)" if run_label(run) == best else "")
         rows.append([_printable(label), str(block["n_both_correct"]),
                      *(str(block["fates"][fate.value]) for fate in FATE_ORDER),
-                     _rate(block["dissociation_rate"], block["dissociation_ci95"]),
-                     _rate(block["delta_pr"], block["delta_pr_ci95"]),
-                     _rate(block["retention"], block.get("retention_ci95")), verdict])
+                     rate(block["dissociation_rate"], block["dissociation_ci95"]),
+                     rate(block["delta_pr"], block["delta_pr_ci95"]),
+                     rate(block["retention"], block.get("retention_ci95")), verdict])
     return rows
 
 
