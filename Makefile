@@ -16,7 +16,7 @@ DEMO_ARGS := --illusion-model=gemma3-270m --illusion-compress=wanda:0.5 \
 	--illusion-max-dissociation=0.15 --illusion-gate-on=point \
 	--illusion-report=reports/illusion-report.html --illusion-json=reports/illusion-results.json
 
-.PHONY: demo test install vllm browser clean-cache
+.PHONY: demo test test-fast install vllm browser clean-cache
 
 $(STAMP): pyproject.toml requirements/cpu.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,7 +64,12 @@ demo: $(STAMP)
 test: export ILLUSION_VLLM_PYTHON = $(CURDIR)/$(VLLM_VENV)/bin/python
 test: export VLLM_CPU_KVCACHE_SPACE ?= 1
 test: $(STAMP) $(VLLM_STAMP) browser
-	$(PY) -m pytest tests -p no:cacheprovider $(ARGS)
+	$(PY) -m pytest tests -p no:cacheprovider --durations=25 $(ARGS)
+
+# The fast tier: every test not marked slow (no embedded real model, no vLLM engine or server), for
+# a quick check while developing; CI runs `make test`, every tier.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -p no:cacheprovider -m "not slow" $(ARGS)
 
 clean-cache:
 	rm -rf $${ILLUSION_CHECKS_CACHE:-$$HOME/.cache/illusion-checks}

@@ -62,7 +62,8 @@ from illusion_checks.datasets import load_dataset
 from illusion_checks.probing import PreparedItem, ProbeSettings, prepare_items, probe_model
 from illusion_checks.backends.hf.load import load_model, resolve_source
 from illusion_checks.backends.base import DecodeSettings, LoadOptions, answer_text
-from illusion_checks.backends.vllm.backend import PYTHON_ENV, VLLMBackend, VLLMError, vllm_python
+from illusion_checks.backends.vllm.backend import PYTHON_ENV, VLLMBackend, vllm_python
+from illusion_checks.errors import VLLMError
 from illusion_checks.backends.hf.prefix import MCResult
 from illusion_checks.probing import item_seed
 from illusion_checks.prompts import Encoded, encode_continuations, encode_prompt

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.synth builds the synthetic results
+sys.path.insert(0, str(ROOT))  # tests.helpers.synth builds the synthetic results
 
 from illusion_checks.report import write_report  # noqa: E402
-from tests.report.chromium import CHROMIUM  # noqa: E402
-from tests.synth import make_results  # noqa: E402
+from tests.helpers.chromium import CHROMIUM  # noqa: E402
+from tests.helpers.synth import make_results  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]

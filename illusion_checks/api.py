@@ -16,13 +16,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
+from illusion_checks.atomic import write_json_atomic
+from illusion_checks.cache import OutcomeCache, cache_root
+from illusion_checks.evaluation import Evaluation, Log, RunStats
 from illusion_checks.gates import Gate
+from illusion_checks.preflight import check_writable
+from illusion_checks.results import is_multi_run, primary_run, runs_of
 from illusion_checks.spec import EvaluationSpec, GateSpec, Progress
-
-if TYPE_CHECKING:  # the evaluation (and what it imports) loads when an evaluation runs
-    from illusion_checks.evaluation import Log, RunStats
+from illusion_checks.sweep import check_search, gate_run, passed, regate_search, run_search, run_sweep
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,6 @@ class EvaluationResult:
     @property
     def passed(self) -> bool:
         """Every gate passed (true when no threshold was set); a search: some level passed."""
-        from illusion_checks.sweep import passed
-
         return passed(self.results, self.gates)
 
 
@@ -46,8 +47,6 @@ def check_outputs(json_path: str | os.PathLike[str] | None, report_path: str | o
                   save_compressed: str | None = None) -> None:
     """Each output can be written (its folder made, a temp file created there) and the two files
     differ, or a ValueError names the option: checked before an evaluation that may take an hour."""
-    from illusion_checks.preflight import check_writable
-
     json_file = Path(json_path).resolve() if json_path is not None else None
     report_file = Path(report_path).resolve() if report_path is not None else None
     if json_file is not None and report_file is not None and (
@@ -69,10 +68,6 @@ def run_evaluation(spec: EvaluationSpec, progress: Progress | None = None, log: 
     sweep or search (schema v2, each run gated with `gates`: a search needs them to choose). The
     outcome cache is `spec.cache_dir` (default `$ILLUSION_CHECKS_CACHE/results`) unless
     `spec.no_cache`. `warn` hears about unreadable cache entries (default: `warnings.warn`)."""
-    from illusion_checks.cache import OutcomeCache, cache_root
-    from illusion_checks.evaluation import Evaluation
-    from illusion_checks.sweep import check_search, run_search, run_sweep
-
     check_search(spec, gates)
     cache = OutcomeCache(None if spec.no_cache else (spec.cache_dir or cache_root() / "results"), on_unreadable=warn)
     evaluation = Evaluation(spec, cache, progress, log)
@@ -89,9 +84,7 @@ def run_evaluation(spec: EvaluationSpec, progress: Progress | None = None, log: 
 def apply_gates(results: dict[str, Any], gates: GateSpec) -> list[Gate]:
     """Gate records for the results' summary (each run's, for a sweep or search); also stored in each
     run's `gates` (what the JSON holds)."""
-    from illusion_checks.sweep import gate_run, regate_search, runs_of
-
-    if not results.get("runs"):
+    if not is_multi_run(results):
         return gate_run(results, gates)
     records = [record for run in runs_of(results) for record in gate_run(run, gates)]
     regate_search(results)  # a search's verdict follows its levels' gates
@@ -102,12 +95,9 @@ def write_outputs(results: Mapping[str, Any], json_path: str | os.PathLike[str] 
                   report_path: str | os.PathLike[str] | None = None) -> None:
     """The results JSON and the self-contained HTML report, each written atomically (when a path is given)."""
     if json_path is not None:
-        from illusion_checks.results import write_json_atomic
-
         write_json_atomic(json_path, results)
     if report_path is not None:
-        from illusion_checks.report import write_report
-        from illusion_checks.sweep import primary_run
+        from illusion_checks.report import write_report  # jinja2 loads only when a report is written
 
         primary, others = primary_run(results)
         write_report(report_path, primary, others, search=results.get("search"))

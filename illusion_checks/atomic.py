@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -22,3 +24,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
+    """Write `payload` as JSON atomically (`write_text_atomic`): readers never see half a file."""
+    return write_text_atomic(path, json.dumps(payload, ensure_ascii=False))

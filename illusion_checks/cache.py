@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from illusion_checks.results import write_json_atomic
+from illusion_checks.atomic import write_json_atomic
 
 # v2: each entry carries the sha256 of its outcomes, so an entry edited after it was written is recomputed.
 CACHE_FORMAT = "illusion-checks/cache/v2"

@@ -12,15 +12,20 @@ from illusion_checks.fates import Fate
 from illusion_checks.datasets import Dataset, QAItem, exemplar_for, load_dataset, sample_items, select_langs
 from illusion_checks.choices import build_options, unrelated_candidates
 from illusion_checks.backends.base import (
-    RANK_TOP_K, Advance, AnswerProbes, AnswerRequest, Backend, DecodeSettings, Tokenizer, answers,
+    DEFAULT_BATCH_SIZE, RANK_TOP_K, Advance, AnswerProbes, AnswerRequest, Backend, DecodeSettings, Tokenizer,
+    answers,
 )
 from illusion_checks.prompts import Encoded, encode_continuations, encode_prompt
 from illusion_checks.scoring import exact_match, is_correct, token_f1
-from illusion_checks.spec import DEFAULT_BATCH_SIZE, EvaluationSpec, Progress
+from illusion_checks.spec import EvaluationSpec, Progress
 
 # Bumped whenever a probe's definition changes, so cached outcomes of the old one are not reused.
 PROBE_PROTOCOL = 2
 Notice = Callable[[str, "str | None", str], None]  # (kind, lang, message)
+# --illusion-answer-scope's values as the decoders' `stop_at_newline`, the one place the two meet:
+# `line`, the answer is the first non-empty line (default); `full`, Appendix B literally (normalized
+# containment anywhere in the 32 new tokens).
+STOPS_AT_NEWLINE = {"line": True, "full": False}
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,8 @@ class ProbeSettings:
 
     @property
     def answer_scope(self) -> str:
-        """`line`: the answer is the first non-empty line (default); `full`: Appendix B literally,
-        normalized containment anywhere in the 32 new tokens."""
-        return "line" if self.decode.stop_at_newline else "full"
+        """The --illusion-answer-scope these settings decode with (see `STOPS_AT_NEWLINE`)."""
+        return next(scope for scope, stops in STOPS_AT_NEWLINE.items() if stops == self.decode.stop_at_newline)
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ def probe_settings(cfg: EvaluationSpec) -> ProbeSettings:
     """Probe settings from the evaluation spec."""
     batch = cfg.batch_size if isinstance(cfg.batch_size, int) else DEFAULT_BATCH_SIZE
     return ProbeSettings(
-        decode=DecodeSettings(batch_size=batch, stop_at_newline=cfg.answer_scope == "line"),
+        decode=DecodeSettings(batch_size=batch, stop_at_newline=STOPS_AT_NEWLINE[cfg.answer_scope]),
         prompts=P.PromptSettings(chat_template=cfg.chat_template),
         seed=cfg.seed, items_per_language=cfg.items, distractors=cfg.distractors, ablations=cfg.ablations,
         reachability=not cfg.no_reachability)
@@ -176,9 +180,9 @@ def _greedy(backend: Backend, prompts: Sequence[list[int]], settings: DecodeSett
     return answers(backend.tokenizer, backend.greedy_tokens(prompts, settings, advance), settings.stop_at_newline)
 
 
-def probe_model(backend: Backend, items: Sequence[PreparedItem], settings: ProbeSettings,
-                progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Run every probe for one model; returns one Outcome dict per item (results schema v1)."""
+def probe_outcomes(backend: Backend, items: Sequence[PreparedItem], settings: ProbeSettings,
+                   progress: Progress | None = None) -> list[R.Outcome]:
+    """Run every probe for one model: one Outcome record per item."""
     decode, tick = settings.decode, _ticker(progress, len(items))
     prompts = [item_prompts(backend.tokenizer, p, settings) for p in items]
     requests = [AnswerRequest(q.ff, tuple(p.item.golds), item_seed(settings.seed, f"{p.item.lang}:{p.item.id}"),
@@ -195,6 +199,12 @@ def probe_model(backend: Backend, items: Sequence[PreparedItem], settings: Probe
                      top_k) for i, (p, q) in enumerate(zip(items, prompts))]
 
 
+def probe_model(backend: Backend, items: Sequence[PreparedItem], settings: ProbeSettings,
+                progress: Progress | None = None) -> list[dict[str, Any]]:
+    """`probe_outcomes` as the results JSON writes them: one Outcome dict per item (schema v1)."""
+    return [outcome.to_dict() for outcome in probe_outcomes(backend, items, settings, progress)]
+
+
 def _reach(outputs: list[str] | None, item: QAItem) -> R.Reach | None:
     if outputs is None:
         return None
@@ -202,9 +212,9 @@ def _reach(outputs: list[str] | None, item: QAItem) -> R.Reach | None:
 
 
 def _outcome(tokenizer: Tokenizer, p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: str | None,
-             zero: str, ablations: dict[str, str], top_k: int | None = None) -> dict[str, Any]:
-    """One model's Outcome record for one item, as its results-JSON dict. With a backend that knows
-    ranks only within the top `top_k`, a gold beyond it has no rank, only `gold_rank_above`."""
+             zero: str, ablations: dict[str, str], top_k: int | None = None) -> R.Outcome:
+    """One model's Outcome record for one item. With a backend that knows ranks only within the
+    top `top_k`, a gold beyond it has no rank, only `gold_rank_above`."""
     it = p.item
     choice = max(range(len(ff.scores)), key=lambda k: ff.scores[k])
     one_shot = None
@@ -227,19 +237,24 @@ def _outcome(tokenizer: Tokenizer, p: PreparedItem, q: ItemPrompts, ff: AnswerPr
         zero_shot_short=_generation(zero, it),
         ablations={name: _generation(out, it) for name, out in ablations.items()},
         unavailable=dict(ff.unavailable) if ff.unavailable else R.ABSENT,
-    ).to_dict()
+    )
+
+
+def paired_item(p: PreparedItem, reference: R.Outcome, compressed: R.Outcome) -> R.ItemRecord:
+    """One entry of `items`: the item as evaluated, both models' outcomes, and its fate."""
+    it = p.item
+    both = reference.ff.correct and reference.mc.correct
+    fate = Fate.of(compressed.ff.correct, compressed.mc.correct) if both else None
+    return R.ItemRecord(
+        id=it.id, lang=it.lang, question=it.question, context=it.context, gold=it.gold, aliases=tuple(it.aliases),
+        options=tuple(p.options), gold_index=p.gold_index, reference=reference, compressed=compressed,
+        both_correct=both, fate=fate,
+    )
 
 
 def item_record(p: PreparedItem, reference: dict[str, Any], compressed: dict[str, Any]) -> dict[str, Any]:
-    """One entry of `items` in the results JSON."""
-    it = p.item
-    both = reference["ff"]["correct"] and reference["mc"]["correct"]
-    fate = Fate.of(compressed["ff"]["correct"], compressed["mc"]["correct"]) if both else None
-    return R.ItemRecord(
-        id=it.id, lang=it.lang, question=it.question, context=it.context, gold=it.gold, aliases=tuple(it.aliases),
-        options=tuple(p.options), gold_index=p.gold_index, reference=R.Outcome.from_dict(reference),
-        compressed=R.Outcome.from_dict(compressed), both_correct=both, fate=fate,
-    ).to_dict()
+    """`paired_item` of outcomes as the results JSON holds them (`probe_model`'s), as its JSON entry."""
+    return paired_item(p, R.Outcome.from_dict(reference), R.Outcome.from_dict(compressed)).to_dict()
 
 
 def item_seed(seed: int, key: str) -> int:

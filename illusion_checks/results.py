@@ -1,4 +1,6 @@
-"""Results out: assemble, validate, and atomically write or read the results JSON (schema v1)."""
+"""Results out: the one owner of the results format. Assemble, validate, read and write the results JSON:
+schema v1 (one compressed run) and schema v2 (a sweep or search: one v1 object per run under `runs`, the
+search under `search`; a v1 file is a single run, `runs_of`)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from illusion_checks import __version__
-from illusion_checks.atomic import write_text_atomic
 from illusion_checks.fates import Fate
 from illusion_checks.metrics import DEFAULT_RESAMPLES, DEFAULT_SEED, recompute_check, summarize
 from illusion_checks.records import FATE, SCHEMA, ItemRecord, Note, ResultsError
 
-__all__ = ["SCHEMA", "ResultsError", "build_results", "checked_summary", "items_by_fate", "load_results",
-           "note", "validate", "write_json_atomic"]
+__all__ = ["SCHEMA", "SCHEMA_V2", "ResultsError", "build_results", "checked_summary", "is_multi_run",
+           "items_by_fate", "load_results", "multi_results", "note", "primary_run", "run_label", "runs_of",
+           "validate", "validate_multi"]
+SCHEMA_V2 = "illusion-checks/results/v2"
 # What the report, the terminal summary and the gates read besides the items: (field, type or None).
 _READ_FIELDS = (
     ("config.reference", Mapping), ("config.reference.name", None), ("config.reference.fingerprint", None),
@@ -139,11 +142,6 @@ def _problems(cls: type[ItemRecord] | type[Note], value: Any, where: str) -> lis
     return []
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    """Write JSON atomically (`atomic.write_text_atomic`): readers never see half a file."""
-    return write_text_atomic(path, json.dumps(payload, ensure_ascii=False))
-
-
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read and validate a results file (v1: one compressed run; v2: a sweep or search, each run a v1
     object); errors name the file and the field."""
@@ -154,9 +152,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
         results = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ResultsError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from error
-    from illusion_checks.sweep import SCHEMA_V2, validate_multi
-
-    multi = isinstance(results, dict) and results.get("schema") == SCHEMA_V2
+    multi = isinstance(results, dict) and is_multi_run(results)
     errors = validate_multi(results, str(path)) if multi else validate(results, str(path))
     if errors:
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
@@ -171,3 +167,49 @@ def items_by_fate(items: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[
         if item[FATE] is not None:
             groups[item[FATE]].append(item)
     return groups
+
+
+def is_multi_run(results: Mapping[str, Any]) -> bool:
+    """Whether a results object holds several compressed runs (schema v2): the one way to ask."""
+    return results.get("schema") == SCHEMA_V2
+
+
+def runs_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The v1 results object of each compressed run (a v1 file is one run)."""
+    return list(results["runs"]) if is_multi_run(results) else [results]  # type: ignore[list-item]
+
+
+def multi_results(runs: Sequence[dict[str, Any]], search: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A schema-v2 results object."""
+    return {"schema": SCHEMA_V2, "runs": list(runs), "search": search}
+
+
+def run_label(run: Mapping[str, Any]) -> str:
+    """The spec a run compressed with (or the prebuilt compressed model's name)."""
+    compressed = run["config"]["compressed"]
+    return compressed.get("spec") or compressed["name"]
+
+
+def primary_run(results: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run a report centres on (a search's chosen level, else the first spec) and the others."""
+    runs = runs_of(results)
+    best = (results.get("search") or {}).get("best") if is_multi_run(results) else None
+    index = next((i for i, run in enumerate(runs) if run_label(run) == best), 0)
+    return runs[index], runs[:index] + runs[index + 1:]
+
+
+def validate_multi(results: Any, where: str) -> list[str]:
+    """Schema-v2 problems, each naming the field: `runs` a non-empty list of valid v1 results,
+    `search` null or an object with `best`."""
+    runs = results.get("runs")
+    if not isinstance(runs, list) or not runs:
+        return [f"{where}: field 'runs' must be a non-empty list of results, got {type(runs).__name__}"]
+    errors = [error for i, run in enumerate(runs) for error in validate(run, f"{where}: runs[{i}]")]
+    search = results.get("search")
+    if search is not None and (not isinstance(search, Mapping) or "best" not in search):
+        errors.append(f"{where}: field 'search' must be null or an object with 'best'")
+    labels = [run_label(run) for run in runs if isinstance(run, Mapping) and "config" in run] if not errors else []
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        errors.append(f"{where}: runs: spec {twice[0]!r} appears more than once")
+    return errors

@@ -1,26 +1,22 @@
 """Served models: an OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp) wherever a model is
 accepted, as `http(s)://HOST[:PORT]/v1[#MODEL]`, and the client settings that reach it.
 
-Plain data and parsing only (no network here): `spec.py` checks a URL with `parse_served` before
-anything loads; `backends/openai/` talks to the server."""
+Plain data and parsing only (no network here): `spec.py` checks a spec's URLs and server options with
+`check_served` before anything loads; `backends/openai/` talks to the server. It sits below `spec.py`
+and reads a spec through `ServedOptions`, the fields it uses."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-if TYPE_CHECKING:
-    from illusion_checks.spec import EvaluationSpec
+from illusion_checks.options import flag
 
 SERVED_FORM = "http(s)://HOST[:PORT]/v1[#MODEL]"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class RunError(RuntimeError):
-    """A run that could not finish (a server that died or stalled, an engine worker that stopped):
-    the message is one line, and nothing of the run is written."""
+SERVER_OPTIONS = ("tokenizer", "max_connections", "request_timeout", "api_key_env")  # the fields of ServerSettings
 
 
 def is_served(source: str | None) -> bool:
@@ -100,12 +96,22 @@ class ServerSettings:
     backoff: float = 0.5  # seconds before the first retry; doubled for each next one
 
 
-def check_served(spec: "EvaluationSpec") -> None:
+class ServedOptions(Protocol):
+    """What `check_served` and `settings_of` read of an `EvaluationSpec`."""
+
+    model: str | None
+    compressed: str | None
+    compress: str | None
+    search: str | None
+    save_compressed: str | None
+    tokenizer: str | None
+    max_connections: int
+    request_timeout: float
+    api_key_env: str | None
+
+
+def check_served(spec: ServedOptions) -> None:
     """Server URLs parse; a served reference is not compressed here; server options need a server."""
-    from dataclasses import fields
-
-    from illusion_checks.spec import SERVER_OPTIONS, flag
-
     served = [name for name in ("model", "compressed") if is_served(getattr(spec, name))]
     for name in served:
         parse_served(flag(name), getattr(spec, name))
@@ -115,13 +121,13 @@ def check_served(spec: "EvaluationSpec") -> None:
                          f"serve the compressed model too and pass {flag('compressed')}=URL")
     if "model" in served and spec.save_compressed:
         raise ValueError(f"{flag('save_compressed')} needs a local reference to compress")
-    defaults = {item.name: item.default for item in fields(spec)}
-    used = [name for name in SERVER_OPTIONS if getattr(spec, name) != defaults[name]]
+    defaults = ServerSettings()  # the spec's defaults too (spec.py asserts it)
+    used = [name for name in SERVER_OPTIONS if getattr(spec, name) != getattr(defaults, name)]
     if used and not served:
         raise ValueError(f"{flag(used[0])} applies to served models only: pass {flag('model')} or "
                          f"{flag('compressed')} as http(s)://HOST[:PORT]/v1[#MODEL]")
 
 
-def settings_of(spec: "EvaluationSpec") -> ServerSettings:
+def settings_of(spec: ServedOptions) -> ServerSettings:
     """The client settings the spec's options give."""
     return ServerSettings(spec.tokenizer, spec.max_connections, spec.request_timeout, spec.api_key_env)

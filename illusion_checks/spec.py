@@ -18,27 +18,27 @@ import math
 import os
 import re
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from illusion_checks.backends import BACKENDS
+from illusion_checks.backends.base import DEFAULT_BATCH_SIZE
 from illusion_checks.choices import ABLATIONS, DISTRACTORS
+from illusion_checks.compress.calibration import SOURCES
+from illusion_checks.compress.spec import parse_spec
 from illusion_checks.gates import (DELTA_PR_BOUNDS, DISSOCIATION_BOUNDS, GATE_ON, METRICS, RETENTION_BOUNDS,
                                    parse_thresholds)
+from illusion_checks.options import flag
+from illusion_checks.search import parse_search
+from illusion_checks.served import SERVER_OPTIONS, ServerSettings, check_served, env_name
 
-DEFAULT_BATCH_SIZE = 16
 Progress = Callable[[str, int, int], None]  # (phase, done, total), running totals
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INDEXED_DEVICE = r"(cuda|mps):\d+"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ANSWER_SCOPES = ("line", "full")
-OPTION_PREFIX = "--illusion-"
-
-
-def flag(name: str) -> str:
-    """The command-line option of a field: `calibration_samples` -> `--illusion-calibration-samples`."""
-    return OPTION_PREFIX + name.replace("_", "-")
 
 
 class BackendArgs(Mapping[str, Any]):
@@ -132,20 +132,13 @@ class EvaluationSpec:
             raise ValueError("--illusion-model needs --illusion-compress=SPEC[,SPEC...], --illusion-compressed=MODEL "
                              "or --illusion-search=METHOD:LOW..HIGH")
         self._check_compression()
-        from illusion_checks.compress.calibration import SOURCES
-
         if self.calibration not in SOURCES and not Path(self.calibration).is_file():
             raise ValueError(f"--illusion-calibration: '{self.calibration}' is not {', '.join(SOURCES)} "
                              "or an existing .txt/.jsonl file")
         self._check_backend_options()
-        from illusion_checks.served import check_served
-
         check_served(self)
 
     def _check_compression(self) -> None:
-        # Imported here: the compress package is only needed once a run is set up.
-        from illusion_checks.compress.spec import parse_spec
-
         specs = self.compress_specs
         if self.compress is not None and not specs:
             raise ValueError(f"--illusion-compress: '{self.compress}' names no compression spec")
@@ -158,8 +151,6 @@ class EvaluationSpec:
         if twice:
             raise ValueError(f"--illusion-compress: '{twice[0]}' is listed twice in '{self.compress}'")
         if self.search:
-            from illusion_checks.search import parse_search
-
             parse_search(self.search, self.search_step)
         if self.save_compressed and (len(specs) > 1 or self.search):
             raise ValueError(f"{flag('save_compressed')} saves one compressed model; it cannot be used with a sweep "
@@ -270,15 +261,6 @@ def _seconds(name: str, what: str) -> Callable[[Any], float]:
     return normal
 
 
-SERVER_OPTIONS = ("tokenizer", "max_connections", "request_timeout", "api_key_env")
-
-
-def _env_name_lazy(value: Any) -> str | None:
-    from illusion_checks.served import env_name
-
-    return env_name(flag("api_key_env"), value)
-
-
 def _batch_size(value: Any) -> int | str:
     return value if value == "auto" else _integer("batch_size", 1)(value)
 
@@ -360,7 +342,7 @@ _NORMAL: dict[str, Callable[[Any], Any]] = {
     "tokenizer": _text("tokenizer"),
     "max_connections": _integer("max_connections", 1),
     "request_timeout": _seconds("request_timeout", "a positive number of seconds"),
-    "api_key_env": _env_name_lazy,
+    "api_key_env": partial(env_name, flag("api_key_env")),
     "max_dissociation": _thresholds("dissociation", DISSOCIATION_BOUNDS),
     "max_delta_pr": _thresholds("delta_pr", DELTA_PR_BOUNDS),
     "min_retention": _thresholds("retention", RETENTION_BOUNDS),
@@ -389,3 +371,5 @@ def field_defaults(cls: type) -> dict[str, Any]:
 
 
 assert set(_NORMAL) == {item.name for cls in (EvaluationSpec, GateSpec) for item in fields(cls)}
+# served.check_served reads "an option was used" as "differs from ServerSettings' default"
+assert all(field_defaults(EvaluationSpec)[name] == getattr(ServerSettings(), name) for name in SERVER_OPTIONS)

@@ -3,43 +3,20 @@ search for the highest sparsity whose gates all pass (`--illusion-search=METHOD:
 
 The reference is probed once; each spec is compressed, probed and freed in turn (one compressed
 model in memory at a time), and each spec's outcomes are cached as they finish, so an interrupted
-sweep resumes where it stopped. The results are schema v2: one v1 results object per spec (its
-config, items, summary and gates) under `runs`, and the search under `search`; a v1 file is a
-single run (`runs_of`)."""
+sweep resumes where it stopped. The results are schema v2 (`results.multi_results`): one v1 results
+object per spec (its config, items, summary and gates) under `runs`, and the search under `search`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from illusion_checks.evaluation import Evaluation
 from illusion_checks.gates import Gate, evaluate_gates
+from illusion_checks.results import is_multi_run, multi_results, run_label, runs_of
+from illusion_checks.search import LevelResult, bisect, monotonicity_violations, parse_search
 from illusion_checks.spec import EvaluationSpec, GateSpec
 
-if TYPE_CHECKING:
-    from illusion_checks.evaluation import Evaluation
-
-SCHEMA_V2 = "illusion-checks/results/v2"
 Log = Callable[[str], None]
-
-
-def is_multi(results: Mapping[str, Any]) -> bool:
-    """Whether a results object holds several compressed runs (schema v2)."""
-    return results.get("schema") == SCHEMA_V2
-
-
-def runs_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The v1 results object of each compressed run (a v1 file is one run)."""
-    return list(results["runs"]) if is_multi(results) else [results]  # type: ignore[list-item]
-
-
-def multi_results(runs: Sequence[dict[str, Any]], search: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A schema-v2 results object."""
-    return {"schema": SCHEMA_V2, "runs": list(runs), "search": search}
-
-
-def run_label(run: Mapping[str, Any]) -> str:
-    """The spec a run compressed with (or the prebuilt compressed model's name)."""
-    compressed = run["config"]["compressed"]
-    return compressed.get("spec") or compressed["name"]
 
 
 def gate_run(run: dict[str, Any], gates: GateSpec) -> list[Gate]:
@@ -72,8 +49,6 @@ def run_sweep(evaluation: Evaluation, specs: Sequence[str], gates: GateSpec, log
 
 def run_search(evaluation: Evaluation, spec: EvaluationSpec, gates: GateSpec, log: Log) -> dict[str, Any]:
     """Bisection over the search grid; each level's results are a run, in order of sparsity."""
-    from illusion_checks.search import bisect, parse_search
-
     space = parse_search(spec.search or "", spec.search_step)
     levels = space.levels()
     evaluation.check_specs([space.spec(level) for level in levels])
@@ -104,45 +79,16 @@ def _verdict(records: Sequence[Gate]) -> str:
 
 def passed(results: Mapping[str, Any], records: Sequence[Gate]) -> bool:
     """A search passes when a level passes (failing levels are its point); anything else when every gate does."""
-    search = results.get("search") if is_multi(results) else None
+    search = results.get("search") if is_multi_run(results) else None
     if search is not None:
         return search.get("best") is not None
     return all(gate.passed for gate in records)
-
-
-def primary_run(results: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The run a report centres on (a search's chosen level, else the first spec) and the others."""
-    runs = runs_of(results)
-    best = (results.get("search") or {}).get("best") if is_multi(results) else None
-    index = next((i for i, run in enumerate(runs) if run_label(run) == best), 0)
-    return runs[index], runs[:index] + runs[index + 1:]
-
-
-def validate_multi(results: Any, where: str) -> list[str]:
-    """Schema-v2 problems, each naming the field: `runs` a non-empty list of valid v1 results,
-    `search` null or an object with `best`."""
-    from illusion_checks.results import validate
-
-    runs = results.get("runs")
-    if not isinstance(runs, list) or not runs:
-        return [f"{where}: field 'runs' must be a non-empty list of results, got {type(runs).__name__}"]
-    errors = [error for i, run in enumerate(runs) for error in validate(run, f"{where}: runs[{i}]")]
-    search = results.get("search")
-    if search is not None and (not isinstance(search, Mapping) or "best" not in search):
-        errors.append(f"{where}: field 'search' must be null or an object with 'best'")
-    labels = [run_label(run) for run in runs if isinstance(run, Mapping) and "config" in run] if not errors else []
-    twice = sorted({label for label in labels if labels.count(label) > 1})
-    if twice:
-        errors.append(f"{where}: runs: spec {twice[0]!r} appears more than once")
-    return errors
 
 
 def regate_search(results: dict[str, Any]) -> None:
     """After the gates are applied again (`--illusion-from-results` with other thresholds): each level
     passes by its new gates, the chosen level is the highest that passes among those run, and
     monotonicity is checked again on them."""
-    from illusion_checks.search import LevelResult, monotonicity_violations
-
     search = results.get("search")
     if search is None:
         return

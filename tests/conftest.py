@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
-    from tests.tiny import save_tiny
+    from tests.helpers.tiny import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
 
@@ -19,7 +19,7 @@ def tiny_llama_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_models():
     """One tiny (model, tokenizer) per architecture."""
-    from tests.tiny import ARCHS, tiny_model
+    from tests.helpers.tiny import ARCHS, tiny_model
 
     return {arch: tiny_model(arch) for arch in ARCHS}
 
@@ -27,7 +27,50 @@ def tiny_models():
 @pytest.fixture(scope="session")
 def taught_model():
     """A tiny llama that answers four English fixture items correctly, plus two it never saw
-    (tests.tiny.taught_english_model); trained once per session, in a few seconds."""
-    from tests.tiny import taught_english_model
+    (tests.helpers.tiny.taught_english_model); trained once per session, in a few seconds."""
+    from tests.helpers.tiny import taught_english_model
 
     return taught_english_model()
+
+
+@pytest.fixture(scope="module")
+def crafted():
+    """A crafted results file's content (tests.helpers.plugin_runs.crafted_results): en and sw, 8 items
+    each, one sw item mc_only; built once per module, so a test that edits it deep-copies it first."""
+    from tests.helpers.plugin_runs import crafted_results
+
+    return crafted_results()
+
+
+@pytest.fixture(scope="session")
+def embedded_model():
+    """`embedded_model(alias)`: an embedded real model (smollm2-135m, gemma3-270m), converted once and
+    loaded once per session, fp32 on the CPU. Tests share it: compress a deep copy, never the model.
+    A model that cannot load skips its tests, or fails them under CI."""
+    from illusion_checks.backends.hf.load import ModelLoadError, load_model
+    from tests.helpers.need import missing
+
+    loaded = {}
+
+    def get(alias: str):
+        if alias not in loaded:
+            try:
+                loaded[alias] = load_model(alias, device="cpu", dtype="float32")
+            except ModelLoadError as error:
+                missing(f"{alias} is not available: {error}")
+        return loaded[alias]
+    return get
+
+
+@pytest.fixture(scope="session")
+def hf_smollm2_run(tmp_path_factory):
+    """The in-process HF run the vLLM and served agreement tests compare with: smollm2-135m against its
+    wanda:0.5 copy on tests.helpers.engines' items, the compressed copy saved. (results, saved folder);
+    run once per session, only when such a test runs (they need vLLM, so this checks for it first)."""
+    from illusion_checks import evaluate
+    from tests.helpers.engines import agreement_spec
+    from tests.helpers.need import need_vllm
+
+    need_vllm()
+    saved = tmp_path_factory.mktemp("saved") / "smollm2-wanda"
+    return evaluate(agreement_spec("smollm2-135m", save_compressed=str(saved))).results, saved

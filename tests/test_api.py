@@ -109,12 +109,12 @@ BAD = {
 @pytest.mark.parametrize("make, names", BAD.values(), ids=BAD.keys())
 def test_bad_values_raise_a_value_error_naming_the_option_before_any_model_loads(
         make, names: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import illusion_checks.evaluation as evaluation
+    import illusion_checks.api as api
 
     def no_evaluation(*args, **kwargs):
         raise AssertionError("an evaluation started")
 
-    monkeypatch.setattr(evaluation, "Evaluation", no_evaluation)
+    monkeypatch.setattr(api, "Evaluation", no_evaluation)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError) as caught:
         make()

@@ -7,6 +7,7 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator, Mapping
 
 import pytest
 
@@ -80,3 +81,120 @@ def test_no_module_or_function_is_too_long(path: Path):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert long == []
+
+
+# -- floors: no import circle ----------------------------------------------------------------------
+
+def _is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imported(node: ast.AST, package: list[str], modules: set[str]) -> Iterator[str]:
+    """The package modules an import statement loads (`from pkg import name` loads pkg.name when that
+    is a module, else pkg); every statement below `node` too, except the body of `if TYPE_CHECKING:`."""
+    if isinstance(node, ast.Import):
+        yield from (alias.name for alias in node.names if alias.name in modules)
+    elif isinstance(node, ast.ImportFrom):
+        base = ".".join([*package[:len(package) - node.level + 1], *([node.module] if node.module else [])]
+                        if node.level else [node.module or ""])
+        for alias in node.names:
+            name = f"{base}.{alias.name}"
+            if name in modules or base in modules:
+                yield name if name in modules else base
+    for child in ast.iter_child_nodes(node):
+        if not _is_type_checking(child):
+            yield from _imported(child, package, modules)
+        else:  # its `else:` runs
+            for branch in child.orelse:
+                yield from _imported(branch, package, modules)
+
+
+def import_graph(sources: Mapping[str, str]) -> dict[str, set[str]]:
+    """{module: the package modules it imports, at any depth}, from {path such as `pkg/sub/mod.py`: source}.
+
+    Function-level imports count (they run too, only later); imports under `if TYPE_CHECKING:` never
+    run and do not count."""
+    names = {path: ".".join(Path(path).with_suffix("").parts).removesuffix(".__init__") for path in sources}
+    modules = set(names.values())
+    graph = {}
+    for path, source in sources.items():
+        module = names[path]
+        package = module.split(".") if path.endswith("__init__.py") else module.split(".")[:-1]
+        graph[module] = {name for name in _imported(ast.parse(source), package, modules) if name != module}
+    return graph
+
+
+def import_circles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """Each import circle as one path `[a, b, ..., a]` through a strongly connected component (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    components: list[set[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph.get(module, ())):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = set()
+            while not component or module not in component:
+                component.add(stack.pop())
+            if len(component) > 1:
+                components.append(component)
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return [_circle_through(graph, component) for component in components]
+
+
+def _circle_through(graph: Mapping[str, set[str]], component: set[str]) -> list[str]:
+    """The shortest import path from the component's first module back to itself."""
+    start = min(component)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        module = queue.pop(0)
+        for other in sorted(graph[module] & component):
+            if other == start:
+                return paths[module] + [start]
+            if other not in paths:
+                paths[other] = paths[module] + [other]
+                queue.append(other)
+    raise AssertionError(f"no circle through {sorted(component)}")
+
+
+def _package_graph() -> dict[str, set[str]]:
+    return import_graph({path.relative_to(PACKAGE.parent).as_posix(): path.read_text(encoding="utf-8")
+                         for path in _modules()})
+
+
+def test_no_import_circle_anywhere_in_the_package():
+    """An import never runs up a floor (docs/architecture.md, "Floors"): no circle among the package's
+    modules, function-level imports included; imports under `if TYPE_CHECKING:` never run, so they are
+    left out."""
+    circles = import_circles(_package_graph())
+    assert circles == [], "import circles (move the shared helper down a floor):\n" + "\n".join(
+        " -> ".join(circle) for circle in circles)
+
+
+def test_the_circle_check_finds_a_planted_back_edge():
+    graph = _package_graph()
+    graph["illusion_checks.results"] = graph["illusion_checks.results"] | {"illusion_checks.evaluation"}
+    circles = import_circles(graph)
+    assert any({"illusion_checks.results", "illusion_checks.evaluation"} <= set(circle) for circle in circles)
+    planted = import_graph({
+        "pkg/__init__.py": "",
+        "pkg/a.py": "from pkg import b\nfrom . import c\n",  # `from pkg import b` imports the module pkg.b
+        "pkg/b.py": "def later():\n    from .a import x\n",  # a function-level import is still an import
+        "pkg/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import y\n",  # never runs
+    })
+    assert planted == {"pkg": set(), "pkg.a": {"pkg.b", "pkg.c"}, "pkg.b": {"pkg.a"}, "pkg.c": set()}
+    assert import_circles(planted) == [["pkg.a", "pkg.b", "pkg.a"]]

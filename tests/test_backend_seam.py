@@ -34,9 +34,6 @@ class PlainBackend:
         self.model, self.tokenizer = model, tokenizer
         self.calls: list[str] = []
 
-    def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "version": "0"}
-
     @torch.no_grad()
     def _logprobs(self, ids: Sequence[int]) -> torch.Tensor:
         logits = self.model(input_ids=torch.tensor([list(ids)])).logits[0]

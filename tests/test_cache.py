@@ -9,7 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from illusion_checks.cache import OutcomeCache, cache_key
-from tests.synth import make_results
+from tests.helpers.synth import make_results
 
 KEY = cache_key({"role": "reference", "model": "tiny"})
 

@@ -12,18 +12,9 @@ import pytest
 
 from illusion_checks import results as R
 from illusion_checks.metrics import censored_median, recompute_check, summarize
-from tests.synth import make_results
-from tests.test_metrics import item, outcome
+from tests.helpers.rows import K, censor, item, outcome, served_results
 
-K = 20
 ABOVE = object()  # a rank known only as >K, in the lists below
-
-
-def censor(out: dict, k: int = K) -> dict:
-    """The outcome as a top-k server writes it when the gold is beyond its top k."""
-    out["gold_rank"] = None
-    out["gold_rank_above"] = k
-    return out
 
 
 def ranked(rank) -> dict:
@@ -101,18 +92,6 @@ def test_an_exact_rank_wins_over_a_stray_bound():
     comp["gold_rank_above"] = K  # inconsistent, but the exact rank is what the model did
     items = [item("aa", "a", outcome(1, 1), comp)]
     assert summarize(items, n_resamples=10)["overall"]["median_gold_rank"]["mc_only"] == 4.0
-
-
-def served_results(k: int = K, roles: tuple[str, ...] = ("compressed",)) -> dict:
-    """Synthetic results whose `roles` were read from a top-k server: each of their ranks beyond k
-    is censored, and the summary is recomputed from the items."""
-    results = make_results(("en", "sw"), 60, n_resamples=20)
-    for it in results["items"]:
-        for role in roles:
-            if it[role]["gold_rank"] is not None and it[role]["gold_rank"] > k:
-                censor(it[role], k)
-    results["summary"] = summarize(results["items"], n_resamples=20, seed=42)
-    return results
 
 
 def _oracle(ranks: list) -> float | None:

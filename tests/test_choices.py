@@ -6,7 +6,7 @@ import pytest
 
 from illusion_checks.datasets import QAItem
 from illusion_checks.choices import build_options, distractor_pool
-from illusion_checks.scoring import normalize, trigram_similarity
+from illusion_checks.scoring import normalize
 
 
 def _items(answers):
@@ -22,13 +22,16 @@ def test_gold_never_a_distractor_even_when_spelled_differently():
 
 
 def test_hard_mode_takes_the_three_most_similar_by_trigrams():
-    items = _items(["1427", "1428", "1429", "1472", "Lisbon", "a red fox", "the king"])
-    options, gold_index = build_options(items[0], items, "hard", 42)
-    distractors = sorted(o for k, o in enumerate(options) if k != gold_index)
-    pool = distractor_pool(items[0], items)
-    best = sorted(pool, key=lambda a: -trigram_similarity("1427", a))[:3]
-    assert distractors == sorted(best)
-    assert "Lisbon" not in options
+    """Written by hand. Trigrams of "1427": {142, 427}. Similarities (Jaccard): "14270" 2/3;
+    "0427", "1428", "2427" 1/3 each; "1472", "Lisbon", "zebra" 0. Three answers tie at 1/3 for the last
+    two places: the normalized text breaks the tie ("0427" < "1428" < "2427"), whatever the order of
+    the items, so "2427" is left out although it comes first."""
+    answers = ["1427", "2427", "zebra", "1472", "1428", "Lisbon", "14270", "0427"]
+    for order in (answers[1:], answers[:0:-1], answers[4:] + answers[1:4]):
+        items = _items(["1427", *order])
+        options, gold_index = build_options(items[0], items, "hard", 42)
+        assert options[gold_index] == "1427"
+        assert sorted(o for k, o in enumerate(options) if k != gold_index) == ["0427", "14270", "1428"], order
 
 
 def test_option_order_is_seeded_per_item_and_reproducible():

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from illusion_checks.pytest_plugin.progress import LogLines, duration
-from tests.test_plugin import crafted, write_results  # noqa: F401  (crafted is a fixture)
+from tests.helpers.plugin_runs import write_results
 
 TINY_ARGS = ("--illusion-compress=magnitude:0.5", "--illusion-items=3", "--illusion-langs=en,de",
              "--illusion-no-reachability", "--illusion-no-cache", "--illusion-max-dissociation=0.5")
@@ -239,7 +239,7 @@ def test_a_ci_run_streams_its_progress_and_writes_nothing_to_stderr(tiny_llama_d
 
 def test_a_run_that_cannot_finish_says_so_on_github(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     import illusion_checks.api as api
-    from illusion_checks.served import RunError
+    from illusion_checks.errors import RunError
 
     def server_died(*args: Any, **kwargs: Any) -> Any:  # the fault: a server that died mid-run
         raise RunError("http://127.0.0.1:9/v1: the connection was refused (--illusion-compressed)")

@@ -23,10 +23,10 @@ from illusion_checks.pytest_plugin.ci_summary import (
     step_summary,
 )
 from illusion_checks.report import findings, item_stats
+from illusion_checks.results import multi_results
 from illusion_checks.search import bisect, parse_search
 from illusion_checks.spec import GateSpec
-from illusion_checks.sweep import multi_results
-from tests.synth import make_results
+from tests.helpers.synth import make_results
 
 LANGS = ("ar", "en", "sw")
 HOSTILE = "<script>|x</script>"

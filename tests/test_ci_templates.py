@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-import illusion_checks.evaluation as evaluation
+import illusion_checks.api as api
 from illusion_checks.api import run_evaluation
 from illusion_checks.pytest_plugin.config import OPTIONS, IllusionConfig, read_config
 from illusion_checks.spec import EvaluationSpec
@@ -107,7 +107,7 @@ def outcome_cache_dir(monkeypatch: pytest.MonkeyPatch, root: str) -> Path:
         raise _CacheDir(cache.directory)
 
     monkeypatch.setenv("ILLUSION_CHECKS_CACHE", root)
-    monkeypatch.setattr(evaluation, "Evaluation", stop)
+    monkeypatch.setattr(api, "Evaluation", stop)  # where run_evaluation looks it up
     with pytest.raises(_CacheDir) as stopped:
         run_evaluation(EvaluationSpec(model="m", compress="wanda:0.5"))
     return Path(stopped.value.args[0])

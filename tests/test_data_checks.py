@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from illusion_checks.datasets import DatasetError, QAItem, load_path
-from tests.test_plugin import LOAD_COUNTER
+from tests.helpers.plugin_runs import LOAD_COUNTER
 
 PASSAGES = [
     ("Paris is the capital of France. It lies on the Seine.", "What is the capital of France?", "Paris"),

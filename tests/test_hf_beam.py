@@ -19,7 +19,7 @@ from illusion_checks.backends.hf.kv import make_room
 from illusion_checks.backends.hf.prefix import Prefix, batches, beam, ff_probes, prefill
 from illusion_checks.probing import ProbeSettings, item_prompts, prepare_items
 from illusion_checks.prompts import encode_continuations, encode_prompt
-from tests.generate_oracle import PROMPTS, AnswerLineStop
+from tests.helpers.generate_oracle import PROMPTS, AnswerLineStop
 
 
 
@@ -136,7 +136,7 @@ def test_beam_search_equals_generate_on_a_model_that_answers(taught_model):
 
 
 def test_beam_search_leaves_the_prefix_cache_as_it_was(tiny_models):
-    model, tokenizer = tiny_models["gemma3"]  # sliding-window and full-attention layers
+    model, tokenizer = tiny_models["gemma3"]  # sliding-window layers
     prefix = _prefix(model, tokenizer)
     settings = DecodeSettings(max_new_tokens=6, num_beams=4)
     first = beam(model, tokenizer, prefix, settings)
@@ -162,16 +162,12 @@ def test_ff_probes_beams_equal_generate_per_call(tiny_models):
 
 
 @pytest.mark.slow
-def test_beam_search_equals_generate_on_smollm2():
+def test_beam_search_equals_generate_on_smollm2(embedded_model):
     """The real embedded model over 12 English fixture items' FF prompts, batched as `ff_probes`
     batches them (12 prompts a beam call), with and without the answer-line stop."""
-    from illusion_checks.backends.hf.load import ModelLoadError, load_model
     from illusion_checks.datasets import load_dataset
 
-    try:
-        loaded = load_model("smollm2-135m", device="cpu", dtype="float32")
-    except ModelLoadError as error:
-        pytest.skip(f"SmolLM2-135M is not available: {error}")
+    loaded = embedded_model("smollm2-135m")
     model, tokenizer = loaded.model, loaded.tokenizer
     probe = ProbeSettings(items_per_language=12)
     prepared = prepare_items(load_dataset("fixtures"), ["en"], probe)

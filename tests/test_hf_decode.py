@@ -10,16 +10,7 @@ from illusion_checks.backends.base import answer_text
 from illusion_checks.backends.hf.decode import SeededNucleus, decode, make_room, pick_greedy
 from illusion_checks.backends.hf.prefix import prefill
 from illusion_checks.prompts import encode_prompt
-from illusion_checks.prompts import ff_prompt
-from tests.generate_oracle import AnswerLineStop
-
-PROMPTS = [
-    ff_prompt("The Eiffel Tower was finished in 1889 in Paris.", "When was the tower finished?"),
-    ff_prompt("Москва — столица России.", "Какой город столица?"),
-    ff_prompt("长城位于中国北方。", "长城在哪里？"),
-    ff_prompt("Short.", "Q?"),
-]
-
+from tests.helpers.generate_oracle import PROMPTS, AnswerLineStop
 
 def _generate_alone(model, tokenizer, ids: list[int], max_new_tokens: int) -> str:
     """The definition: one unpadded prompt through generate, stopping at the answer line."""

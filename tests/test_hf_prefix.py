@@ -9,14 +9,8 @@ from illusion_checks.backends.base import DecodeSettings, answer_text
 from illusion_checks.backends.hf.prefix import ff_probes, greedy
 from illusion_checks.probing import item_seed
 from illusion_checks.prompts import encode_continuations, encode_prompt, ff_prompt
+from tests.helpers.generate_oracle import PROMPTS
 
-PROMPTS = [
-    ff_prompt("The Eiffel Tower was finished in 1889 in Paris.", "When was the tower finished?"),
-    ff_prompt("Москва — столица России.", "Какой город столица?"),
-    ff_prompt("长城位于中国北方。", "长城在哪里？"),
-    ff_prompt("القاهرة هي عاصمة مصر.", "ما هي عاصمة مصر؟"),
-    ff_prompt("Short.", "Q?"),
-]
 OPTIONS = [["1889", "Paris", "1900", "the tower"], ["Москва", "России", "Киев", "Минск"],
            ["中国北方", "长城", "北京", "上海"], ["القاهرة", "مصر", "دمشق", "بغداد"], ["a", "bb", "ccc", "dddd"]]
 GOLDS = [(options[0],) for options in OPTIONS]  # the gold is each item's first option

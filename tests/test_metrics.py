@@ -11,26 +11,7 @@ import pytest
 
 from illusion_checks.fates import Fate
 from illusion_checks.metrics import _percentile, item_fate, recompute_check, summarize
-
-PROBES = ("ff", "cs", "mc", "one_shot", "zero_shot_short")
-
-
-def outcome(ff: bool, mc: bool, *, cs: bool = False, one: bool = False, zss: bool = False,
-            rank: int = 1, beam: bool | None = None, sample: bool | None = None) -> dict:
-    """One model's outcome with only the fields metrics reads."""
-    flags = {"ff": ff, "cs": cs, "mc": mc, "one_shot": one, "zero_shot_short": zss}
-    out: dict = {p: {"correct": flags[p], "output": ""} for p in PROBES}
-    out["gold_rank"] = rank
-    out["beam"] = None if beam is None else {"reached": beam, "outputs": []}
-    out["sample"] = None if sample is None else {"reached": sample, "outputs": []}
-    return out
-
-
-def item(lang: str, id_: str, ref: dict, comp: dict) -> dict:
-    """An item carrying deliberately wrong stored fate fields (summarize must ignore them)."""
-    return {"id": id_, "lang": lang, "reference": ref, "compressed": comp,
-            "both_correct": False, "fate": "lost"}
-
+from tests.helpers.rows import item, outcome
 
 def hand_items() -> list[dict]:
     """Ten items in two languages whose every summary number is worked out in the tests."""

@@ -16,64 +16,12 @@ from typing import Any
 
 import pytest
 
-from illusion_checks.metrics import item_fate, summarize
+from illusion_checks.metrics import summarize
 from illusion_checks.results import note
-from tests.synth import PROFILES, make_results
-
-SEED = 3
-
-
-@pytest.fixture(scope="module")
-def crafted() -> dict[str, Any]:
-    """en and sw, 8 items each: every reference-both-correct item is kept except one sw item,
-    which the compressed model no longer produces nor reaches but still recognizes (mc_only)."""
-    results = make_results(["en", "sw"], 8, seed=SEED, n_resamples=200, search_items=8, gates=False)
-    both = [item for item in results["items"] if item["both_correct"]]
-    for item in both:
-        item["compressed"] = copy.deepcopy(item["reference"])
-    demoted = next(item for item in both if item["lang"] == "sw")
-    # The reference's answer begins with the gold, so its rank at the answer start is 1.
-    demoted["reference"]["ff"].update(output=demoted["gold"], begins_with_gold=True)
-    demoted["reference"]["gold_rank"] = 1
-    outcome = demoted["compressed"]
-    outcome["ff"] = {"correct": False, "output": "a confidently wrong answer", "f1": 0.0, "em": False}
-    outcome["gold_rank"] = 4
-    outcome["beam"]["reached"] = outcome["sample"]["reached"] = False
-    for item in results["items"]:
-        fate = item_fate(item)[1]
-        item["fate"] = fate.value if fate is not None else None
-    results["summary"] = summarize(results["items"], n_resamples=200, seed=SEED)
-    assert results["summary"]["overall"]["fates"]["mc_only"] == 1
-    return results
-
-
-def n_both(results: dict[str, Any]) -> int:
-    return results["summary"]["overall"]["n_both_correct"]
-
-
-def mc_only_item(results: dict[str, Any]) -> dict[str, Any]:
-    return next(item for item in results["items"] if item["fate"] == "mc_only")
-
-
-def write_results(pytester: pytest.Pytester, results: dict[str, Any], name: str = "results.json") -> Path:
-    path = pytester.path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results), encoding="utf-8")
-    return path
-
-
-def junit_outcomes(path: Path) -> list[tuple[str, str]]:
-    """Sorted (test id, outcome) pairs from a JUnit XML file."""
-    pairs = []
-    for case in ET.parse(path).getroot().iter("testcase"):
-        outcome = "passed"
-        for tag in ("failure", "error", "skipped"):
-            child = case.find(tag)
-            if child is not None:
-                outcome = "xfailed" if child.get("type") == "pytest.xfail" else tag
-        pairs.append((f"{case.get('classname')}::{case.get('name')}", outcome))
-    return sorted(pairs)
-
+from tests.helpers.plugin_runs import (LOAD_COUNTER, SEED, USER_TEST, junit_outcomes, mc_only_item, n_both,
+                                        write_results)
+from tests.helpers.synth import PROFILES, make_results
+from tests.helpers.need import need_module
 
 # -- verdicts and the terminal summary -------------------------------------------------------
 def test_pass_path_exits_0_with_summary_table_and_paths(pytester: pytest.Pytester, crafted: dict) -> None:
@@ -294,7 +242,7 @@ def test_ini_paths_are_relative_to_the_rootdir(pytester: pytest.Pytester, crafte
 
 # -- xdist, the fixture, an inactive plugin ----------------------------------------------------
 def test_xdist_collects_and_decides_like_a_single_process(pytester: pytest.Pytester, crafted: dict) -> None:
-    pytest.importorskip("xdist")
+    need_module("xdist")
     source = write_results(pytester, crafted)
     args = [f"--illusion-from-results={source}", "--illusion-max-dissociation=0.1"]  # sw fails
     single = pytester.runpytest(*args, "-n", "0", "--junitxml=single.xml")
@@ -303,14 +251,6 @@ def test_xdist_collects_and_decides_like_a_single_process(pytester: pytest.Pytes
     assert junit_outcomes(pytester.path / "single.xml") == junit_outcomes(pytester.path / "parallel.xml")
     assert len(junit_outcomes(pytester.path / "single.xml")) == 3 * n_both(crafted) + 9
     assert parallel.stdout.str().count("illusion-checks summary") == 1
-
-
-USER_TEST = """
-def test_my_own_check(illusion_results):
-    assert illusion_results.summary["overall"]["n_items"] == {n_items}
-    assert [item["id"] for item in illusion_results.items_with_fate("mc_only")] == [{mc_only!r}]
-    assert illusion_results.fates("sw")["mc_only"] == 1
-"""
 
 
 def test_illusion_results_fixture_in_a_user_test(pytester: pytest.Pytester, crafted: dict) -> None:
@@ -351,33 +291,10 @@ def test_inactive_plugin_adds_nothing_and_imports_no_torch(pytester: pytest.Pyte
     assert "illusion_checks.pytest_plugin.plugin" in loaded and "illusion_checks.pytest_plugin.session" not in loaded
 
 
-# A conftest that counts model loads (shared with test_plugin_evaluation.py).
-LOAD_COUNTER = """
-import os
-import illusion_checks.backends.hf.load as models
-
-_load_model = models.load_model
-
-
-def _counting_load_model(name, *args, **kwargs):
-    with open(os.path.join(os.path.dirname(__file__), "loads.txt"), "a") as handle:
-        handle.write(f"{os.getpid()} {name}\\n")
-    return _load_model(name, *args, **kwargs)
-
-
-def pytest_configure(config):
-    models.load_model = _counting_load_model
-
-
-def pytest_unconfigure(config):
-    models.load_model = _load_model
-"""
-
-
 # -- a gate that cannot be fooled (issue 11) ----------------------------------------------------
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_a_gate_on_a_language_the_run_lacks_is_collected_and_fails(pytester: pytest.Pytester, workers: str) -> None:
-    pytest.importorskip("xdist")
+    need_module("xdist")
     results = make_results(["en"], 8, seed=SEED, n_resamples=50, search_items=8, gates=False)
     source = write_results(pytester, results)
     # A typo, and a language left in a gate after it was dropped from --illusion-langs.

@@ -17,7 +17,7 @@ import pytest
 import torch  # noqa: F401  isort: skip
 
 from illusion_checks.datasets import load_dataset, sample_items
-from tests.test_plugin import LOAD_COUNTER, USER_TEST, crafted, mc_only_item, n_both, write_results  # noqa: F401
+from tests.helpers.plugin_runs import LOAD_COUNTER, USER_TEST, mc_only_item, n_both, write_results
 
 # A run on the tiny random model: it answers nothing, so only gates would be collected after it.
 MODEL_ARGS = ("--illusion-compress=magnitude:0.5", "--illusion-langs=en", "--illusion-items=2",

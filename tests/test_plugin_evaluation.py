@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_plugin import LOAD_COUNTER, junit_outcomes
+from tests.helpers.plugin_runs import LOAD_COUNTER, junit_outcomes
+from tests.helpers.need import need_module
 
 WORKER_IMPORTS = """
 
@@ -49,7 +50,7 @@ class FirstRun:
 
 @pytest.fixture(scope="module")
 def first_run(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
-    pytest.importorskip("xdist")
+    need_module("xdist")
     directory = tmp_path_factory.mktemp("first-run")
     (directory / "conftest.py").write_text(LOAD_COUNTER + WORKER_IMPORTS)
     cache_dir = directory / "cache"

@@ -10,7 +10,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +22,8 @@ import pytest
 from illusion_checks.datasets import fixture_root
 from illusion_checks.compress.fit import check_spec_fits, model_widths
 from illusion_checks.preflight import check_writable
-from tests.test_plugin import LOAD_COUNTER
+from tests.helpers.need import missing
+from tests.helpers.plugin_runs import LOAD_COUNTER
 
 FIXTURES = fixture_root()
 FAST = ("--illusion-items=2", "--illusion-no-reachability", "--illusion-no-cache")
@@ -108,17 +112,34 @@ def test_an_output_under_a_file_stops_before_any_model_loads(pytester: pytest.Py
     assert_stopped_before_loading(pytester, result, option, str(target))
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")
+@contextmanager
+def read_only_folder(folder: Path) -> Iterator[Path]:
+    """`folder`, made read-only for the test's user: by its mode, or for root (whom modes do not stop) by
+    a read-only tmpfs mounted on it."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        missing(f"running as root, and a read-only tmpfs could not be mounted: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
 def test_a_read_only_output_folder_stops_before_any_model_loads(pytester: pytest.Pytester,
                                                                 tiny_llama_dir: Path) -> None:
-    folder = pytester.path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o555)
-    try:
+    with read_only_folder(pytester.path / "read-only") as folder:
         result = run(pytester, tiny_llama_dir, "--illusion-langs=en", "--illusion-compress=magnitude:0.5",
                      f"--illusion-json={folder / 'results.json'}")
-    finally:
-        folder.chmod(0o755)
+        assert not (folder / "results.json").exists()
     assert_stopped_before_loading(pytester, result, "--illusion-json", str(folder / "results.json"))
 
 

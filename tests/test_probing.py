@@ -15,8 +15,8 @@ from illusion_checks.fates import Fate
 from illusion_checks.metrics import recompute_check
 from illusion_checks.backends.base import DecodeSettings
 from illusion_checks.results import build_results, validate
-from illusion_checks.scoring import is_correct, normalize_compact
-from tests.tiny import FIXTURES
+from illusion_checks.scoring import normalize_compact
+from tests.helpers.tiny import FIXTURES
 
 def run_config(reference: str, spec: str, langs: list[str]) -> dict:
     """The `config` block a run writes (what `validate` requires of a results file)."""
@@ -79,6 +79,9 @@ def test_tiny_model_outcomes_follow_the_schema_and_the_summary_recomputes(tiny_m
 
 
 def test_a_taught_model_and_its_pruned_copy_give_real_fates(taught_model):
+    """Guards the fates end to end on a model that really answers: both-correct exactly on the taught
+    items, FF by containment, each fate from the compressed model's FF and MC, 90% pruning leaving
+    mc_only items, and MC and the gold rank disagreeing both ways (they are different probes)."""
     from illusion_checks.compress import compress_model, parse_spec
 
     model, tokenizer, prepared = taught_model.model, taught_model.tokenizer, taught_model.prepared
@@ -92,7 +95,9 @@ def test_a_taught_model_and_its_pruned_copy_give_real_fates(taught_model):
     taught = items[: taught_model.n_taught]
     assert [item["both_correct"] for item in items] == [True] * len(taught) + [False] * (len(items) - len(taught))
 
-    # The reference begins every taught answer with the gold, so the token ranked is its own first.
+    # The reference begins every taught answer with the gold, so the token ranked is its own first:
+    # rank 1 is then a consistency check of the scoring pass against greedy decoding, not a check
+    # of a demoted gold's rank (tests/test_answer_start.py compares those with a plain forward).
     for item in taught:
         ref = item["reference"]
         assert ref["ff"]["begins_with_gold"] and ref["gold_token"]["source"] == "produced" and ref["gold_rank"] == 1
@@ -141,11 +146,10 @@ def test_what_the_batch_size_changes_and_what_it_does_not(taught_model):
 
 
 @pytest.mark.slow
-def test_gemma_against_its_magnitude_pruned_copy_gives_valid_recomputable_results():
+def test_gemma_against_its_magnitude_pruned_copy_gives_valid_recomputable_results(embedded_model):
     from illusion_checks.compress import compress_model, parse_spec
-    from illusion_checks.backends.hf.load import load_model
 
-    loaded = load_model("gemma3-270m", device="cpu", dtype="float32")
+    loaded = embedded_model("gemma3-270m")
     pruned = copy.deepcopy(loaded.model)
     compress_model(pruned, parse_spec("magnitude:0.5"))
     settings = ProbeSettings(items_per_language=4)
@@ -227,12 +231,10 @@ def test_the_answer_scope_is_part_of_the_results_config_and_the_cache_key():
 
 
 @pytest.mark.slow
-def test_full_answer_scope_scores_the_whole_generation_and_line_scope_its_first_line():
+def test_full_answer_scope_scores_the_whole_generation_and_line_scope_its_first_line(embedded_model):
     """Appendix B literally (`full`): containment anywhere in the 32 new tokens; the default
     (`line`) reads the first non-empty line, which greedy decoding makes a prefix of `full`'s."""
-    from illusion_checks.backends.hf.load import load_model
-
-    loaded = load_model("smollm2-135m", device="cpu", dtype="float32")
+    loaded = embedded_model("smollm2-135m")
     line = ProbeSettings(items_per_language=6, reachability=False)
     full = dataclasses.replace(line, decode=dataclasses.replace(line.decode, stop_at_newline=False))
     prepared = prepare_items(load_dataset("fixtures"), ["en"], line)
@@ -244,7 +246,23 @@ def test_full_answer_scope_scores_the_whole_generation_and_line_scope_its_first_
             assert short["ff"]["output"] == lines[0]
             multi.append((short, lines))
     assert multi, "smollm2-135m should write more than one line in 32 tokens on some fixture item"
-    short, lines = multi[0]
-    # A gold that only a later line holds is found by `full` and not by `line`.
-    later = next(ln for ln in lines[1:] if not is_correct(short["ff"]["output"], [ln]))
-    assert is_correct("\n".join(lines), [later]) and not is_correct(short["ff"]["output"], [later])
+
+
+def test_a_gold_only_line_2_holds_is_correct_under_full_scope_and_wrong_under_line_scope():
+    """A tiny model taught to answer one item "Well,", then the gold on the next line: `full` scope
+    (Appendix B: containment anywhere in the new tokens) scores it correct, `line` scope (the first
+    non-empty line) wrong; both through --illusion-answer-scope's own path to the probes."""
+    from illusion_checks.probing import probe_settings
+    from illusion_checks.spec import EvaluationSpec
+    from tests.helpers.tiny import trained_tiny_model
+
+    prepared = prepare_items(load_dataset("fixtures"), ["en"], ProbeSettings(items_per_language=1))
+    gold = prepared[0].item.gold
+    model, tokenizer = trained_tiny_model([prepared[0].item], [f"Well,\n{gold}"], steps=80)
+    by_scope = {}
+    for scope in ("line", "full"):
+        settings = probe_settings(EvaluationSpec(answer_scope=scope, no_reachability=True))  # 32 new tokens
+        (by_scope[scope],) = probe_model(HFBackend(model, tokenizer), prepared, settings)
+    assert by_scope["line"]["ff"]["output"] == "Well,", by_scope
+    assert gold in by_scope["full"]["ff"]["output"].split("\n")[1], by_scope
+    assert by_scope["full"]["ff"]["correct"] is True and by_scope["line"]["ff"]["correct"] is False

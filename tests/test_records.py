@@ -19,7 +19,7 @@ from illusion_checks.gates import Gate, evaluate_gates
 from illusion_checks.metrics import summarize
 from illusion_checks.records import (ABSENT, FFGeneration, Generation, GoldToken, ItemRecord, LanguageSummary,
                                      MCChoice, Note, OneShot, Outcome, Reach)
-from tests.synth import PROFILES, make_results, with_payloads
+from tests.helpers.synth import PROFILES, make_results, with_payloads
 
 # A v1 file written before `gold_token`, `ff.begins_with_gold`, `mc.boundary_ok`, the 1-shot exemplar
 # fields, `notes`, `dataset.items_by_language` and the summary's `answer_start`/`rank_interpretable`:

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from illusion_checks import results as R
-from tests.synth import make_results
+from illusion_checks.atomic import write_json_atomic
+from tests.helpers.synth import make_results
 
 
 def test_synthetic_results_validate_and_a_broken_item_is_named():
@@ -35,9 +36,9 @@ def test_load_results_names_the_file_and_problem(tmp_path):
 
 def test_atomic_write_leaves_old_file_intact_when_serialisation_fails(tmp_path):
     path = tmp_path / "out.json"
-    R.write_json_atomic(path, {"ok": 1})
+    write_json_atomic(path, {"ok": 1})
     with pytest.raises(TypeError):
-        R.write_json_atomic(path, {"bad": object()})
+        write_json_atomic(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 

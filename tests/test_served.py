@@ -19,39 +19,24 @@ from typing import Any
 import pytest
 
 from illusion_checks import EvaluationSpec, evaluate
-from illusion_checks.served import RunError
-from tests.vllm_server import VLLMServer, need_vllm
+from illusion_checks.errors import RunError
+from tests.helpers.engines import ITEMS, LANGS, assert_reached_rates_agree, paired_outcomes, rate
+from tests.helpers.vllm_server import VLLMServer
 
 pytestmark = pytest.mark.slow
 
-LANGS, ITEMS = ("en", "ru"), 10
 KEY_ENV, KEY = "ILLUSION_TEST_SERVER_KEY", "sk-test-3f9a1c77d2e84b61"  # the servers require it
 SERVED_NAME, PRUNED_NAME = "smollm2", "smollm2-wanda"
 
 
-def _rate(pairs: list[tuple[Any, Any]]) -> float:
-    return sum(a == b for a, b in pairs) / len(pairs)
-
-
 @pytest.fixture(scope="module")
-def hf_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    """The in-process HF gate with wanda:0.5, saving the compressed model it probed."""
-    need_vllm()
-    saved = tmp_path_factory.mktemp("saved") / "smollm2-wanda"
-    spec = EvaluationSpec(model="smollm2-135m", compress="wanda:0.5", save_compressed=str(saved), langs=LANGS,
-                          items=ITEMS, calibration="embedded", calibration_samples=8, calibration_seqlen=128,
-                          device="cpu", dtype="float32", no_reachability=True, no_cache=True)
-    return evaluate(spec).results, saved
-
-
-@pytest.fixture(scope="module")
-def servers(hf_run: tuple[dict[str, Any], Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The reference and its saved wanda:0.5 copy, each behind its own server, both needing the key."""
+def servers(hf_smollm2_run: tuple[dict[str, Any], Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The reference and the wanda:0.5 copy the HF run saved, each behind its own server, both needing the key."""
     from illusion_checks.backends.hf.load import resolve_source
 
     logs = tmp_path_factory.mktemp("server-logs")
     reference = VLLMServer(resolve_source("smollm2-135m")[0], SERVED_NAME, logs / "reference.log", KEY)
-    pruned = VLLMServer(str(hf_run[1]), PRUNED_NAME, logs / "pruned.log", KEY)
+    pruned = VLLMServer(str(hf_smollm2_run[1]), PRUNED_NAME, logs / "pruned.log", KEY)
     try:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda server: server.start().wait_ready(), (reference, pruned)))
@@ -61,32 +46,41 @@ def servers(hf_run: tuple[dict[str, Any], Path], tmp_path_factory: pytest.TempPa
         pruned.stop()
 
 
+@pytest.fixture(scope="module")
+def served_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One outcome cache for the module's in-process served runs: outcomes probed once are reused under
+    the same role (the cache key holds the role, so a model probed as the reference is probed afresh as
+    the compressed model)."""
+    return tmp_path_factory.mktemp("served-cache")
+
+
 @pytest.fixture
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_ENV, KEY)
     return KEY_ENV
 
 
-def _served_spec(model: str, compressed: str, tmp_path: Path, **overrides: Any) -> EvaluationSpec:
+def _served_spec(model: str, compressed: str, cache: Path, **overrides: Any) -> EvaluationSpec:
     values = dict(model=model, compressed=compressed, langs=LANGS, items=ITEMS, no_reachability=True,
-                  api_key_env=KEY_ENV, cache_dir=str(tmp_path / "cache"))
+                  api_key_env=KEY_ENV, cache_dir=str(cache))
     return EvaluationSpec(**{**values, **overrides})
 
 
-def test_served_models_agree_with_the_in_process_hf_backend(hf_run: Any, servers: Any, key: str, tmp_path: Path) -> None:
-    hf, _ = hf_run
+def test_served_models_agree_with_the_in_process_hf_backend(hf_smollm2_run: Any, servers: Any, key: str,
+                                                            served_cache: Path) -> None:
+    hf, _ = hf_smollm2_run
     reference, pruned = servers
-    served = evaluate(_served_spec(reference.url, f"{pruned.url}#{PRUNED_NAME}", tmp_path)).results
-    assert [i["id"] for i in hf["items"]] == [i["id"] for i in served["items"]] and len(served["items"]) == 20
+    served = evaluate(_served_spec(reference.url, f"{pruned.url}#{PRUNED_NAME}", served_cache)).results
+    assert len(served["items"]) == 20
     for role, name in (("reference", SERVED_NAME), ("compressed", PRUNED_NAME)):
         server = served["config"][role]["server"]
         assert server["model"] == name and server["version"].startswith("vllm ")
         assert all(how.startswith("exact") for how in server["capabilities"].values() if how != server["capabilities"]["tokenizer"])
-    outcomes = [(a[role], b[role]) for a, b in zip(hf["items"], served["items"]) for role in ("reference", "compressed")]
-    figures = {"mc": _rate([(a["mc"]["choice"], b["mc"]["choice"]) for a, b in outcomes]),
-               "ff": _rate([(a["ff"]["correct"], b["ff"]["correct"]) for a, b in outcomes]),
-               "fates": _rate([(a["fate"], b["fate"]) for a, b in zip(hf["items"], served["items"])]),
-               "rank": _rate([(a["gold_rank"], b["gold_rank"]) for a, b in outcomes])}
+    outcomes = paired_outcomes(hf, served)
+    figures = {"mc": rate([(a["mc"]["choice"], b["mc"]["choice"]) for a, b in outcomes]),
+               "ff": rate([(a["ff"]["correct"], b["ff"]["correct"]) for a, b in outcomes]),
+               "fates": rate([(a["fate"], b["fate"]) for a, b in zip(hf["items"], served["items"])]),
+               "rank": rate([(a["gold_rank"], b["gold_rank"]) for a, b in outcomes])}
     print(f"HF vs served agreement over {len(outcomes)} outcomes: {figures}")
     assert figures["mc"] >= 0.98 and figures["ff"] >= 0.95 and figures["fates"] >= 0.95
     assert figures["rank"] >= 0.95
@@ -94,9 +88,11 @@ def test_served_models_agree_with_the_in_process_hf_backend(hf_run: Any, servers
         assert b["mc"]["scores"] == pytest.approx(a["mc"]["scores"], abs=0.05)
 
 
-def test_the_same_server_as_both_models_keeps_every_item(servers: Any, key: str, tmp_path: Path) -> None:
+def test_the_same_server_as_both_models_keeps_every_item(servers: Any, key: str, served_cache: Path) -> None:
+    """The reference server probed twice: as the reference (from the agreement test's run, through the
+    module's cache, or probed here when this test runs alone) and afresh as the compressed model."""
     reference, _ = servers
-    results = evaluate(_served_spec(reference.url, reference.url, tmp_path)).results
+    results = evaluate(_served_spec(reference.url, reference.url, served_cache)).results
     both = [item for item in results["items"] if item["both_correct"]]
     assert both and all(item["fate"] == "kept" for item in both), [(i["id"], i["fate"]) for i in both]
     summaries = [*results["summary"]["per_language"].values(), results["summary"]["overall"]]
@@ -111,8 +107,9 @@ def _gate(args: list[str], cwd: Path, env_key: bool = True, timeout: float = 150
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_the_gate_runs_end_to_end_against_served_models(servers: Any, tmp_path: Path) -> None:
-    """Beam and samples through the server too; the API key is sent but never printed, cached or written."""
+def test_the_gate_runs_end_to_end_against_served_models(hf_smollm2_run: Any, servers: Any, tmp_path: Path) -> None:
+    """Beam and samples through the server too, reaching the gold about as often as HF does on the same
+    models and items; the API key is sent but never printed, cached or written."""
     reference, pruned = servers
     done = _gate([f"--illusion-model={reference.url}", f"--illusion-compressed={pruned.url}", "--illusion-langs=en",
                   "--illusion-items=2", "--illusion-max-dissociation=1.0", f"--illusion-api-key-env={KEY_ENV}",
@@ -127,6 +124,9 @@ def test_the_gate_runs_end_to_end_against_served_models(servers: Any, tmp_path: 
             assert "unavailable" not in item[role]
     written = [done.stdout, done.stderr, *(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())]
     assert not [text for text in written if KEY in text]
+    hf = evaluate(EvaluationSpec(model="smollm2-135m", compressed=str(hf_smollm2_run[1]), langs=("en",), items=2,
+                                 device="cpu", dtype="float32", no_cache=True)).results
+    assert_reached_rates_agree(hf, results)
 
 
 def test_without_the_api_key_the_gate_stops_with_the_servers_answer(servers: Any, tmp_path: Path) -> None:
@@ -149,30 +149,34 @@ def test_a_wrong_model_name_is_a_usage_error(servers: Any, tmp_path: Path) -> No
 
 
 def test_a_stalled_server_hits_the_timeout(servers: Any, key: str, tmp_path: Path) -> None:
+    """The compressed model's server stops answering (SIGSTOP: its sockets stay open) as its probes
+    begin: the run ends in the timeout's one-line RunError, not a hang, and writes nothing."""
     reference, pruned = servers
-    stalled: list[float] = []
+    stalled: list[str] = []
 
     def progress(phase: str, done: int, total: int) -> None:
         if phase == "probe compressed" and not stalled:
             pruned.pause()
-            stalled.append(time.monotonic())
+            stalled.append(phase)
 
-    spec = _served_spec(reference.url, pruned.url, tmp_path, langs=("en",), items=2, request_timeout=20)
+    spec = _served_spec(reference.url, pruned.url, tmp_path / "cache", langs=("en",), items=2, request_timeout=20)
     try:
         with pytest.raises(RunError) as caught:
             evaluate(spec, json_path=tmp_path / "out.json", progress=progress)
     finally:
         pruned.resume()
-    waited = time.monotonic() - stalled[0]
+    assert stalled, "the compressed model's probes never began"
     assert "no reply within 20 s (--illusion-request-timeout)" in str(caught.value) and "\n" not in str(caught.value)
-    assert 20 <= waited < 90 and not (tmp_path / "out.json").exists()
+    assert pruned.url in str(caught.value) and not (tmp_path / "out.json").exists()
 
 
 def test_a_server_killed_mid_run_stops_the_gate_and_the_rerun_reuses_the_cache(servers: Any, tmp_path: Path) -> None:
+    """The compressed model's server dies (SIGKILL) while the gate probes it: exit 2 with one line, no
+    results or report, only the reference's outcomes cached (atomically); once the server is back on
+    its port, the re-run reuses them and finishes."""
     reference, pruned = servers
-    doomed = VLLMServer(pruned.folder, PRUNED_NAME, tmp_path / "doomed.log", KEY).start().wait_ready()
     cache = tmp_path / "cache"
-    args = [f"--illusion-model={reference.url}", f"--illusion-compressed={doomed.url}", "--illusion-langs=en",
+    args = [f"--illusion-model={reference.url}", f"--illusion-compressed={pruned.url}", "--illusion-langs=en",
             "--illusion-items=4", "--illusion-no-reachability", "--illusion-max-dissociation=1.0",
             f"--illusion-api-key-env={KEY_ENV}", f"--illusion-cache-dir={cache}"]
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
@@ -182,60 +186,16 @@ def test_a_server_killed_mid_run_stops_the_gate_and_the_rerun_reuses_the_cache(s
         deadline = time.monotonic() + 900
         while not list(cache.glob("*.json")) and gate.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)  # the reference's outcomes are cached: the compressed model is being probed
-        doomed.kill()
+        pruned.kill()
         stdout, stderr = gate.communicate(timeout=300)
         assert gate.returncode == 2, stdout[-2000:] + stderr[-2000:]
-        assert "the evaluation could not finish" in stdout + stderr and doomed.url in stdout + stderr
+        assert "the evaluation could not finish" in stdout + stderr and pruned.url in stdout + stderr
         assert not (tmp_path / "reports" / "illusion-results.json").exists()
         assert not (tmp_path / "reports" / "illusion-report.html").exists()
         assert len(list(cache.glob("*.json"))) == 1 and not list(cache.glob("*.tmp*"))
-        doomed = VLLMServer(pruned.folder, PRUNED_NAME, tmp_path / "doomed.log", KEY, port=doomed.port).start().wait_ready()
-        again = _gate(args, tmp_path)
-        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-        assert "reference outcomes: from cache" in again.stdout
-        assert json.loads((tmp_path / "reports" / "illusion-results.json").read_text())["summary"]["overall"]["n_items"] == 4
     finally:
-        doomed.stop()
-
-
-def test_ranks_known_only_within_the_top_k_are_recorded_as_beyond_it(servers: Any, key: str) -> None:
-    """The `echo` + `logprobs` path (what servers without vLLM's `prompt_logprobs` offer), on the real
-    server: the same option scores as `prompt_logprobs`, the exact rank within the top 20, and beyond
-    it no rank, only `gold_rank_above: 20` in the outcome."""
-    from dataclasses import replace
-
-    from illusion_checks.backends.base import LoadOptions
-    from illusion_checks.backends.openai.backend import OpenAIBackend
-    from illusion_checks.backends.openai.discovery import ECHO
-    from illusion_checks.backends.openai.engine import OpenAIEngine
-    from illusion_checks.datasets import load_dataset
-    from illusion_checks.evaluation import probe_settings
-    from illusion_checks.probing import prepare_items, probe_model
-    from illusion_checks.served import ServerSettings
-
-    reference, _ = servers
-    exact = OpenAIEngine(ServerSettings(api_key_env=KEY_ENV), "--illusion-model").load(reference.url, LoadOptions())
-    echo = OpenAIBackend(exact.client, replace(exact.profile, scoring=ECHO, rank_top_k=20), exact.tokenizer)
-    prompt = exact.tokenizer("Question: What is the capital of France?\nAnswer:")["input_ids"]
-    words = [" Paris", " The", " Lyon", " London", " banana", " quantum", " 7", " Answer"]
-    tokens = [exact.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in words]
-    options = [[exact.tokenizer(" Paris", add_special_tokens=False)["input_ids"]]] * len(tokens)
-    ranked = [([], token) for token in tokens]
-    by_exact, by_echo = exact.score([prompt] * len(tokens), options, ranked), echo.score([prompt] * len(tokens), options, ranked)
-    ranks = [(a[1], b[1]) for a, b in zip(by_exact, by_echo)]
-    print(f"(prompt_logprobs rank, echo top-20 rank): {ranks}")
-    assert any(a <= 20 for a, _ in ranks) and any(a > 20 for a, _ in ranks)
-    assert all(b == (a if a <= 20 else 21) for a, b in ranks)
-    assert all(a[0] == pytest.approx(b[0], abs=1e-3) and a[2] == pytest.approx(b[2], abs=1e-3)
-               for a, b in zip(by_exact, by_echo))
-
-    spec = EvaluationSpec(model="x", compressed="y", langs=("en",), items=4, no_reachability=True)
-    prepared = prepare_items(load_dataset("fixtures", ["en"]), ["en"], probe_settings(spec), lambda *a: None)
-    outcomes = zip(probe_model(exact, prepared, probe_settings(spec)), probe_model(echo, prepared, probe_settings(spec)))
-    for a, b in outcomes:
-        assert a["mc"] == b["mc"] or a["mc"]["scores"] == pytest.approx(b["mc"]["scores"], abs=1e-3)
-        if a["gold_rank"] is not None and a["gold_rank"] > 20:
-            assert b["gold_rank"] is None and b["gold_rank_above"] == 20
-        else:
-            assert b["gold_rank"] == a["gold_rank"] and "gold_rank_above" not in b
-    exact.close()
+        pruned.restart()  # the module's other tests keep their server
+    again = _gate(args, tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "reference outcomes: from cache" in again.stdout
+    assert json.loads((tmp_path / "reports" / "illusion-results.json").read_text())["summary"]["overall"]["n_items"] == 4

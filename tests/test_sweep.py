@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from illusion_checks import EvaluationSpec, GateSpec, evaluate
-from illusion_checks.sweep import SCHEMA_V2, runs_of
-from tests.test_plugin import LOAD_COUNTER, junit_outcomes
+from illusion_checks.results import SCHEMA_V2, runs_of
+from tests.helpers.plugin_runs import LOAD_COUNTER, junit_outcomes
 
 TINY_ARGS = ("--illusion-items=2", "--illusion-langs=en,de", "--illusion-no-reachability")
 
@@ -114,9 +114,9 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tiny_llama_dir: Path, tmp
 ])
 def test_bad_sweeps_and_searches_are_one_line_errors_before_any_model_loads(
         values: dict[str, Any], gates: GateSpec, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from illusion_checks import evaluation
+    from illusion_checks import lifecycle
 
-    monkeypatch.setattr(evaluation.Evaluation, "_load_reference", lambda self: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(lifecycle.Models, "load", lambda *args: pytest.fail("a model was loaded"))
     with pytest.raises(ValueError, match=message) as caught:
         evaluate(EvaluationSpec(model="smollm2-135m", langs=("en",), items=2, no_cache=True, **values), gates)
     assert "\n" not in str(caught.value)

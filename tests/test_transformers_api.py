@@ -11,7 +11,7 @@ from illusion_checks.backends.hf.backend import HFBackend
 from illusion_checks.datasets import load_dataset
 from illusion_checks.probing import ProbeSettings, prepare_items, probe_model
 from illusion_checks.backends.base import DecodeSettings
-from tests.tiny import ARCHS
+from tests.helpers.tiny import ARCHS
 
 # Beam search and sampling included (reachability is on), so every cache path runs: prefill, forks, the
 # token-by-token decoder, generate's beam reordering and MC scoring.

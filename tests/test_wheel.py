@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synth import make_results
+from tests.helpers.synth import make_results
 
 pytestmark = pytest.mark.slow
 

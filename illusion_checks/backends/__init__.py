@@ -28,6 +28,7 @@ def engine(name: str) -> "Engine":
 
 def served_engine(settings: "ServerSettings", option: str, trust_remote_code: bool = False) -> "Engine":
     """The engine for models served over HTTP (`http(s)://HOST[:PORT]/v1[#MODEL]`) named by `option`."""
+    # Imported when a served model is named, like the engines above: option parsing imports this module.
     from illusion_checks.backends.openai.engine import OpenAIEngine
 
     return OpenAIEngine(settings, option, trust_remote_code)

@@ -8,14 +8,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from illusion_checks.answer_start import RankTarget, rank_target
 from illusion_checks.prompts import Encoded
-from illusion_checks.spec import DEFAULT_BATCH_SIZE
+
+DEFAULT_BATCH_SIZE = 16  # prompts per forward pass; `--illusion-batch-size`'s default
 
 Advance = Callable[[int], None]  # called with the number of prompts just finished
 PhaseProgress = Callable[[int, int], None]  # (done, total) within one phase
+Position = tuple[float, int | None, float | None]  # a scored token: log-probability, rank, best other's
+Scores = tuple[list[float], int | None, float | None]  # `Backend.score` per prompt: options, rank, margin
 
 _ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
 
@@ -132,10 +135,6 @@ class Backend(Protocol):
     tokenizer: Tokenizer
     capabilities: Capabilities
 
-    def identity(self) -> dict[str, Any]:
-        """The engine and its version: part of every cache key and of the results' `config`."""
-        ...
-
     def greedy_tokens(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
                       advance: Advance | None = None) -> list[list[int]]:
         """Greedy continuations' token ids (at most `max_new_tokens`; the answer-line stop when
@@ -143,7 +142,7 @@ class Backend(Protocol):
         ...
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[float], int | None, float | None]]:
+              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[Scores]:
         """Per prompt: each continuation's summed log-probability after it, and for `ranked[i] =
         (conditioned_ids, token)` the rank of `token` after prompt + conditioned_ids (1 = most
         likely) and its log-probability margin over the best other token (None when `token` is)."""
@@ -192,10 +191,28 @@ class CompressOptions:
     device: str = "auto"
 
 
+@dataclass(frozen=True)
+class CompressTarget:
+    """The compressed model's one identity, computed by the evaluation: the manifest saved with it
+    (`fingerprint`, `reference`, `spec`, `calibration`) and `folder`, under the evaluation's cache,
+    where an engine that loads models from disk keeps it (reused while its manifest's fingerprint
+    matches)."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        """The compressed model's fingerprint: the reference's, the spec and the calibration texts."""
+        return str(self.manifest["fingerprint"])
+
+
 class Engine(Protocol):
     """A kind of backend, before and around the models it loads: what identifies a model source
     without loading it, loading, and (where the engine can) compressing a loaded model's copy
-    and saving it. `backends.engine(name)` returns one."""
+    and saving it. `backends.engine(name)` returns one. The engine's name and version (`version()`)
+    are part of every outcome cache key and of the results' `config.backend`: they are known before
+    any model loads, so a cached run loads none."""
 
     name: str
 
@@ -216,11 +233,12 @@ class Engine(Protocol):
     compress_needs_reference: bool  # False: compress reads the reference from its source, so the loaded
     # reference is released first (two engines are never resident at once)
 
-    def compress(self, source: str, reference: Callable[[], Backend], spec: str, texts: list[str] | None,
-                 options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
+    def compress(self, source: str, reference: Callable[[], Backend], spec: str, target: CompressTarget,
+                 texts: list[str] | None, options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
                  log: Callable[[str], None]) -> Backend:
         """A compressed copy of the reference model at `source` (`reference()` gives it loaded, and is
-        left as it was), loaded with `load`."""
+        left as it was), loaded with `load`. `target` is its identity; an engine that loads from a
+        folder keeps it in `target.folder` (an in-process engine need not write it)."""
         ...
 
     def save(self, backend: Backend, folder: Path, manifest: dict[str, Any]) -> Path: ...
@@ -247,6 +265,36 @@ def answers(tokenizer: Tokenizer, produced: Sequence[Sequence[int]], stop_at_new
     """Each row's generated token ids as its answer text."""
     texts = tokenizer.batch_decode(produced, skip_special_tokens=True)
     return [answer_text(text, stop_at_newline) for text in texts]
+
+
+def score_sequences(prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
+                    ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[int], int]]:
+    """`Backend.score`'s work as whole sequences, each with the position its scored tokens start at:
+    per prompt, each option after it, then the ranked token after prompt + conditioned ids (when
+    there is one). For engines that score a sequence's own tokens (`prompt_logprobs`, `echo`)."""
+    sequences: list[tuple[list[int], int]] = []
+    for prompt, options, (conditioned, token) in zip(prompts, continuations, ranked):
+        sequences += [([*prompt, *option], len(prompt)) for option in options]
+        if token is not None:
+            sequences.append(([*prompt, *conditioned, token], len(prompt) + len(conditioned)))
+    return sequences
+
+
+def gather_scores(continuations: Sequence[Sequence[Sequence[int]]], ranked: Sequence[tuple[Sequence[int], int | None]],
+                  rows: Iterable[Sequence[Position]]) -> list[Scores]:
+    """`Backend.score`'s result from `score_sequences`' sequences, scored in order (one row of
+    positions each): each option's summed log-probability, then the ranked token's rank and its
+    margin over the best other token (None when the engine named no other)."""
+    remaining = iter(rows)
+    results = []
+    for options, (_, token) in zip(continuations, ranked):
+        scores = [float(sum(logprob for logprob, _, _ in next(remaining))) for _ in options]
+        rank = margin = None
+        if token is not None:
+            logprob, rank, best_other = next(remaining)[0]
+            margin = None if best_other is None else logprob - best_other
+        results.append((scores, rank, margin))
+    return results
 
 
 def compose_answer_probes(backend: Backend, requests: Sequence[AnswerRequest], settings: DecodeSettings,

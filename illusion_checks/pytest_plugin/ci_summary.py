@@ -1,7 +1,8 @@
 """GitHub Actions output for a gated run: the job summary (Markdown for `$GITHUB_STEP_SUMMARY`) and one
 `::error` workflow command per failed gate.
 
-Everything here is a pure function of the results and their gates, except `append_step_summary`.
+Everything here is a pure function of the results and their gates, except `append_step_summary` and
+`to_github`, which write them.
 GitHub renders the summary as Markdown with inline HTML, so every text that comes from the data or
 a model (language codes, specs, model names, findings that quote answers) goes through `_md`."""
 
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from illusion_checks.gates import Gate
 from illusion_checks.pytest_plugin.terminal import rate, summary_rows, sweep_rows
-from illusion_checks.sweep import is_multi, passed, primary_run, run_label, runs_of
+from illusion_checks.results import is_multi_run, primary_run, run_label, runs_of
+from illusion_checks.sweep import passed
 
 ERROR_TITLE = "illusion-checks gate failed"
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -116,7 +118,7 @@ def _compared(run: Mapping[str, Any], specs: int = 1) -> str:
 
 
 def _verdict(results: Mapping[str, Any], gates: Sequence[Gate]) -> str:
-    searched = is_multi(results) and results.get("search") is not None
+    searched = is_multi_run(results) and results.get("search") is not None
     if not gates and not searched:
         return "no gates"
     return "PASS" if passed(results, gates) else "FAIL"
@@ -173,7 +175,7 @@ def _multi(results: Mapping[str, Any], gates: Sequence[Gate]) -> list[str]:
 def step_summary(results: Mapping[str, Any], gates: Sequence[Gate], json_path: PathLike,
                  report_path: PathLike) -> str:
     """The job summary's Markdown: the verdict, the gates, the fates, the findings and where the outputs are."""
-    lines = _multi(results, gates) if is_multi(results) else _single(results, gates)
+    lines = _multi(results, gates) if is_multi_run(results) else _single(results, gates)
     outputs = [f"- {what}: {_code(os.fspath(path))}"
                for what, path in (("HTML report", report_path), ("results JSON", json_path)) if path is not None]
     if outputs:
@@ -204,7 +206,7 @@ def failure_summary(message: str) -> str:
 def annotations(results: Mapping[str, Any], gates: Sequence[Gate]) -> list[str]:
     """One `::error` line per failed gate (named by its spec in a sweep). A search's failing levels are
     its point: it errs once, and only when no level passes."""
-    if not is_multi(results):
+    if not is_multi_run(results):
         return [error_line(gate.describe()) for gate in gates if not gate.passed]
     search = results.get("search")
     if search is not None:
@@ -224,3 +226,17 @@ def append_step_summary(path: str | os.PathLike[str], markdown: str) -> None:
     except OSError as error:
         raise ValueError(f"{SUMMARY_ENV}={os.fspath(path)!r}: cannot append the job summary: "
                          f"{_one_line(error.strerror or error)}") from error
+
+
+def to_github(errors: list[str], markdown: Callable[[], str], write_line: Callable[[str], None]) -> None:
+    """On GitHub Actions, write the `::error` lines on stdout (GitHub turns them into annotations); with
+    $GITHUB_STEP_SUMMARY set, append the Markdown there. A summary that cannot be written is a warning line."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in errors:
+            write_line(line)
+    path = os.environ.get(SUMMARY_ENV)
+    if path:
+        try:
+            append_step_summary(path, markdown())
+        except ValueError as error:  # the gates decide the exit status, not the summary file
+            write_line(f"illusion-checks: warning: {error}")

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import pytest
 
 from illusion_checks.gates import METRICS, OVERALL, Gate
+from illusion_checks.results import is_multi_run, run_label, runs_of
 
 ITEM_CHECKS = ("produces", "recognizes", "reaches")
 # Characters a node name cannot hold as text: "::" and "[" are pytest's node-id syntax, "/" our
@@ -202,9 +203,7 @@ def build_all_groups(session: pytest.Session, results: Mapping[str, Any], gates:
                      policy: str) -> Iterator[IllusionGroup]:
     """The groups of one run, or of every run of a sweep (`illusion[SPEC]/...`) or search (its levels'
     gates are results; item checks only for the chosen level; and `illusion[search]::best`)."""
-    from illusion_checks.sweep import is_multi, run_label, runs_of
-
-    if not is_multi(results):
+    if not is_multi_run(results):
         yield from build_groups(session, results, gates, policy)
         return
     search = results.get("search")

@@ -1,4 +1,6 @@
-"""pytest hooks only: the work lives in `IllusionSession` and plain modules."""
+"""pytest hooks only: the work lives in `IllusionSession` (the results), its `Collection` (the generated
+tests) and plain modules. Beyond `config`, the hooks import them when called, for speed: `pytest --help`
+and a run without illusion options never load them."""
 
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # tryfirst: -k, -m and --lf deselection, which run later, then apply to our items too.
     illusion = _session(config)
     if illusion is not None:
-        illusion.collect(session, items)
+        illusion.collection.collect(session, items, illusion.results_at_hand)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -57,7 +59,7 @@ def pytest_deselected(items: list[pytest.Item]) -> Any:
     # A wrapper: it runs before the terminal counts the deselected items.
     illusion = _session(items[0].config) if items and isinstance(items, list) else None
     if illusion is not None:
-        illusion.hold_back(items)
+        illusion.collection.hold_back(items)
     return (yield)
 
 
@@ -65,14 +67,17 @@ def pytest_deselected(items: list[pytest.Item]) -> Any:
 def pytest_collection_finish(session: pytest.Session) -> None:
     # tryfirst: before the terminal prints "collected N items" and an xdist worker sends its test ids.
     illusion = _session(session.config)
-    if illusion is not None:
-        illusion.settle(session)
+    if illusion is not None and illusion.collection.settle(session):  # a generated test will run
+        illusion.publish()
+        illusion.collection.swap_in(session, illusion.results, illusion.gates)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     illusion = _session(terminalreporter.config)
     if illusion is not None:
-        illusion.terminal_summary(terminalreporter)
+        from illusion_checks.pytest_plugin.run_summary import write_summary
+
+        write_summary(terminalreporter, illusion)
 
 
 class _XdistHooks:
@@ -88,7 +93,7 @@ class _XdistHooks:
 @pytest.fixture(scope="session")
 def illusion_results(request: pytest.FixtureRequest) -> Any:
     """The run's results (items, fates, summary, gates) for your own assertions."""
-    from illusion_checks.pytest_plugin.session import IllusionResults
+    from illusion_checks.pytest_plugin.illusion_results import IllusionResults
 
     illusion = _session(request.config)
     if illusion is None:

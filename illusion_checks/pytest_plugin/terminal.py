@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from illusion_checks.fates import FATE_ORDER
 from illusion_checks.gates import Gate
 from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
+from illusion_checks.results import run_label, runs_of
 
 TABLE_MAX_WIDTH = 1000  # the table is not expanded, so it takes its natural width up to this
 
@@ -110,7 +111,6 @@ def _print_table(reporter: Any, table: Any) -> None:
 def sweep_rows(results: Mapping[str, Any]) -> list[list[str]]:
     """Rows of the sweep table: per spec, its overall fates, rates with their 95% intervals, and gates."""
     from illusion_checks.gates import Gate as GateRecord
-    from illusion_checks.sweep import run_label, runs_of
 
     best = (results.get("search") or {}).get("best")
     rows = []
@@ -130,8 +130,6 @@ def sweep_rows(results: Mapping[str, Any]) -> list[list[str]]:
 def sweep_table(reporter: Any, results: Mapping[str, Any]) -> None:
     """One table for a sweep or search: a row per spec (overall), then the search's verdict."""
     from rich.table import Table
-
-    from illusion_checks.sweep import runs_of
 
     first = runs_of(results)[0]["config"]
     table = Table(title=f"illusion-checks: {first['reference']['name']}, one row per compression spec "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
-from illusion_checks.report import svg
+import illusion_checks.report.svg as svg
 from illusion_checks.report.formats import NA
 
 Fmt = Callable[[float | None], str]

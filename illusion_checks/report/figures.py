@@ -16,7 +16,9 @@ from typing import Any
 
 from illusion_checks.fates import FATE_ORDER
 from illusion_checks.metrics import MODELS, censored_median
-from illusion_checks.report import findings, item_stats, svg
+import illusion_checks.report.findings as findings
+import illusion_checks.report.item_stats as item_stats
+import illusion_checks.report.svg as svg
 from illusion_checks.report.charts import (IntervalRow, Series, StackRow, grouped_bars,
                                            interval_rows, stacked_rows)
 from illusion_checks.report.formats import pct, points, rank, signed

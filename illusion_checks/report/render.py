@@ -17,7 +17,11 @@ from illusion_checks import __version__
 from illusion_checks.atomic import write_text_atomic
 from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
 from illusion_checks.records import SCHEMA
-from illusion_checks.report import explorer, figures, findings, item_stats, sweep as sweep_mod
+import illusion_checks.report.explorer as explorer
+import illusion_checks.report.figures as figures
+import illusion_checks.report.findings as findings
+import illusion_checks.report.item_stats as item_stats
+import illusion_checks.report.sweep as sweep_mod
 from illusion_checks.report.formats import interval, pct, spec_value
 
 _REQUIRED = ("schema", "config", "items", "summary", "gates")

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from illusion_checks.report import svg
+import illusion_checks.report.svg as svg
 from illusion_checks.report.charts import IntervalRow, interval_rows
 from illusion_checks.report.formats import interval, pct, signed
 

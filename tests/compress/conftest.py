@@ -1,11 +1,11 @@
-"""Fixtures for the compress tests: tiny models come from tiny_models.py."""
+"""Fixtures for the compress tests: tiny models come from tests/helpers/tiny.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tiny_models import ARCHS, tiny_calibration
+from tests.helpers.tiny import ARCHS, tiny_calibration
 
 
 @pytest.fixture(autouse=True)

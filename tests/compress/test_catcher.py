@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_models import tiny_calibration, tiny_model
 from illusion_checks.compress.catcher import call_layer, capture_layer_inputs, decoder_layers
-from reference_pruning import capture_with_prehooks
+from tests.helpers.reference_pruning import capture_with_prehooks
+from tests.helpers.tiny import tiny_calibration, tiny_lm
 
 CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "mistral", "gemma3"])
 def test_replaying_captured_calls_reproduces_the_dense_forward(family):
-    model = tiny_model(family)
+    model = tiny_lm(family)
     calibration = tiny_calibration(4, 32)
     layers = decoder_layers(model)
     inputs = capture_layer_inputs(model, layers, calibration, CPU, batch_size=2)
@@ -28,7 +28,7 @@ def test_replaying_captured_calls_reproduces_the_dense_forward(family):
 
 
 def test_gemma3_layers_get_their_own_masks_and_rotary_tables():
-    model = tiny_model("gemma3")
+    model = tiny_lm("gemma3")
     calibration = tiny_calibration(2, 32)  # longer than the sliding window of 8
     inputs = capture_layer_inputs(model, decoder_layers(model), calibration, CPU, batch_size=2)
     sliding, full = inputs.calls[0][0].kwargs, inputs.calls[1][0].kwargs
@@ -51,7 +51,7 @@ def test_gemma3_layers_get_their_own_masks_and_rotary_tables():
 
 
 def test_layers_are_restored_when_the_forward_fails():
-    model = tiny_model("llama")
+    model = tiny_lm("llama")
     layers = decoder_layers(model)
     originals = list(layers)
     with pytest.raises(IndexError):
@@ -60,7 +60,7 @@ def test_layers_are_restored_when_the_forward_fails():
 
 
 def test_bad_batch_size_and_unknown_architecture():
-    model = tiny_model("llama")
+    model = tiny_lm("llama")
     with pytest.raises(ValueError, match="batch_size must be at least 1, but is 0"):
         capture_layer_inputs(model, decoder_layers(model), tiny_calibration(), CPU, 0)
     with pytest.raises(ValueError, match="cannot find the decoder layers of Linear"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_models import clone, tiny_model
 from illusion_checks.compress import compress_model, parse_spec
 from illusion_checks.compress.sparsegpt import sparsegpt_prune
-from reference_pruning import fasterprune, find_linears, reference_magnitude_masks, reference_prune_calibrated
+from tests.helpers.reference_pruning import fasterprune, find_linears, reference_magnitude_masks, reference_prune_calibrated
+from tests.helpers.tiny import clone, tiny_lm
 
 
 def linear_weights(model) -> dict[str, torch.Tensor]:
@@ -21,7 +21,7 @@ def linear_weights(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("spec, n, m", [("wanda:0.5", 0, 0), ("wanda:0.7", 0, 0), ("wanda:2:4", 2, 4), ("wanda:1:4", 1, 4)])
 def test_wanda_masks_equal_reference_bit_for_bit(arch, calibration, spec, n, m):
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     reference = clone(model)
     parsed = parse_spec(spec)
     compress_model(model, parsed, calibration)
@@ -35,7 +35,7 @@ def test_wanda_masks_equal_reference_bit_for_bit(arch, calibration, spec, n, m):
 
 @pytest.mark.parametrize("spec, n, m", [("sparsegpt:0.5", 0, 0), ("sparsegpt:2:4", 2, 4)])
 def test_sparsegpt_matches_reference_fasterprune(arch, calibration, spec, n, m):
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     reference = clone(model)
     parsed = parse_spec(spec)
     report = compress_model(model, parsed, calibration)
@@ -66,7 +66,7 @@ def test_sparsegpt_kernel_equals_reference_on_the_same_hessian(sparsity, n, m):
 
 @pytest.mark.parametrize("spec, n, m", [("magnitude:0.5", 0, 0), ("magnitude:2:4", 2, 4)])
 def test_magnitude_matches_wanda_repository_baseline(arch, spec, n, m):
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     parsed = parse_spec(spec)
     reference = reference_magnitude_masks(model, parsed.sparsity or 0.0, n, m)
     report = compress_model(model, parsed, calibration=None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_models import clone, tiny_model
 from illusion_checks.compress import compress_model, parse_spec
-from reference_pruning import find_linears
+from tests.helpers.reference_pruning import find_linears
+from tests.helpers.tiny import clone, tiny_lm
 
 PRUNING = ["magnitude:0.5", "wanda:0.5", "sparsegpt:0.5", "magnitude:2:4", "wanda:2:4", "sparsegpt:2:4"]
 
@@ -24,7 +24,7 @@ def non_decoder_linear_params(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("spec", PRUNING)
 def test_only_decoder_linears_change_and_tied_embeddings_stay_tied(arch, calibration, spec):
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     before = non_decoder_linear_params(model)
     assert "lm_head.weight" in before and any("norm" in name for name in before)
     compress_model(model, parse_spec(spec), calibration)
@@ -40,7 +40,7 @@ def test_only_decoder_linears_change_and_tied_embeddings_stay_tied(arch, calibra
 
 @pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.7, 0.9])
 def test_wanda_prunes_exactly_floor_columns_times_s_in_every_row(arch, calibration, sparsity):
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     report = compress_model(model, parse_spec(f"wanda:{sparsity}"), calibration)
     for layer in model.model.layers:
         for name, linear in find_linears(layer).items():
@@ -52,7 +52,7 @@ def test_wanda_prunes_exactly_floor_columns_times_s_in_every_row(arch, calibrati
 @pytest.mark.parametrize("spec", ["wanda:2:4", "sparsegpt:2:4", "magnitude:2:4", "wanda:1:8"])
 def test_n_m_prunes_exactly_n_in_every_aligned_group(arch, calibration, spec):
     parsed = parse_spec(spec)
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     compress_model(model, parsed, calibration)
     for layer in model.model.layers:
         for name, linear in find_linears(layer).items():
@@ -62,7 +62,7 @@ def test_n_m_prunes_exactly_n_in_every_aligned_group(arch, calibration, spec):
 
 @pytest.mark.parametrize("spec", ["wanda:0", "sparsegpt:0", "magnitude:0", "wanda:0.0"])
 def test_sparsity_zero_is_a_no_op(arch, calibration, spec):
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     before = {name: p.clone() for name, p in model.named_parameters()}
     report = compress_model(model, parse_spec(spec), calibration)
     assert report.model is model
@@ -76,7 +76,7 @@ def test_zero_budget_kernels_change_nothing(arch, calibration, method):
     from illusion_checks.compress.prune import prune_model
     from illusion_checks.compress.spec import CompressionSpec
 
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     before = clone(model)
     prune_model(model, CompressionSpec(method, sparsity=0.0), calibration, torch.device("cpu"))
     for (name, p), q in zip(model.named_parameters(), before.parameters()):
@@ -84,7 +84,7 @@ def test_zero_budget_kernels_change_nothing(arch, calibration, method):
 
 
 def test_report_and_progress(calibration):
-    model = tiny_model("llama")
+    model = tiny_lm("llama")
     seen = []
     report = compress_model(model, parse_spec("sparsegpt:0.5"), calibration, progress=lambda d, t: seen.append((d, t)))
     assert seen == [(1, 2), (2, 2)]
@@ -98,20 +98,20 @@ def test_report_and_progress(calibration):
 def test_calibrated_specs_need_calibration():
     for spec in ("wanda:0.5", "sparsegpt:2:4"):
         with pytest.raises(ValueError, match="needs calibration ids"):
-            compress_model(tiny_model("llama"), parse_spec(spec), calibration=None)
+            compress_model(tiny_lm("llama"), parse_spec(spec), calibration=None)
     with pytest.raises(ValueError, match="LongTensor"):
-        compress_model(tiny_model("llama"), parse_spec("wanda:0.5"), torch.rand(4, 16))
+        compress_model(tiny_lm("llama"), parse_spec("wanda:0.5"), torch.rand(4, 16))
 
 
 def test_training_flag_is_restored(calibration):
-    model = tiny_model("llama").train()
+    model = tiny_lm("llama").train()
     compress_model(model, parse_spec("wanda:0.5"), calibration)
     assert model.training
 
 
 @pytest.mark.parametrize("extra_arch", ["qwen3", "mistral"])
 def test_other_families_prune(extra_arch, calibration):
-    model = tiny_model(extra_arch)
+    model = tiny_lm(extra_arch)
     report = compress_model(model, parse_spec("wanda:2:4"), calibration)
     assert report.layer_sparsity == (0.5, 0.5)
     with torch.no_grad():
@@ -132,7 +132,7 @@ def test_lowest_k_selection_equals_a_stable_sort_even_with_ties(shape, high, k):
 
 @pytest.mark.parametrize("spec", ["wanda:0.5", "sparsegpt:2:4", "magnitude:0.5", "rtn-int4"])
 def test_bfloat16_models_keep_their_dtype(calibration, spec):
-    model = tiny_model("llama").to(torch.bfloat16)
+    model = tiny_lm("llama").to(torch.bfloat16)
     report = compress_model(model, spec, calibration)  # a spec string is parsed too
     assert report.spec == parse_spec(spec)
     assert all(p.dtype == torch.bfloat16 for p in model.parameters())

@@ -7,10 +7,11 @@ import warnings
 import pytest
 import torch
 
-from tiny_models import tiny_calibration, tiny_model
 from illusion_checks.compress import compress_model, parse_spec, save_compressed
 from illusion_checks.compress.quant import rtn_quantize
-from reference_pruning import find_linears
+from tests.helpers.need import need_module
+from tests.helpers.reference_pruning import find_linears
+from tests.helpers.tiny import tiny_calibration, tiny_lm
 
 
 def test_rtn_error_is_within_half_a_step_of_each_128_column_group():
@@ -51,7 +52,7 @@ def test_rtn_keeps_zeros_zero():
 
 
 def test_rtn_int4_end_to_end_on_the_cpu(arch):
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     calibration = tiny_calibration(2, 16)
     with torch.no_grad():
         dense = model(calibration).logits
@@ -72,10 +73,10 @@ def test_rtn_int4_end_to_end_on_the_cpu(arch):
 
 @pytest.mark.parametrize("spec, tolerance", [("bnb-int8", 0.03), ("bnb-nf4", 0.2)])
 def test_bitsandbytes_runs_on_this_cpu_and_saves(spec, tolerance, tmp_path):
-    pytest.importorskip("bitsandbytes")
+    need_module("bitsandbytes")
     from transformers import AutoModelForCausalLM
 
-    model = tiny_model("llama")
+    model = tiny_lm("llama")
     calibration = tiny_calibration(2, 16)
     with torch.no_grad():
         dense = model(calibration).logits

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_models import tiny_calibration, tiny_model
 from illusion_checks.compress import compress_model, parse_spec, save_compressed
+from tests.helpers.tiny import tiny_calibration, tiny_lm
 
 
 def test_pruned_model_round_trips_through_plain_transformers(arch, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     compress_model(model, parse_spec("wanda:2:4"), tiny_calibration())
     target = save_compressed(model, None, tmp_path / "pruned")
     assert (target / "model.safetensors").is_file() and (target / "config.json").is_file()
@@ -27,7 +27,7 @@ def test_overwrites_an_existing_directory_whole(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
     (target / "stale.txt").write_text("old", encoding="utf-8")
-    save_compressed(tiny_model("llama"), None, target)
+    save_compressed(tiny_lm("llama"), None, target)
     assert not (target / "stale.txt").exists() and (target / "model.safetensors").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 

@@ -8,6 +8,7 @@ calibration never sees.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 
@@ -16,6 +17,7 @@ import torch
 
 from illusion_checks.compress import calibration_batch, calibration_texts, compress_model, parse_spec
 from illusion_checks.datasets import fixture_root
+from tests.helpers.need import need_module
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +44,8 @@ def perplexity(model, tokenizer, passages: list[str]) -> float:
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    from illusion_checks.backends.hf.load import ModelLoadError, load_model
-
-    try:
-        return load_model("smollm2-135m", device="cpu", dtype="float32")
-    except ModelLoadError as error:
-        pytest.skip(f"SmolLM2-135M is not available: {error}")
+def smollm2(embedded_model):
+    return embedded_model("smollm2-135m")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +59,8 @@ def perplexities(smollm2) -> dict[str, float]:
     result = {"dense": perplexity(smollm2.model, smollm2.tokenizer, held_out)}
     for spec in SPECS:
         parsed = parse_spec(spec)
-        if parsed.method.startswith("bnb"):
-            pytest.importorskip("bitsandbytes")
+        if parsed.method.startswith("bnb") and importlib.util.find_spec("bitsandbytes") is None:
+            continue  # test_quantization_stays_near_dense needs it; the pruning tests do not
         report = compress_model(copy.deepcopy(smollm2.model), parsed, calibration if parsed.needs_calibration else None)
         result[spec] = perplexity(report.model, smollm2.tokenizer, held_out)
         del report
@@ -83,6 +80,7 @@ def test_2_4_is_worse_than_50_percent_unstructured(perplexities):
 
 
 def test_quantization_stays_near_dense(perplexities):
+    need_module("bitsandbytes")
     dense = perplexities["dense"]
     assert perplexities["bnb-int8"] < 1.1 * dense
     # A 135M model (itself from a Q4_1 GGUF) loses more to 4 bits (~1.6x), but far less than to pruning.

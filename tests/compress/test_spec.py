@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tiny_models import tiny_model
 from illusion_checks.compress import VALID_FORMS, CompressionSpec, compress_model, parse_spec
+from tests.helpers.tiny import tiny_lm
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ def test_non_string_is_rejected():
 
 
 def test_m_must_divide_the_input_width():
-    model = tiny_model("llama")  # every Linear has 64 or 128 inputs
+    model = tiny_lm("llama")  # every Linear has 64 or 128 inputs
     before = model.model.layers[0].mlp.down_proj.weight.clone()
     with pytest.raises(ValueError, match=r"M to divide the input width, but layers\.0\.self_attn\.q_proj has in_features=64 and M is 3"):
         compress_model(model, parse_spec("magnitude:1:3"))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_models import clone, tiny_model
 from illusion_checks.compress import compress_model, parse_spec
 from illusion_checks.compress.catcher import capture_layer_inputs, decoder_layers
 from illusion_checks.compress.prune import collect_stats, layer_linears, run_layer
 from illusion_checks.compress.stats import InputStats
 from illusion_checks.compress.wanda import wanda_mask
+from tests.helpers.tiny import clone, tiny_lm
 
 CPU = torch.device("cpu")
 
@@ -37,7 +37,7 @@ def test_statistics_identical_in_batches_of_1_or_8(kind):
 
 @pytest.mark.parametrize("kind", ["sq", "hessian"])
 def test_layer_statistics_identical_in_batches_of_1_or_8(arch, kind):
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     layers = decoder_layers(model)
     calibration = torch.randint(0, 128, (8, 32), generator=torch.Generator().manual_seed(3))
     per_batch = {}
@@ -53,7 +53,7 @@ def test_layer_statistics_identical_in_batches_of_1_or_8(arch, kind):
 
 
 def test_wanda_in_batches_of_1_or_8_prunes_the_same_weights(arch, calibration):
-    one, eight = tiny_model(arch), tiny_model(arch)
+    one, eight = tiny_lm(arch), tiny_lm(arch)
     compress_model(one, parse_spec("wanda:0.5"), calibration, batch_size=1)
     compress_model(eight, parse_spec("wanda:0.5"), calibration, batch_size=8)
     for a, b in zip(one.parameters(), eight.parameters()):
@@ -61,7 +61,7 @@ def test_wanda_in_batches_of_1_or_8_prunes_the_same_weights(arch, calibration):
 
 
 def test_next_layer_statistics_come_from_the_pruned_layer(arch, calibration):
-    model = tiny_model(arch)
+    model = tiny_lm(arch)
     pruned = clone(model)
     layers = decoder_layers(model)
     inputs = capture_layer_inputs(model, layers, calibration, CPU, 1)

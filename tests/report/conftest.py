@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 import functools
 import sys
 from pathlib import Path
@@ -10,14 +11,15 @@ from typing import Any
 
 import pytest
 
-# `tests.synth` needs the repository root on sys.path; `python -m pytest` adds it, plain
+# `tests.helpers.synth` needs the repository root on sys.path; `python -m pytest` adds it, plain
 # `pytest` does not (until pyproject's [tool.pytest.ini_options] sets pythonpath = ["."]).
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.report.chromium import require_chromium  # noqa: E402
-from tests.synth import make_results  # noqa: E402
+from tests.helpers.browser import CHROMIUM_ARGS  # noqa: E402
+from tests.helpers.need import require_chromium  # noqa: E402
+from tests.helpers.synth import make_results  # noqa: E402
 
 SMALL_LANGS = ("ar", "en", "sw")
 
@@ -45,3 +47,16 @@ def artifacts() -> Path:
     path = ROOT / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: str) -> Iterator[Any]:
+    """One headless Chromium for every browser test of the session."""
+    # Imported here so collection works without the dev extra; a missing package then fails
+    # these tests loudly rather than skipping them.
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

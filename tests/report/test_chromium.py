@@ -3,13 +3,12 @@ as it fails `make browser` there: a CI run cannot pass without the browser tests
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.report.chromium import in_ci, require_chromium
+from tests.helpers.need import in_ci, need_executable, require_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +24,7 @@ def test_a_missing_chromium_skips_locally_and_fails_under_ci(tmp_path):
     missing = str(tmp_path / "chromium")
     with pytest.raises(pytest.skip.Exception, match="is absent"):
         require_chromium(missing, {})
-    with pytest.raises(pytest.fail.Exception, match="CI is set, so the browser tests must run"):
+    with pytest.raises(pytest.fail.Exception, match="CI is set, so this test must run"):
         require_chromium(missing, {"CI": "true"})
     present = tmp_path / "here"
     present.write_text("")
@@ -35,9 +34,7 @@ def test_a_missing_chromium_skips_locally_and_fails_under_ci(tmp_path):
 @pytest.mark.parametrize("ci, returncode, says", [("true", 2, "error: could not install chromium"),
                                                   ("", 0, "warning: could not install chromium")])
 def test_make_browser_fails_under_ci_when_it_cannot_install(tmp_path, ci, returncode, says):
-    make = shutil.which("make")
-    if make is None:
-        pytest.skip("make is not installed")
+    make = need_executable("make")
     # No apt-get and no sudo on this PATH: the install cannot happen.
     env = {"PATH": str(tmp_path), "CI": ci}
     done = subprocess.run([make, "-s", "-C", str(ROOT), "browser", f"CHROMIUM={tmp_path / 'chromium'}"],

@@ -10,58 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from illusion_checks.report import write_report
-from tests.synth import PROFILES, XSS_PAYLOADS, make_results, with_payloads
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+from tests.helpers.browser import Page
+from tests.helpers.synth import PROFILES, XSS_PAYLOADS, make_results, with_payloads
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser(chromium: str) -> Iterator[Any]:
-    # Imported here so collection works without the dev extra; a missing package then fails
-    # these tests loudly rather than skipping them.
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=ARGS)
-        yield b
-        b.close()
-
-
-class Page:
-    """A page with every console message, page error and dialog recorded."""
-
-    def __init__(self, browser: Any, path: Path, height: int = 900, bypass_csp: bool = False) -> None:
-        self.context = browser.new_context(viewport={"width": 1280, "height": height}, bypass_csp=bypass_csp)
-        self.page = self.context.new_page()
-        self.console: list[str] = []
-        self.dialogs: list[str] = []
-        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
-        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
-        self.page.on("dialog", self._dialog)
-        self.page.goto(path.resolve().as_uri())
-        self.page.wait_for_selector(".item-row")
-
-    def _dialog(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def close(self) -> None:
-        self.context.close()
-
-    def errors(self) -> list[str]:
-        return [m for m in self.console if m.startswith(("error", "pageerror"))]
-
-    def rows(self) -> int:
-        return self.page.locator(".item-row").count()
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from markupsafe import escape
 
 from illusion_checks.report import item_stats, make_report, write_report
 from illusion_checks.report.figures import all_figures
-from tests.report.test_report_browser import Page, browser  # noqa: F401 (the Chromium fixture)
-from tests.test_censored_ranks import K, served_results
+from tests.helpers.browser import Page
+from tests.helpers.rows import K, served_results
 
 CAPABILITIES = {
     "greedy": "exact (temperature=0, returned token ids)",

@@ -12,7 +12,7 @@ from illusion_checks.report import figures, item_stats, svg, sweep
 from illusion_checks.report.charts import (IntervalRow, Series, StackRow, grouped_bars,
                                            interval_rows, stacked_rows)
 from illusion_checks.report.formats import pct
-from tests.synth import PROFILES, make_results
+from tests.helpers.synth import PROFILES, make_results
 
 LANGS = ["ar", "en", "sw"]
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from illusion_checks.report.__main__ import main
-from tests.synth import make_results
+from tests.helpers.synth import make_results
 
 
 def test_renders_next_to_the_results_by_default(tmp_path, small_results, capsys):

@@ -14,7 +14,7 @@ import pytest
 
 from illusion_checks.report import make_report, write_report
 from illusion_checks.report.explorer import explorer_data
-from tests.synth import PROFILES, XSS_PAYLOADS, LangProfile, make_results, with_payloads
+from tests.helpers.synth import PROFILES, XSS_PAYLOADS, LangProfile, make_results, with_payloads
 
 SCRIPT = re.compile(r"<script([^>]*)>(.*?)</script>", re.S)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from illusion_checks.report import make_report
 from illusion_checks.report.formats import pct
-from tests.synth import make_results
+from tests.helpers.synth import make_results
 
 LANGS = ("ar", "en", "sw")
 # (spec, severity, gates pass): the levels a bisection over wanda:0.3..0.8 ran.

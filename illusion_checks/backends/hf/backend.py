@@ -33,11 +33,6 @@ class HFBackend:
         loaded = load_model(source, device, dtype, trust_remote_code, allow_pickle)
         return cls(loaded.model, loaded.tokenizer)
 
-    def identity(self) -> dict[str, Any]:
-        import transformers
-
-        return {"name": self.name, "version": transformers.__version__}
-
     @torch.no_grad()
     def greedy_tokens(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
                       advance: Advance | None = None) -> list[list[int]]:

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from illusion_checks.backends.base import Backend, CompressOptions, LoadOptions, PhaseProgress
+from illusion_checks.backends.base import Backend, CompressOptions, CompressTarget, LoadOptions, PhaseProgress
 
 if TYPE_CHECKING:
     from illusion_checks.backends.hf.backend import HFBackend
@@ -45,11 +45,11 @@ class HFEngine:
 
     compress_needs_reference = True  # a deep copy of the loaded reference is compressed
 
-    def compress(self, source: str, reference: Callable[[], Backend], spec: str, texts: list[str] | None,
-                 options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
+    def compress(self, source: str, reference: Callable[[], Backend], spec: str, target: CompressTarget,
+                 texts: list[str] | None, options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
                  log: Callable[[str], None]) -> "HFBackend":
-        """A compressed deep copy of the loaded reference (which stays as it was); calibration
-        warnings go to `log`."""
+        """A compressed deep copy of the loaded reference (which stays as it was), in memory: nothing
+        is written to `target.folder` (the evaluation saves it when asked); calibration warnings go to `log`."""
         import copy
         import warnings
 

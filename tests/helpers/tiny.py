@@ -1,9 +1,11 @@
 """Tiny randomly initialised Hugging Face models with a real (small, byte-level BPE) tokenizer,
-built in-process: fast, offline stand-ins for the Llama / Qwen2 / Gemma3 families; and one tiny
+built in-process: fast, offline stand-ins for the Llama / Qwen2 / Qwen3 / Mistral / Gemma3 families
+(`tiny_lm`, the one factory; `tiny_model` adds the tokenizer); and one tiny
 model briefly trained to answer a few fixture items, for tests that need correct answers."""
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -44,34 +46,63 @@ def tiny_tokenizer():
     return tokenizer
 
 
-def tiny_config(arch: str, vocab_size: int):
-    """GQA (4 query heads, 2 KV heads), tied embeddings, 2 layers."""
-    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                  tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2,  # grouped-query attention
+             tie_word_embeddings=True)
+COMPRESS_ARCHS = ("llama", "qwen2", "qwen3", "mistral", "gemma3")  # tiny_lm also builds these
+
+
+def tiny_config(arch: str, vocab_size: int, sliding_window: int = 8, **overrides: Any):
+    """A 2-layer config of `arch` (GQA: 4 query heads, 2 KV heads; tied embeddings). Gemma 3 alternates
+    sliding-window and full-attention layers, the window shorter than the test sequences, so the two
+    layer types really differ."""
+    import transformers as tf
+
+    options = {**SIZES, "vocab_size": vocab_size, **overrides}
     if arch == "llama":
-        from transformers import LlamaConfig
-
-        return LlamaConfig(**common)
+        return tf.LlamaConfig(**options)
     if arch == "qwen2":
-        from transformers import Qwen2Config
-
-        return Qwen2Config(**common)
+        return tf.Qwen2Config(**options)
+    if arch == "qwen3":
+        return tf.Qwen3Config(head_dim=16, **options)
+    if arch == "mistral":
+        return tf.MistralConfig(**options)
     if arch == "gemma3":
-        from transformers import Gemma3TextConfig
+        alternating = ["sliding_attention", "full_attention"] * (options["num_hidden_layers"] // 2)
+        options.setdefault("layer_types", alternating)
+        return tf.Gemma3TextConfig(head_dim=16, sliding_window=sliding_window, **options)
+    raise ValueError(f"unknown tiny arch {arch!r}; expected one of {COMPRESS_ARCHS}")
 
-        return Gemma3TextConfig(**common, head_dim=16, sliding_window=64, query_pre_attn_scalar=16)
-    raise ValueError(f"unknown tiny arch {arch!r}; expected one of {ARCHS}")
+
+def tiny_lm(arch: str = "llama", seed: int = 0, vocab_size: int = 128, **overrides: Any) -> torch.nn.Module:
+    """The one tiny-model factory: a random 2-layer causal LM of `arch`, fp32, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_config(arch, vocab_size, **overrides)
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
 
 
 def tiny_model(arch: str = "llama", seed: int = 0):
-    """(model, tokenizer) in fp32 eval mode."""
-    from transformers import AutoModelForCausalLM
-
+    """(model, tokenizer): `tiny_lm` over the fixture tokenizer's vocabulary, in fp32 eval mode. Its
+    Gemma 3 has two sliding-window layers (window 64): the decode and beam tests' early-stop
+    preconditions were written against these weights."""
     tokenizer = tiny_tokenizer()
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(arch, len(tokenizer)), dtype=torch.float32).eval()
+    gemma3 = dict(sliding_window=64, query_pre_attn_scalar=16, layer_types=["sliding_attention"] * 2)
+    model = tiny_lm(arch, seed, vocab_size=len(tokenizer), max_position_embeddings=2048, pad_token_id=0,
+                    bos_token_id=1, eos_token_id=2, **(gemma3 if arch == "gemma3" else {}))
     return model, tokenizer
+
+
+def tiny_calibration(nsamples: int = 8, seqlen: int = 32, seed: int = 1, vocab_size: int = 128) -> torch.Tensor:
+    """Random token ids [nsamples, seqlen] for `tiny_lm`'s default vocabulary."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab_size, (nsamples, seqlen), generator=generator)
+
+
+def clone(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy that keeps tied weights tied."""
+    return copy.deepcopy(model)
 
 
 def save_tiny(directory: Path, arch: str = "llama", seed: int = 0) -> Path:

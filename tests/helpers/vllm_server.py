@@ -12,23 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 
-from illusion_checks.backends.vllm.backend import PYTHON_ENV
-
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def need_vllm() -> str:
-    """The Python with vLLM, or skip (fail under CI: the served-model tests must run there)."""
-    python = os.environ.get(PYTHON_ENV)
-    if not python or not Path(python).exists():
-        reason = f"${PYTHON_ENV} names no Python with vLLM (make vllm builds .venv-vllm)"
-        if CI:
-            pytest.fail(f"{reason}, and CI is set: the vLLM and served-model tests must run")
-        pytest.skip(reason)
-    return python
-
+from tests.helpers.need import need_vllm
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -105,6 +90,11 @@ class VLLMServer:
 
     def resume(self) -> None:
         self._signal(signal.SIGCONT)
+
+    def restart(self) -> "VLLMServer":
+        """A fresh server process on the same port (after `kill`), ready; a live one is stopped first."""
+        self.stop()
+        return self.start().wait_ready()
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
