@@ -31,19 +31,19 @@ def missing(reason: str, environ: Mapping[str, str] = os.environ) -> NoReturn:
     pytest.skip(reason)
 
 
-def need_module(name: str) -> ModuleType:
+def need_module(name: str, environ: Mapping[str, str] = os.environ) -> ModuleType:
     """The imported module, or `missing` (pytest.importorskip that fails under CI)."""
     try:
         return importlib.import_module(name)
     except ImportError as error:
-        missing(f"the Python package {name} is not installed ({error}); `make install` installs it")
+        missing(f"the Python package {name} is not installed ({error}); `make install` installs it", environ)
 
 
-def need_executable(name: str) -> str:
+def need_executable(name: str, environ: Mapping[str, str] = os.environ) -> str:
     """The program's path on PATH, or `missing`."""
-    path = shutil.which(name)
+    path = shutil.which(name, path=environ.get("PATH"))
     if path is None:
-        missing(f"{name} is not installed")
+        missing(f"{name} is not installed", environ)
     return path
 
 
