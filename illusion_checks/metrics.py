@@ -10,27 +10,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from illusion_checks.fates import FATE_ORDER, Fate
-from illusion_checks.records import (BEAM, BEGINS_WITH_GOLD, BOTH_CORRECT, COMPRESSED, CORRECT, CS, FATE, FF, GOLD_RANK,
-                                     ID, LANG, MC, MODELS, ONE_SHOT, REACHED, REFERENCE, SAMPLE, ZERO_SHOT_SHORT,
-                                     LanguageSummary, Outcome)
+from illusion_checks.ranks import answer_start, median_ranks, rank_boundary, rank_facts
+from illusion_checks.records import (BEAM, BOTH_CORRECT, COMPRESSED, CORRECT, CS, FATE, FF, ID, LANG, MC, MODELS,
+                                     ONE_SHOT, REACHED, REFERENCE, SAMPLE, ZERO_SHOT_SHORT, LanguageSummary)
 
 # Item and outcome keys come from illusion_checks.records; the Summary is records.LanguageSummary.
 ACC_PROBES = (FF, CS, MC, ONE_SHOT, ZERO_SHOT_SHORT)
 OPTIONAL_PROBES = (ONE_SHOT,)  # null on an item where the probe could not run (no exemplar)
-# The gold rank is read where the model's answer starts; it says something about production only
-# when most correct answers begin with the gold there (not "The answer is ...").
-RANK_INTERPRETABLE_SHARE = 0.5
 SEARCH_PROBES = (BEAM, SAMPLE)
-# A backend that sees only the top k log-probabilities writes a gold beyond them as gold_rank null
-# plus gold_rank_above k: a censored rank. Rows keep its bound under this key (GOLD_RANK stays None).
-GOLD_RANK_ABOVE = "gold_rank_above"
-assert GOLD_RANK_ABOVE in Outcome.keys()
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 42
 FLOAT_TOLERANCE = 1e-9
@@ -81,12 +73,7 @@ def _outcome(outcome: Any, where: str) -> Row:
                 else _flag(outcome, probe, where) for probe in ACC_PROBES}
     for probe in SEARCH_PROBES:
         row[probe] = _search(outcome, probe, where)
-    rank, above = outcome.get(GOLD_RANK), outcome.get(GOLD_RANK_ABOVE)
-    row[GOLD_RANK] = None if rank is None else int(rank)
-    row[GOLD_RANK_ABOVE] = int(above) if rank is None and above is not None else None
-    begins = outcome[FF].get(BEGINS_WITH_GOLD)  # absent in files written before it existed
-    row[BEGINS_WITH_GOLD] = None if begins is None else bool(begins)
-    return row
+    return {**row, **rank_facts(outcome)}
 
 
 def _where(item: Mapping[str, Any]) -> str:
@@ -113,24 +100,6 @@ def _row(item: Mapping[str, Any]) -> Row:
 def _ratio(num: float, den: float) -> float | None:
     """num / den, or None when the denominator is 0 (the metric is undefined)."""
     return num / den if den else None
-
-
-def censored_median(values: Sequence[float], above: Sequence[int] = ()) -> float | None:
-    """Median of `values` plus censored values, each known only to exceed its bound in `above`.
-
-    A censored value counts as larger than every known value (it is: a top-k backend knows every
-    rank up to k). The median is exact when it falls on known values only, and None (unknown,
-    never a guess) when either middle value is censored, or when a middle known value exceeds
-    the smallest bound + 1 (a censored value could then sort below it). None for no values at all.
-    """
-    n = len(values) + len(above)
-    if n == 0:
-        return None
-    ordered = sorted(values)
-    lo, hi = (n - 1) // 2, n // 2
-    if hi >= len(ordered) or (above and ordered[hi] > min(above) + 1):
-        return None
-    return float(statistics.median(ordered[lo:hi + 1]))
 
 
 def _drop(ref_hits: int, comp_hits: int) -> float | None:
@@ -186,41 +155,6 @@ def _recovery(rows: Sequence[Row], model: str) -> dict[str, Any]:
     return out
 
 
-def _rank_median(outcomes: Sequence[Row]) -> float | None:
-    """Median gold rank of these outcomes: censored ranks count (as unknown, larger ones), a
-    missing rank (no content token) does not."""
-    return censored_median([o[GOLD_RANK] for o in outcomes if o[GOLD_RANK] is not None],
-                           [o[GOLD_RANK_ABOVE] for o in outcomes if o[GOLD_RANK_ABOVE] is not None])
-
-
-def _median_ranks(rows: Sequence[Row]) -> dict[str, float | None]:
-    """Compressed model's median gold rank per fate, and the reference's on its FF failures; None
-    where the median falls among ranks known only to lie beyond a server's top k."""
-    ranks: dict[str, float | None] = {}
-    for fate in FATE_ORDER:
-        ranks[fate.value] = _rank_median([r[COMPRESSED] for r in rows if r["fate"] is fate])
-    ranks["reference_failures"] = _rank_median([r[REFERENCE] for r in rows if not r[REFERENCE][FF]])
-    return ranks
-
-
-def _answer_start(rows: Sequence[Row]) -> tuple[dict[str, Any], bool | None]:
-    """Per model, how many FF-correct answers begin with the gold at the answer start, and
-    whether the gold rank is interpretable (both models' shares at least RANK_INTERPRETABLE_SHARE;
-    None for results written before the field existed)."""
-    block: dict[str, Any] = {}
-    known = True
-    for model in MODELS:
-        correct = [r[model][BEGINS_WITH_GOLD] for r in rows if r[model][FF]]
-        known = known and all(b is not None for b in correct)
-        begins = sum(bool(b) for b in correct)
-        block[model] = {"n_ff_correct": len(correct), "n_begins_with_gold": begins,
-                        "share": _ratio(begins, len(correct))}
-    if not known:
-        return block, None
-    shares = [block[m]["share"] for m in MODELS]
-    return block, all(share is not None and share >= RANK_INTERPRETABLE_SHARE for share in shares)
-
-
 def _point_summary(rows: Sequence[Row]) -> LanguageSummary:
     """Every Summary field except the confidence intervals (filled in by the bootstrap)."""
     fates = {fate.value: sum(r["fate"] is fate for r in rows) for fate in FATE_ORDER}
@@ -232,7 +166,7 @@ def _point_summary(rows: Sequence[Row]) -> LanguageSummary:
     for name, probe in (("zero_shot", ZERO_SHOT_SHORT), ("one_shot", ONE_SHOT)):
         ref, comp = acc[REFERENCE][probe], acc[COMPRESSED][probe]
         gaps[name] = None if ref is None or comp is None else ref - comp
-    answer_start, rank_interpretable = _answer_start(rows)
+    starts, rank_interpretable = answer_start(rows)
     return LanguageSummary(
         n_items=len(rows),
         n_both_correct=n_both,
@@ -247,9 +181,10 @@ def _point_summary(rows: Sequence[Row]) -> LanguageSummary:
                   else d_hat[FF] - d_hat[MC]),
         delta_pr_ci95=None,
         recovery={m: _recovery(rows, m) for m in MODELS},
-        median_gold_rank=_median_ranks(rows),
-        answer_start=answer_start,
+        median_gold_rank=median_ranks(rows),
+        answer_start=starts,
         rank_interpretable=rank_interpretable,
+        rank_boundary=rank_boundary(rows),
         prune_gap=gaps,
     )
 

@@ -20,7 +20,10 @@ from illusion_checks.scoring import exact_match, is_correct, token_f1
 from illusion_checks.spec import EvaluationSpec, Progress
 
 # Bumped whenever a probe's definition changes, so cached outcomes of the old one are not reused.
-PROBE_PROTOCOL = 2
+# 3: the gold rank is the worst along the path to the gold's first content token (issue 22).
+PROBE_PROTOCOL = 3
+# --illusion-thinking=on: the answer follows the think span, so the budget grows by this much.
+THINKING_TOKENS = 1024
 Notice = Callable[[str, "str | None", str], None]  # (kind, lang, message)
 # --illusion-answer-scope's values as the decoders' `stop_at_newline`, the one place the two meet:
 # `line`, the answer is the first non-empty line (default); `full`, Appendix B literally (normalized
@@ -152,9 +155,11 @@ def item_prompts(tokenizer: Tokenizer, p: PreparedItem, settings: ProbeSettings)
 def probe_settings(cfg: EvaluationSpec) -> ProbeSettings:
     """Probe settings from the evaluation spec."""
     batch = cfg.batch_size if isinstance(cfg.batch_size, int) else DEFAULT_BATCH_SIZE
+    thinking = cfg.thinking == "on"
     return ProbeSettings(
-        decode=DecodeSettings(batch_size=batch, stop_at_newline=STOPS_AT_NEWLINE[cfg.answer_scope]),
-        prompts=P.PromptSettings(chat_template=cfg.chat_template),
+        decode=DecodeSettings(batch_size=batch, stop_at_newline=STOPS_AT_NEWLINE[cfg.answer_scope],
+                              max_new_tokens=DecodeSettings.max_new_tokens + (THINKING_TOKENS if thinking else 0)),
+        prompts=P.PromptSettings(chat_template=cfg.chat_template, thinking=thinking),
         seed=cfg.seed, items_per_language=cfg.items, distractors=cfg.distractors, ablations=cfg.ablations,
         reachability=not cfg.no_reachability)
 
@@ -195,7 +200,7 @@ def probe_outcomes(backend: Backend, items: Sequence[PreparedItem], settings: Pr
     ablations = {name: _greedy(backend, [q.ablations[name] for q in prompts], decode, tick(f"CS {name}"))
                  for name in settings.ablations}
     top_k = backend.capabilities.rank_top_k if backend.capabilities.rank == RANK_TOP_K else None
-    return [_outcome(backend.tokenizer, p, q, ff[i], cs[i], one[i], zero[i], {n: out[i] for n, out in ablations.items()},
+    return [_outcome(p, q, ff[i], cs[i], one[i], zero[i], {n: out[i] for n, out in ablations.items()},
                      top_k) for i, (p, q) in enumerate(zip(items, prompts))]
 
 
@@ -211,7 +216,7 @@ def _reach(outputs: list[str] | None, item: QAItem) -> R.Reach | None:
     return R.Reach(reached=any(is_correct(o, item.golds) for o in outputs), outputs=tuple(outputs))
 
 
-def _outcome(tokenizer: Tokenizer, p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: str | None,
+def _outcome(p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: str | None,
              zero: str, ablations: dict[str, str], top_k: int | None = None) -> R.Outcome:
     """One model's Outcome record for one item. With a backend that knows ranks only within the
     top `top_k`, a gold beyond it has no rank, only `gold_rank_above`."""
@@ -221,7 +226,7 @@ def _outcome(tokenizer: Tokenizer, p: PreparedItem, q: ItemPrompts, ff: AnswerPr
     if p.exemplar is not None and one is not None:
         one_shot = R.OneShot(correct=is_correct(one, it.golds), output=one, exemplar_id=p.exemplar.id,
                              exemplar_source=p.exemplar_source)
-    gold_token = ff.target.to_dict(tokenizer)
+    gold_token = ff.target.to_dict(ff.path_ranks)
     beyond = top_k is not None and ff.gold_rank is not None and ff.gold_rank > top_k
     return R.Outcome(
         ff=R.FFGeneration(correct=is_correct(ff.output, it.golds), output=ff.output, f1=token_f1(ff.output, it.golds),

@@ -17,6 +17,7 @@ class PromptSettings:
     max_prompt_tokens: int = 512
     one_shot_max_prompt_tokens: int = 1024
     chat_template: bool = False
+    thinking: bool = False  # the chat template's enable_thinking (Qwen3): off, as the paper evaluates
 
 
 def ff_prompt(context: str, question: str) -> str:
@@ -43,13 +44,16 @@ def one_shot_prompt(exemplar: tuple[str, str, str], context: str, question: str)
 
 
 def wrap(tokenizer: Any, prompt: str, settings: PromptSettings) -> str:
-    """Wrap in the model's chat template when asked (instruction-tuned models)."""
+    """Wrap in the model's chat template when asked (instruction-tuned models). The template gets
+    `enable_thinking` (a template that does not read it ignores it): off, a Qwen3 template writes an
+    empty think span into the prompt and the model answers at once (paper Appendix B(7))."""
     if not settings.chat_template:
         return prompt
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("--illusion-chat-template was given but the tokenizer has no chat template")
     messages = [{"role": "user", "content": prompt}]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                         enable_thinking=settings.thinking)
 
 
 def fit_context(tokenizer: Any, build: Any, context: str, max_tokens: int) -> tuple[str, bool]:

@@ -15,9 +15,8 @@ with the field's path: `where` names the record (`results.json: items[3]`), nest
 (`...items[3].compressed.mc: field 'scores' must be a list of numbers, got 'x'`).
 
 The key constants at the end (`FF`, `MC`, `GOLD_RANK`, `REFERENCE`, ...) are the JSON keys that
-`metrics` reads from item dicts, each checked at import to be a field of its record.
-
-Engine-free: imports neither torch nor transformers.
+`metrics` reads from item dicts, each checked at import to be a field of its record. Engine-free:
+imports neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -132,6 +131,12 @@ def _record(cls: type[Record], nullable: bool = False) -> Parse:
     if nullable:
         return _kind("an object", _is_object, build, nullable=True)
     return lambda value, where, key: build(value, _at(where, key))
+
+
+def _records_list(cls: type[Record]) -> Parse:
+    """A list of records (`gold_token.path`)."""
+    return _kind("a list of objects", _list_of(_is_object),
+                 lambda v, path: tuple(cls.from_dict(block, f"{path}[{k}]") for k, block in enumerate(v)))
 
 
 def _records_by_name(cls: type[Record]) -> Parse:
@@ -258,8 +263,18 @@ class MCChoice(Record):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class PathStep(Record):
+    """One token of `gold_token.path`, ranked at its own position."""
+
+    id: int = _field(_INT)
+    text: str = _field(_STR)
+    rank: int | None = _field(_INT_OR_NULL)
+    margin: float | None = _field(_NUMBER_OR_NULL)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class GoldToken(Record):
-    """`gold_token`: the token the gold rank reads, and what it is conditioned on."""
+    """`gold_token`: the gold's first content token, what it is conditioned on, the path to it."""
 
     id: int = _field(_INT)
     text: str = _field(_STR)
@@ -267,6 +282,8 @@ class GoldToken(Record):
     conditioned_on: str = _field(_STR)
     source: str = _field(_STR)
     boundary_ok: bool = _field(_BOOL)
+    boundary_reason: str | Absent = _field(_STR, optional=True)
+    path: tuple[PathStep, ...] | Absent = _field(_records_list(PathStep), optional=True)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -332,13 +349,8 @@ class ItemRecord(Record):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LanguageSummary(Record):
-    """`summary.per_language[lang]` and `summary.overall` (docs/results-schema.md, "Summary").
-
-    The top-level fields are typed; the nested blocks (`fates`, `acc`, `d_hat`, `recovery`,
-    `median_gold_rank`, `answer_start`, `prune_gap`) stay plain dicts, as `metrics.summarize`
-    builds them. `answer_start` and `rank_interpretable` are absent in results written before
-    they existed; `delta_pr_aggregation` is only in `overall`.
-    """
+    """`summary.per_language[lang]` and `summary.overall` (docs/results-schema.md, "Summary"): nested
+    blocks stay plain dicts, as `metrics.summarize` builds them; `delta_pr_aggregation` is only in `overall`."""
 
     n_items: int = _field(_INT)
     n_both_correct: int = _field(_INT)
@@ -355,6 +367,7 @@ class LanguageSummary(Record):
     median_gold_rank: Mapping[str, float | None] = _field(_OBJECT)
     answer_start: Mapping[str, Mapping[str, Any]] | Absent = _field(_OBJECT, optional=True)
     rank_interpretable: bool | None | Absent = _field(_BOOL_OR_NULL, optional=True)
+    rank_boundary: Mapping[str, Any] | Absent = _field(_OBJECT, optional=True)
     prune_gap: Mapping[str, float | None] = _field(_OBJECT)
     delta_pr_aggregation: str | Absent = _field(_STR, optional=True)
 
@@ -381,6 +394,7 @@ ID, LANG, REFERENCE, COMPRESSED, BOTH_CORRECT, FATE = (
 MODELS: tuple[str, str] = (REFERENCE, COMPRESSED)
 FF, CS, MC, GOLD_RANK, BEAM, SAMPLE, ONE_SHOT, ZERO_SHOT_SHORT = (
     _key(Outcome, name) for name in ("ff", "cs", "mc", "gold_rank", "beam", "sample", "one_shot", "zero_shot_short"))
+GOLD_TOKEN = _key(Outcome, "gold_token")
 CORRECT = _key(Generation, "correct")
 BEGINS_WITH_GOLD = _key(FFGeneration, "begins_with_gold")
 REACHED = _key(Reach, "reached")

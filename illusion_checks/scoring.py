@@ -106,6 +106,17 @@ def is_correct(output: str, golds: str | Sequence[str]) -> bool:
     return False
 
 
+THINK_START, THINK_END = "<think>", "</think>"  # a reasoning model's think span (Qwen3, DeepSeek-R1)
+
+
+def after_thinking(text: str) -> str | None:
+    """The text after a reasoning model's think span (Qwen3's `<think>…</think>`, stripped before
+    matching as in paper Appendix B(7)); None while the span is still open (no answer yet)."""
+    if THINK_END in text:
+        return text.rsplit(THINK_END, 1)[1]
+    return None if text.lstrip().startswith(THINK_START) else text
+
+
 def carries_content(text: str) -> bool:
     """Whether text holds a letter, digit or mark: not only whitespace, punctuation, symbols and
     invisible formatting (a markdown bullet, an opening quote). A replacement character (half of a

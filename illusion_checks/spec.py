@@ -39,6 +39,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 INDEXED_DEVICE = r"(cuda|mps):\d+"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ANSWER_SCOPES = ("line", "full")
+THINKING = ("off", "on")  # a reasoning model's think span: off (the paper's non-thinking mode) or on
 
 
 class BackendArgs(Mapping[str, Any]):
@@ -94,6 +95,7 @@ class EvaluationSpec:
     ablations: tuple[str, ...] = ()
     answer_scope: str = "line"
     chat_template: bool = False
+    thinking: str = "off"
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int | str = DEFAULT_BATCH_SIZE  # or "auto": halve on out-of-memory
@@ -135,6 +137,9 @@ class EvaluationSpec:
         if self.calibration not in SOURCES and not Path(self.calibration).is_file():
             raise ValueError(f"--illusion-calibration: '{self.calibration}' is not {', '.join(SOURCES)} "
                              "or an existing .txt/.jsonl file")
+        if self.thinking == "on" and not self.chat_template:
+            raise ValueError("--illusion-thinking=on needs --illusion-chat-template: a think span is the chat "
+                             "template's (Qwen3's enable_thinking)")
         self._check_backend_options()
         check_served(self)
 
@@ -330,6 +335,7 @@ _NORMAL: dict[str, Callable[[Any], Any]] = {
     "distractors": choice("distractors", DISTRACTORS),
     "ablations": _ablations,
     "answer_scope": choice("answer_scope", ANSWER_SCOPES),
+    "thinking": choice("thinking", THINKING),
     "device": choice("device", DEVICES, INDEXED_DEVICE),
     "dtype": choice("dtype", DTYPES),
     "batch_size": _batch_size,

@@ -11,7 +11,8 @@ import statistics
 import pytest
 
 from illusion_checks import results as R
-from illusion_checks.metrics import censored_median, recompute_check, summarize
+from illusion_checks.metrics import recompute_check, summarize
+from illusion_checks.ranks import censored_median
 from tests.helpers.rows import K, censor, item, outcome, served_results
 
 ABOVE = object()  # a rank known only as >K, in the lists below

@@ -49,14 +49,18 @@ def test_mc_scores_and_rank_match_unbatched_full_forward(tiny_models, arch):
         for enc, probe, expected in zip(encoded, probes, naive):
             result, target = probe.mc, probe.target
             assert result.scores == pytest.approx(expected, abs=1e-4)
-            # The rank's definition: one unpadded forward over the prompt and the tokens before the
-            # answer start, and the ranked token's place in the next-token distribution there.
-            ids = torch.tensor([enc.prompt_ids + target.conditioned_ids])
-            logprobs = torch.log_softmax(model(ids).logits[0, -1].float(), -1)
-            assert result.gold_rank == int((logprobs > logprobs[target.token]).sum()) + 1
-            others = logprobs.clone()
-            others[target.token] = -float("inf")
-            assert result.gold_margin == pytest.approx(float(logprobs[target.token] - others.max()), abs=1e-4)
+            # The rank's definition: one unpadded forward over the prompt, the tokens before the
+            # answer start and the path, and each path token's place in the next-token
+            # distribution at its own position.
+            assert len(result.path) == len(target.path) >= 1
+            ids = torch.tensor([enc.prompt_ids + target.conditioned_ids + target.path])
+            start = len(enc.prompt_ids) + len(target.conditioned_ids) - 1
+            for k, (token, (rank, margin)) in enumerate(zip(target.path, result.path)):
+                logprobs = torch.log_softmax(model(ids).logits[0, start + k].float(), -1)
+                assert rank == int((logprobs > logprobs[token]).sum()) + 1
+                others = logprobs.clone()
+                others[token] = -float("inf")
+                assert margin == pytest.approx(float(logprobs[token] - others.max()), abs=1e-4)
 
 
 def test_boundary_check_uses_joint_encoding_and_flags_merges(tiny_models):
@@ -86,7 +90,7 @@ def test_results_do_not_depend_on_batch_size(tiny_models, arch):
         settings = DecodeSettings(max_new_tokens=8, batch_size=batch)
         outputs[batch] = greedy(model, tokenizer, prompts, settings)
         probes = ff_probes(model, tokenizer, encoded, GOLDS * 4, settings, [0] * n, [False] * n)
-        scores[batch] = [(p.mc.scores, p.mc.gold_rank) for p in probes]
+        scores[batch] = [(p.mc.scores, p.mc.path) for p in probes]
         ff[batch] = [p.output for p in probes]
     assert outputs[1] == outputs[4] == outputs[16]
     assert ff[1] == ff[4] == ff[16] == outputs[1]  # greedy from the shared prefix = plain greedy

@@ -382,9 +382,15 @@ def test_answer_start_share_counts_correct_answers_that_begin_with_the_gold() ->
 def test_the_rank_is_not_interpretable_where_few_answers_begin_with_the_gold() -> None:
     low = [item("bb", str(k), _begins(outcome(1, 1), k == 0), _begins(outcome(1, 1), True)) for k in range(4)]
     assert summarize(low, n_resamples=0)["per_language"]["bb"]["rank_interpretable"] is False
+    # Issue 22 point 6: a compressed model with no correct answer (the strongest illusion) gives no
+    # evidence; the reference's share decides, rather than withholding every rank.
     none_correct = [item("cc", "1", _begins(outcome(1, 1), True), _begins(outcome(0, 1), False))]
     block = summarize(none_correct, n_resamples=0)["per_language"]["cc"]
-    assert block["answer_start"]["compressed"]["share"] is None and block["rank_interpretable"] is False
+    assert block["answer_start"]["compressed"]["share"] is None and block["rank_interpretable"] is True
+    late = [item("cc", "1", _begins(outcome(1, 1), False), _begins(outcome(0, 1), False))]
+    assert summarize(late, n_resamples=0)["per_language"]["cc"]["rank_interpretable"] is False
+    nobody = [item("cc", "1", _begins(outcome(0, 1), False), _begins(outcome(0, 1), False))]
+    assert summarize(nobody, n_resamples=0)["per_language"]["cc"]["rank_interpretable"] is False
     # Results written before the field existed: unknown, not a verdict.
     old = [item("dd", "1", outcome(1, 1), outcome(1, 1))]
     assert summarize(old, n_resamples=0)["per_language"]["dd"]["rank_interpretable"] is None
@@ -399,3 +405,29 @@ def test_a_missing_one_shot_probe_is_left_out_of_its_accuracy() -> None:
     assert summary["per_language"]["bb"]["prune_gap"]["one_shot"] is None
     assert summary["overall"]["acc"]["reference"]["one_shot"] == 1.0  # over the one item that ran
     assert summary["overall"]["prune_gap"]["one_shot"] == 1.0
+
+
+def _path(out: dict, boundary_ok: bool) -> dict:
+    """The outcome with a gold_token written by the exact boundary check (it carries a path)."""
+    out["gold_token"] = {"id": 5, "text": "1", "offset": 0, "conditioned_on": "", "source": "gold",
+                         "boundary_ok": boundary_ok, "path": [{"id": 5, "text": "1", "rank": out["gold_rank"],
+                                                               "margin": -1.0}]}
+    if not boundary_ok:
+        out["gold_token"]["boundary_reason"] = "the gold merges with the prompt's last token"
+    return out
+
+
+def test_ranks_that_failed_the_boundary_check_are_counted_and_left_out_of_the_medians() -> None:
+    """Issue 22 point 2: three MC-only items ranked 2, 4 and 900, the 900 read after a failed
+    boundary check: the median is 3 (not 4), and the summary says one rank failed and was left out.
+    A rank written before the exact check (no path) keeps its place, as its file computed it."""
+    items = [item("aa", str(k), outcome(1, 1), _path(outcome(0, 1, rank=rank), ok))
+             for k, (rank, ok) in enumerate([(2, True), (4, True), (900, False)])]
+    block = summarize(items, n_resamples=0)["per_language"]["aa"]
+    assert block["median_gold_rank"]["mc_only"] == 3.0
+    assert block["rank_boundary"]["compressed"] == {"n_ranked": 3, "n_failed": 1}
+    assert block["rank_boundary"]["reference"] == {"n_ranked": 3, "n_failed": 0}
+    assert block["rank_boundary"]["left_out_of_medians"]["mc_only"] == 1
+    older = copy.deepcopy(items)
+    del older[2]["compressed"]["gold_token"]["path"]
+    assert summarize(older, n_resamples=0)["per_language"]["aa"]["median_gold_rank"]["mc_only"] == 4.0

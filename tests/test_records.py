@@ -98,7 +98,8 @@ def test_a_reordered_or_dropped_key_is_caught_by_the_comparison(synthetic):
                               "gold_rank_above")
     assert FFGeneration.keys() == ("correct", "output", "f1", "em", "begins_with_gold")
     assert MCChoice.keys() == ("correct", "choice", "scores", "boundary_ok")
-    assert GoldToken.keys() == ("id", "text", "offset", "conditioned_on", "source", "boundary_ok")
+    assert GoldToken.keys() == ("id", "text", "offset", "conditioned_on", "source", "boundary_ok", "boundary_reason",
+                                "path")
     assert OneShot.keys() == ("correct", "output", "exemplar_id", "exemplar_source")
     assert Reach.keys() == ("reached", "outputs") and Note.keys() == ("kind", "lang", "message")
 
@@ -180,7 +181,7 @@ def test_an_early_v1_file_validates_and_still_summarizes(early, tmp_path):
     fresh = R.checked_summary(early, "early.json")
     assert fresh["overall"]["n_items"] == 6 and fresh["overall"]["rank_interpretable"] is None
     for stored, recomputed in zip(summary_blocks(early["summary"]), summary_blocks(fresh)):
-        assert {k: v for k, v in recomputed.items() if k not in ("answer_start", "rank_interpretable")} == stored
+        assert {k: v for k, v in recomputed.items() if k not in ("answer_start", "rank_interpretable", "rank_boundary")} == stored
     assert R.load_results(EARLY)["items"] == early["items"]
 
 

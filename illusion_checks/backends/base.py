@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
-from illusion_checks.answer_start import RankTarget, rank_target
+from illusion_checks.answer_start import RankTarget, rank_target, worst
 from illusion_checks.prompts import Encoded
+from illusion_checks.scoring import after_thinking
 
 DEFAULT_BATCH_SIZE = 16  # prompts per forward pass; `--illusion-batch-size`'s default
 
 Advance = Callable[[int], None]  # called with the number of prompts just finished
 PhaseProgress = Callable[[int, int], None]  # (done, total) within one phase
 Position = tuple[float, int | None, float | None]  # a scored token: log-probability, rank, best other's
-Scores = tuple[list[float], int | None, float | None]  # `Backend.score` per prompt: options, rank, margin
+Scores = tuple[list[float], list[tuple[int | None, float | None]]]  # `Backend.score` per prompt: options; (rank, margin) per path token
 
 _ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
 
@@ -42,7 +43,8 @@ class DecodeSettings:
 
 
 def answer_text(text: str, stop_at_newline: bool) -> str:
-    """The generated answer: its first non-empty line when stopping at newlines."""
+    """The generated answer, after any think span: its first non-empty line when stopping at newlines."""
+    text = after_thinking(text) or ""
     if not stop_at_newline:
         return text.strip()
     for line in text.split("\n"):
@@ -52,8 +54,9 @@ def answer_text(text: str, stop_at_newline: bool) -> str:
 
 
 def answer_line_done(text: str) -> bool:
-    """Whether generated text already holds a complete non-empty line: the answer is over."""
-    return bool(_ANSWER_LINE_DONE.search(text))
+    """Whether generated text already holds a complete non-empty line after any think span: the answer is over."""
+    answer = after_thinking(text)
+    return answer is not None and bool(_ANSWER_LINE_DONE.search(answer))
 
 
 
@@ -72,7 +75,7 @@ class Tokenizer(Protocol):
     def batch_decode(self, rows: Sequence[Sequence[int]], skip_special_tokens: bool = False) -> list[str]: ...
 
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True,
-                            tokenize: bool = False) -> str: ...
+                            tokenize: bool = False, **template_variables: Any) -> str: ...
 
 
 RANK_EXACT = "exact"  # the rank over the whole vocabulary
@@ -119,11 +122,20 @@ class AnswerProbes:
     output: str
     scores: list[float]
     target: RankTarget
-    gold_rank: int | None
-    gold_margin: float | None
+    path_ranks: list[tuple[int | None, float | None]]  # (rank, margin) at each of `target.path`'s positions
     beam: list[str] | None
     sample: list[str] | None
     unavailable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gold_rank(self) -> int | None:
+        """The worst rank along the path (None when nothing was ranked)."""
+        return worst(self.path_ranks)[0]
+
+    @property
+    def gold_margin(self) -> float | None:
+        """The smallest margin along the path."""
+        return worst(self.path_ranks)[1]
 
 
 @runtime_checkable
@@ -142,10 +154,10 @@ class Backend(Protocol):
         ...
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[Scores]:
+              ranked: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[Scores]:
         """Per prompt: each continuation's summed log-probability after it, and for `ranked[i] =
-        (conditioned_ids, token)` the rank of `token` after prompt + conditioned_ids (1 = most
-        likely) and its log-probability margin over the best other token (None when `token` is)."""
+        (conditioned_ids, path)` each path token's rank after prompt + conditioned_ids + the path
+        before it (1 = most likely) with its log-probability margin over the best other token."""
         ...
 
     def beam(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[list[str]]:
@@ -268,32 +280,30 @@ def answers(tokenizer: Tokenizer, produced: Sequence[Sequence[int]], stop_at_new
 
 
 def score_sequences(prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-                    ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[int], int]]:
+                    ranked: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[tuple[list[int], int]]:
     """`Backend.score`'s work as whole sequences, each with the position its scored tokens start at:
-    per prompt, each option after it, then the ranked token after prompt + conditioned ids (when
+    per prompt, each option after it, then the ranked path after prompt + conditioned ids (when
     there is one). For engines that score a sequence's own tokens (`prompt_logprobs`, `echo`)."""
     sequences: list[tuple[list[int], int]] = []
-    for prompt, options, (conditioned, token) in zip(prompts, continuations, ranked):
+    for prompt, options, (conditioned, path) in zip(prompts, continuations, ranked):
         sequences += [([*prompt, *option], len(prompt)) for option in options]
-        if token is not None:
-            sequences.append(([*prompt, *conditioned, token], len(prompt) + len(conditioned)))
+        if path:
+            sequences.append(([*prompt, *conditioned, *path], len(prompt) + len(conditioned)))
     return sequences
 
 
-def gather_scores(continuations: Sequence[Sequence[Sequence[int]]], ranked: Sequence[tuple[Sequence[int], int | None]],
+def gather_scores(continuations: Sequence[Sequence[Sequence[int]]], ranked: Sequence[tuple[Sequence[int], Sequence[int]]],
                   rows: Iterable[Sequence[Position]]) -> list[Scores]:
     """`Backend.score`'s result from `score_sequences`' sequences, scored in order (one row of
-    positions each): each option's summed log-probability, then the ranked token's rank and its
+    positions each): each option's summed log-probability, then each path token's rank and its
     margin over the best other token (None when the engine named no other)."""
     remaining = iter(rows)
-    results = []
-    for options, (_, token) in zip(continuations, ranked):
+    results: list[Scores] = []
+    for options, (_, path) in zip(continuations, ranked):
         scores = [float(sum(logprob for logprob, _, _ in next(remaining))) for _ in options]
-        rank = margin = None
-        if token is not None:
-            logprob, rank, best_other = next(remaining)[0]
-            margin = None if best_other is None else logprob - best_other
-        results.append((scores, rank, margin))
+        positions = list(next(remaining)) if path else []
+        results.append((scores, [(rank, None if other is None else logprob - other)
+                                 for logprob, rank, other in positions]))
     return results
 
 
@@ -311,7 +321,7 @@ def compose_answer_probes(backend: Backend, requests: Sequence[AnswerRequest], s
         tokens = backend.greedy_tokens(prompts, settings)
         targets = [rank_target(tok, r.prompt.prompt, t, r.golds, r.prompt.chat, r.prompt.prompt_ids)
                    for r, t in zip(batch, tokens)]
-        ranked = [(t.conditioned_ids, t.token) for t in targets]
+        ranked = [(t.conditioned_ids, t.path) for t in targets]
         scored = backend.score(prompts, [r.prompt.option_ids for r in batch], ranked)
         reach = [j for j, r in enumerate(batch) if r.reach]
         beams = dict(zip(reach, backend.beam([prompts[j] for j in reach], settings))) \
@@ -320,9 +330,9 @@ def compose_answer_probes(backend: Backend, requests: Sequence[AnswerRequest], s
                                                   settings))) if reach and "sample" not in unavailable else {}
         texts = answers(tok, tokens, settings.stop_at_newline)
         for j, r in enumerate(batch):
-            scores, rank, margin = scored[j]
+            scores, path_ranks = scored[j]
             missing = {probe: why for probe, why in unavailable.items() if r.reach}
-            out.append(AnswerProbes(texts[j], scores, targets[j], rank, margin, beams.get(j), samples.get(j), missing))
+            out.append(AnswerProbes(texts[j], scores, targets[j], path_ranks, beams.get(j), samples.get(j), missing))
         if advance:
             advance(len(batch))
     return out

@@ -130,7 +130,10 @@ OPTIONS = (
     Option("--illusion-answer-scope",
            "line: the answer is the first non-empty generated line (default); full: the paper's literal "
            "scoring, normalized containment anywhere in the 32 new tokens"),
-    Option("--illusion-chat-template", "wrap prompts in the tokenizer's chat template", is_flag=True),
+    Option("--illusion-chat-template", "wrap prompts in the tokenizer's chat template (with enable_thinking=False, "
+           "where the template takes it)", is_flag=True),
+    Option("--illusion-thinking", "a reasoning model's think span: off (default: the template's non-thinking mode, "
+           "as the paper) or on (the budget grows by 1024 tokens; the answer and rank are read after </think>)"),
     Option("--illusion-backend", "model backend: hf (in-process transformers) or vllm (vLLM: the engine you deploy "
                                  "on; needs vLLM, see README)"),
     Option("--illusion-tensor-parallel-size", "vllm backend: GPUs each model is split across (tensor parallelism)"),

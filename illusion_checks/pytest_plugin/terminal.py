@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from illusion_checks.fates import FATE_ORDER
 from illusion_checks.gates import Gate
-from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
+from illusion_checks.ranks import RANK_INTERPRETABLE_SHARE
 from illusion_checks.results import run_label, runs_of
 
 TABLE_MAX_WIDTH = 1000  # the table is not expanded, so it takes its natural width up to this

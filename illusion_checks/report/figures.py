@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from illusion_checks.fates import FATE_ORDER
-from illusion_checks.metrics import MODELS, censored_median
+from illusion_checks.ranks import censored_median
+from illusion_checks.records import MODELS
 import illusion_checks.report.findings as findings
 import illusion_checks.report.item_stats as item_stats
 import illusion_checks.report.svg as svg
@@ -74,8 +75,12 @@ def ladder_chart(summary: Summary, langs: Sequence[str]) -> svg.Chart:
 
 
 RANK_SERIES = (("mc_only", Series("MC-only (compressed rank)", "rank-mc-only")),
-               ("kept", Series("kept (compressed rank)", "rank-kept")),
+               ("kept", Series("kept (compressed rank; 1 by construction where the answer begins with the gold)",
+                               "rank-kept")),
                ("reference_failures", Series("reference FF failures (reference rank)", "rank-ref-fail")))
+# The paper's two medians (3.5 for MC-only, 17 for reference failures). A kept item whose answer
+# begins with the gold ranks the model's own greedy token: 1 by construction, so no median is marked.
+RANK_MEDIANS = ("mc_only", "reference_failures")
 RANK_SHORT = {"mc_only": "MC-only", "kept": "kept", "reference_failures": "ref. failures"}
 
 
@@ -94,16 +99,18 @@ def _rank_panel(chart_id: str, title: str, items: Sequence[Mapping[str, Any]],
     """One small multiple: each group's share of gold ranks per bucket, medians top-right."""
     buckets = [item_stats.bucket_label(lo, hi) for lo, hi in item_stats.RANK_BUCKETS]
     groups, censored = item_stats.rank_groups(items), item_stats.censored_groups(items)
+    failed = item_stats.boundary_failures(items)
     shares = [item_stats.bucket_shares(groups[key]) for key, _ in RANK_SERIES]
     chart = grouped_bars(
         chart_id, title, buckets, [ser for _, ser in RANK_SERIES],
         [[shares[g][b] for g in range(len(RANK_SERIES))] for b in range(len(buckets))],
         pct, bar_width=11, height=190, show_values=False, domain=(0.0, 1.0),
         caption=caption + " · ".join(f"{RANK_SHORT[key]} n={len(groups[key])}{_left_out(censored[key])}"
-                                     for key, _ in RANK_SERIES))
+                                     + _failed(failed[key]) for key, _ in RANK_SERIES))
+    series = dict(RANK_SERIES)
     marks = [svg.text(chart.width - 10, 14 + 12 * i, f"{RANK_SHORT[key]} median {rank(medians[key])}",
-                      f"median {ser.cls}", "end", tags.get(key, {}))
-             for i, (key, ser) in enumerate(RANK_SERIES)]
+                      f"median {series[key].cls}", "end", tags.get(key, {}))
+             for i, key in enumerate(RANK_MEDIANS)]
     return _with_marks(chart, marks, legend=False)
 
 
@@ -139,6 +146,11 @@ def rank_figure(items_by_lang: Mapping[str, Sequence[Mapping[str, Any]]], summar
         withheld.append((OVERALL, f"{OVERALL}: not shown, since the gold rank is interpretable in no language."))
     plotted = [it for lang in shown for it in items_by_lang[lang]]
     return RankFigure(tuple(panels), tuple(withheld), censored_note(item_stats.censored_groups(plotted)))
+
+
+def _failed(n: int) -> str:
+    """' (+2 failed the boundary check, left out)' after a group's n; "" when none did."""
+    return f" (+{n} failed the boundary check, left out)" if n else ""
 
 
 def _left_out(bounds: Sequence[int]) -> str:
@@ -179,6 +191,10 @@ def answer_start_rows(summary: Summary, langs: Sequence[str]) -> list[dict[str, 
             block = s["answer_start"][model]
             cells.append({"metric": None, "text": f"{block['n_begins_with_gold']} of {block['n_ff_correct']}"})
             cells.append({"metric": f"answer_start.{model}.share", "text": pct(block["share"])})
+        for model in MODELS:  # ranks read after a failed boundary check: counted, and left out of the medians
+            checked = s.get("rank_boundary", {}).get(model)
+            cells.append({"metric": f"rank_boundary.{model}.n_failed" if checked else None,
+                          "text": str(checked["n_failed"]) if checked else "n/a"})
         verdict = s.get("rank_interpretable")
         text = {True: "yes", False: "no: not plotted", None: "unknown"}[verdict]
         if lang == OVERALL and verdict is not False and withheld:

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
+from illusion_checks.ranks import RANK_INTERPRETABLE_SHARE
 from illusion_checks.report.formats import pct, rank, signed
 from illusion_checks.report.item_stats import Recovery
 

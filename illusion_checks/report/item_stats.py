@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from illusion_checks.fates import Fate
+from illusion_checks.ranks import boundary_failed
 
 Item = Mapping[str, Any]
 
@@ -26,19 +27,29 @@ def bucket_label(lo: int, hi: float) -> str:
 RANK_GROUPS = ("mc_only", "kept", "reference_failures")
 
 
-def _group_outcomes(items: Iterable[Item]) -> dict[str, list[Mapping[str, Any]]]:
-    """The outcomes whose gold rank Fig. 3's three groups show.
+def _group_outcomes(items: Iterable[Item], failed: bool = False) -> dict[str, list[Mapping[str, Any]]]:
+    """The outcomes whose gold rank Fig. 3's three groups show (with `failed`, those left out
+    because their ranked path failed the boundary check, as the summary's medians leave them out).
 
     MC-only and kept items use the compressed model's outcome; reference failures (items whose
     reference FF is wrong) use the reference's own, the paper's "already failed" baseline.
     """
     groups: dict[str, list[Mapping[str, Any]]] = {key: [] for key in RANK_GROUPS}
     for it in items:
+        chosen = []
         if it["fate"] in (Fate.MC_ONLY.value, Fate.KEPT.value):
-            groups[it["fate"]].append(it["compressed"])
+            chosen.append((it["fate"], it["compressed"]))
         if not it["reference"]["ff"]["correct"]:
-            groups["reference_failures"].append(it["reference"])
+            chosen.append(("reference_failures", it["reference"]))
+        for key, outcome in chosen:
+            if boundary_failed(outcome) == failed:
+                groups[key].append(outcome)
     return groups
+
+
+def boundary_failures(items: Iterable[Item]) -> dict[str, int]:
+    """Per Fig. 3 group, how many outcomes it leaves out because their ranked path failed the boundary check."""
+    return {key: len(outcomes) for key, outcomes in _group_outcomes(items, failed=True).items()}
 
 
 def censored_bound(outcome: Mapping[str, Any]) -> int | None:

@@ -15,7 +15,7 @@ from markupsafe import Markup
 
 from illusion_checks import __version__
 from illusion_checks.atomic import write_text_atomic
-from illusion_checks.metrics import RANK_INTERPRETABLE_SHARE
+from illusion_checks.ranks import RANK_INTERPRETABLE_SHARE
 from illusion_checks.records import SCHEMA
 import illusion_checks.report.explorer as explorer
 import illusion_checks.report.figures as figures

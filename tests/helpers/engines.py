@@ -1,14 +1,16 @@
 """What the engine agreement tests share (tests/test_vllm.py, tests/test_served.py): the one spec they
-all probe (a model against its wanda:0.5 copy, en and ru, 10 items each), the rate at which two runs
-agree, and the pairs of outcomes to compare."""
+all probe (a model against its wanda:0.5 copy, en and ru, 6 items each: 24 outcomes, so a rate of
+0.95 allows one disagreement), the rate at which two runs agree, and the pairs of outcomes to compare."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from illusion_checks import EvaluationSpec
 
-LANGS, ITEMS = ("en", "ru"), 10
+LANGS, ITEMS = ("en", "ru"), 6
 CALIBRATION = dict(calibration="embedded", calibration_samples=8, calibration_seqlen=128)
 
 
@@ -45,3 +47,11 @@ def assert_reached_rates_agree(hf: dict[str, Any], other: dict[str, Any]) -> Non
     ours, theirs = reached_rates(hf), reached_rates(other)
     print(f"reached rates over {n} outcomes: hf {ours}, other {theirs}")
     assert n >= 4 and all(abs(ours[p] - theirs[p]) <= 1 / n + 1e-9 for p in ours), (ours, theirs)
+
+
+def approx_gold_token(block: dict[str, Any] | None, tolerance: float = 1e-3) -> Any:
+    """A `gold_token` block to compare with ==: every field exact but each path margin, which
+    batching and kernels move by float round-off."""
+    if block is None or "path" not in block:
+        return block
+    return {**block, "path": [{**step, "margin": pytest.approx(step["margin"], abs=tolerance)} for step in block["path"]]}

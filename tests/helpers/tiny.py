@@ -114,32 +114,46 @@ def save_tiny(directory: Path, arch: str = "llama", seed: int = 0) -> Path:
 
 
 def trained_tiny_model(items: Sequence[QAItem], answers: Sequence[str], steps: int = 60, lr: float = 5e-3,
-                       seed: int = 0) -> tuple[Any, Any]:
-    """(model, tokenizer): a tiny llama taught to answer each item's FF prompt with its answer
-    (a few seconds of Adam on CPU), so that fast tests see a model that answers correctly.
+                       seed: int = 0, tokenizer: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer): a tiny llama taught to answer each item's FF prompt with " " + its answer
+    + "\n" (a few seconds of Adam on CPU), so that fast tests see a model that answers correctly;
+    over the fixture tokenizer's vocabulary, or `tokenizer`'s (a real family's, tests.helpers.vocab)."""
+    pairs = [(ff_prompt(item.context, item.question), f" {answer}\n") for item, answer in zip(items, answers, strict=True)]
+    return taught(pairs, tokenizer, steps, lr, seed)
 
-    Each row is the FF prompt + " " + answer + "\\n", encoded as the engine encodes prompts; the
-    loss covers the answer tokens only, so the model learns what to say after the cue."""
-    model, tokenizer = tiny_model("llama", seed)
+
+def taught(pairs: Sequence[tuple[str, str]], tokenizer: Any = None, steps: int = 60, lr: float = 5e-3, seed: int = 0,
+           chat: bool = False) -> tuple[Any, Any]:
+    """(model, tokenizer): a tiny llama taught to continue each prompt with its completion, over the
+    fixture tokenizer or `tokenizer`. Prompts are encoded as the engine encodes them (`chat`: a
+    chat-templated prompt, its special tokens already written); the loss covers the completion
+    only, read off those positions alone, so a 150k-token vocabulary costs no more than a small one."""
+    if tokenizer is None:
+        model, tokenizer = tiny_model("llama", seed)
+    else:
+        model = tiny_lm("llama", seed, vocab_size=len(tokenizer), max_position_embeddings=2048,
+                        pad_token_id=tokenizer.pad_token_id)
     rows = []
-    for item, answer in zip(items, answers, strict=True):
-        prompt = ff_prompt(item.context, item.question)
-        prompt_ids = encode_prompt(tokenizer, prompt, chat=False)
-        ids = encode_prompt(tokenizer, f"{prompt} {answer}\n", chat=False)
-        assert ids[: len(prompt_ids)] == prompt_ids, "the answer must not merge with the prompt's last token"
+    for prompt, completion in pairs:
+        prompt_ids = encode_prompt(tokenizer, prompt, chat=chat)
+        ids = encode_prompt(tokenizer, prompt + completion, chat=chat)
+        assert ids[: len(prompt_ids)] == prompt_ids, "the completion must not merge with the prompt's last token"
         rows.append((ids, len(prompt_ids)))
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)  # -100: not in the loss
-    for i, (ids, n_prompt) in enumerate(rows):
+    for i, (ids, _) in enumerate(rows):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         mask[i, : len(ids)] = 1
-        labels[i, n_prompt: len(ids)] = torch.tensor(ids[n_prompt:])
+    # Position p predicts token p + 1: the completion's tokens are predicted from n_prompt - 1 on.
+    at = [(i, p) for i, (ids, n_prompt) in enumerate(rows) for p in range(n_prompt - 1, len(ids) - 1)]
+    rows_at, positions = torch.tensor([i for i, _ in at]), torch.tensor([p for _, p in at])
+    targets = input_ids[rows_at, positions + 1]
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        hidden = model.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[rows_at, positions]), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -181,3 +181,30 @@ def test_rank_figure_withholds_a_language_whose_rank_is_not_interpretable():
         block["rank_interpretable"] = None
     fig = figures.all_figures(results, LANGS)
     assert [c.title for c in fig["ranks"]] == [*LANGS, "overall"] and fig["ranks_withheld"] == ()
+
+
+def test_ranks_that_failed_the_boundary_check_are_counted_and_left_out_of_fig_3():
+    """Issue 22 point 2: two MC-only outcomes whose ranked path failed the boundary check leave
+    the bars and medians, the panel's caption says so, and the answer-start table counts them."""
+    from illusion_checks.metrics import summarize
+
+    results = make_results(("en",), 60, n_resamples=10)
+    mc_only = [it for it in results["items"] if it["fate"] == "mc_only"]
+    assert len(mc_only) >= 3
+    for it in mc_only[:2]:
+        out = it["compressed"]
+        out["gold_token"] = {**(out.get("gold_token") or {"id": 1, "text": "x", "offset": 0, "conditioned_on": "",
+                                                         "source": "gold"}),
+                             "boundary_ok": False, "boundary_reason": "a space doubled",
+                             "path": [{"id": 1, "text": "x", "rank": out["gold_rank"], "margin": -1.0}]}
+    results["summary"] = summarize(results["items"], n_resamples=10)
+    en = results["summary"]["per_language"]["en"]
+    assert en["rank_boundary"]["compressed"]["n_failed"] == 2
+    assert en["rank_boundary"]["left_out_of_medians"]["mc_only"] == 2
+    fig = figures.all_figures(results, ["en"])
+    groups = item_stats.rank_groups(results["items"])
+    assert f"MC-only n={len(groups['mc_only'])} (+2 failed the boundary check, left out)" in fig["ranks"][0].caption
+    assert len(groups["mc_only"]) == len([it for it in mc_only if it["compressed"]["gold_rank"] is not None]) - 2
+    row = fig["answer_start"][0]
+    assert [c["text"] for c in row["cells"][-2:]] == ["0", "2"]
+    assert row["cells"][-1]["metric"] == "rank_boundary.compressed.n_failed"

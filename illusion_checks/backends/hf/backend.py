@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from illusion_checks.backends.base import (
-    Advance, AnswerProbes, AnswerRequest, Capabilities, DecodeSettings, answers,
+    Advance, AnswerProbes, AnswerRequest, Capabilities, DecodeSettings, Scores, answers,
 )
 from illusion_checks.backends.hf import prefix as P
 from illusion_checks.backends.hf.decode import decode_tokens, pick_greedy
@@ -56,10 +56,10 @@ class HFBackend:
 
     @torch.no_grad()
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[tuple[list[float], int | None, float | None]]:
+              ranked: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[Scores]:
         prefix = P.prefill(self.model, prompts, self.tokenizer.pad_token_id)
         results = P.score_rows(self.model, prefix, continuations, ranked)
-        return [(r.scores, r.gold_rank, r.gold_margin) for r in results]
+        return [(r.scores, list(r.path)) for r in results]
 
     @torch.no_grad()
     def beam(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[list[str]]:
@@ -77,7 +77,7 @@ class HFBackend:
         """All FF probes on one shared prefill per batch (`prefix.ff_probes`)."""
         found = P.ff_probes(self.model, self.tokenizer, [r.prompt for r in requests], [r.golds for r in requests],
                             settings, [r.seed for r in requests], [r.reach for r in requests], advance)
-        return [AnswerProbes(f.output, f.mc.scores, f.target, f.mc.gold_rank, f.mc.gold_margin, f.beam, f.sample)
+        return [AnswerProbes(f.output, f.mc.scores, f.target, list(f.mc.path), f.beam, f.sample)
                 for f in found]
 
     def close(self) -> None:

@@ -101,24 +101,23 @@ def samples(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings
 
 @dataclass(frozen=True)
 class MCResult:
-    """Summed option log-probabilities, and the gold first content token's rank and margin at the
-    answer start (None when the gold has no content token)."""
+    """Summed option log-probabilities, and the rank and margin at each position of the gold's
+    path at the answer start (empty when the gold has no content token)."""
 
     scores: list[float]
-    gold_rank: int | None
-    gold_margin: float | None
+    path: list[tuple[int, float]]
 
 
 def score_rows(model: Any, prefix: Prefix, option_ids: Sequence[Sequence[Sequence[int]]],
-               ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[MCResult]:
+               ranked: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[MCResult]:
     """Each option as a continuation of its cached prompt, plus one row per prompt that continues
-    it with `ranked[j]`'s conditioned ids (the model's leading whitespace, then the gold's) to read
-    the rank of its token (None: no rank); all batched on forks of the prompt's cache."""
+    it with `ranked[j]`'s conditioned ids (the model's own leading whitespace) and then its path,
+    to read the rank of each path token at its position; all batched on forks of the prompt's cache."""
     n_opt = len(option_ids[0])
     n_rows = n_opt + 1
     cache = prefix.rows(range(prefix.ids.shape[0]), repeat=n_rows).cache
-    conts = [c for options, (conditioned, token) in zip(option_ids, ranked)
-             for c in (*options, [*conditioned, token or 0])]
+    conts = [c for options, (conditioned, path) in zip(option_ids, ranked)
+             for c in (*options, [*conditioned, *path] or [0])]
     width = 1 + max(len(c) for c in conts)
     last = prefix.ids[:, -1].repeat_interleave(n_rows)
     ids = torch.full((len(conts), width), 0, dtype=torch.long, device=prefix.ids.device)
@@ -136,18 +135,15 @@ def score_rows(model: Any, prefix: Prefix, option_ids: Sequence[Sequence[Sequenc
 
 
 def _read_scores(logits: torch.Tensor, row: int, options: Sequence[Sequence[int]],
-                 ranked: tuple[Sequence[int], int | None]) -> MCResult:
+                 ranked: tuple[Sequence[int], Sequence[int]]) -> MCResult:
     scores = []
     for k, cont in enumerate(options):
         logprobs = torch.log_softmax(logits[row + k, :len(cont)].float(), dim=-1)
         wanted = torch.tensor(cont, device=logprobs.device)
         scores.append(float(logprobs.gather(-1, wanted[:, None]).sum()))
-    rank, margin = None, None
-    conditioned, token = ranked
-    if token is not None:
-        logprobs = torch.log_softmax(logits[row + len(options), len(conditioned)].float(), dim=-1)
-        rank, margin = _rank_and_margin(logprobs, token)
-    return MCResult(scores, rank, margin)
+    conditioned, path = ranked
+    logprobs = torch.log_softmax(logits[row + len(options), len(conditioned):len(conditioned) + len(path)].float(), -1)
+    return MCResult(scores, [_rank_and_margin(logprobs[k], token) for k, token in enumerate(path)])
 
 
 @dataclass(frozen=True)
@@ -182,7 +178,7 @@ def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], golds: Seq
         mc = []
         for part in batches(list(range(len(batch))), max(1, settings.batch_size // 2)):
             mc += score_rows(model, prefix.rows(part), [encoded[batch[j]].option_ids for j in part],
-                             [(targets[j].conditioned_ids, targets[j].token) for j in part])
+                             [(targets[j].conditioned_ids, targets[j].path) for j in part])
         reached = [j for j, i in enumerate(batch) if reach[i]]
         beams: dict[int, list[str]] = {}
         sampled: dict[int, list[str]] = {}

@@ -60,7 +60,7 @@ class OpenAIBackend:
         return out
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[Scores]:
+              ranked: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[Scores]:
         sequences = score_sequences(prompts, continuations, ranked)
         return gather_scores(continuations, ranked, self.client.map(self._prompt_logprobs, sequences))
 

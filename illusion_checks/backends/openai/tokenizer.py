@@ -71,7 +71,7 @@ class ServerTokenizer:
         return [self.decode(row, skip_special_tokens) for row in rows]
 
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True,
-                            tokenize: bool = False) -> str:
+                            tokenize: bool = False, **template_variables: Any) -> str:
         raise ValueError("--illusion-chat-template with a served model needs its tokenizer locally: "
                          "pass --illusion-tokenizer=MODEL")
 

@@ -140,7 +140,7 @@ class VLLMBackend:
         return out
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
-              ranked: Sequence[tuple[Sequence[int], int | None]]) -> list[Scores]:
+              ranked: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[Scores]:
         sequences = score_sequences(prompts, continuations, ranked)
         rows = self.worker.call("logprobs", sequences=[ids for ids, _ in sequences],
                                 starts=[start for _, start in sequences], top=2)
