@@ -74,7 +74,7 @@ test: $(STAMP) $(VLLM_STAMP) vocab browser
 
 # The fast tier: every test not marked slow (no embedded real model, no vLLM engine or server), for
 # a quick check while developing; CI runs `make test`, every tier.
-test-fast: $(STAMP)
+test-fast: $(STAMP) vocab
 	$(PY) -m pytest tests -p no:cacheprovider -m "not slow" $(ARGS)
 
 clean-cache:
