@@ -124,3 +124,21 @@ def test_a_tokenizer_without_a_chat_template_is_a_usage_error_naming_the_model(t
                           chat_template=True, device="cpu", no_cache=True)
     with pytest.raises(ValueError, match=r"--illusion-chat-template: the tokenizer of .*tiny-llama.* has no chat template"):
         evaluate(spec)
+
+
+def test_the_gate_without_a_chat_template_exits_4_with_one_line(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """The same usage error through the gate: exit 4, one ERROR line naming the model, no traceback,
+    and no results or report written."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--illusion-model={tiny_llama_dir}",
+               "--illusion-compress=magnitude:0.5", "--illusion-chat-template", "--illusion-langs=en",
+               "--illusion-items=2", "--illusion-device=cpu", f"--illusion-cache-dir={tmp_path / 'cache'}"]
+    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+    assert done.returncode == 4 and len(errors) == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "has no chat template" in errors[0] and str(tiny_llama_dir) in errors[0]
+    assert "Traceback" not in done.stderr and not list(tmp_path.rglob("illusion-results.json"))
