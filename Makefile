@@ -65,17 +65,23 @@ browser:
 demo: $(STAMP)
 	$(PY) -m pytest illusion -p no:cacheprovider -rx $(DEMO_ARGS) $(ARGS)
 
+# Two pytest workers: the real-engine tests (vLLM, `vllm serve`: tests.helpers.engines.ENGINES) go
+# whole to one, first, and run beside the rest of the suite, which the other worker takes. On 2 cores
+# that is about a third off the suite's time (one process alone keeps ~1.6 cores busy). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+PYTEST_WORKERS = -n $(TEST_WORKERS) --dist loadgroup
+
 # The vLLM backend finds its worker's Python through ILLUSION_VLLM_PYTHON; the KV cache of vLLM's
 # CPU build is sized in GiB (VLLM_CPU_KVCACHE_SPACE), kept small for the tests' tiny models.
 test: export ILLUSION_VLLM_PYTHON = $(CURDIR)/$(VLLM_VENV)/bin/python
 test: export VLLM_CPU_KVCACHE_SPACE ?= 1
 test: $(STAMP) $(VLLM_STAMP) vocab browser
-	$(PY) -m pytest tests -p no:cacheprovider --durations=25 $(ARGS)
+	$(PY) -m pytest tests -p no:cacheprovider $(PYTEST_WORKERS) --durations=25 $(ARGS)
 
 # The fast tier: every test not marked slow (no embedded real model, no vLLM engine or server), for
 # a quick check while developing; CI runs `make test`, every tier.
 test-fast: $(STAMP) vocab
-	$(PY) -m pytest tests -p no:cacheprovider -m "not slow" $(ARGS)
+	$(PY) -m pytest tests -p no:cacheprovider $(PYTEST_WORKERS) -m "not slow" $(ARGS)
 
 clean-cache:
 	rm -rf $${ILLUSION_CHECKS_CACHE:-$$HOME/.cache/illusion-checks}

@@ -9,6 +9,14 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-engine tests (tests.helpers.engines.ENGINES) run first, in collection order otherwise.
+    `make test` runs two pytest workers with `--dist loadgroup`: the group goes whole to one worker, so its
+    session fixtures (the shared HF run, the servers) are built once, and starting first it runs
+    beside the rest of the suite rather than after it, while its engines wait on their own processes."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
     from tests.helpers.tiny import save_tiny
