@@ -20,10 +20,10 @@ import pytest
 
 from illusion_checks import EvaluationSpec, evaluate
 from illusion_checks.errors import RunError
-from tests.helpers.engines import ENGINES, ITEMS, LANGS, assert_reached_rates_agree, paired_outcomes, rate
+from tests.helpers.engines import ITEMS, LANGS, assert_reached_rates_agree, paired_outcomes, rate
 from tests.helpers.vllm_server import VLLMServer
 
-pytestmark = [pytest.mark.slow, ENGINES]
+pytestmark = pytest.mark.slow
 
 KEY_ENV, KEY = "ILLUSION_TEST_SERVER_KEY", "sk-test-3f9a1c77d2e84b61"  # the servers require it
 SERVED_NAME, PRUNED_NAME = "smollm2", "smollm2-wanda"

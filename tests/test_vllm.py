@@ -15,11 +15,8 @@ import pytest
 from illusion_checks import EvaluationSpec, evaluate
 from illusion_checks.backends.vllm.backend import PYTHON_ENV, vllm_python
 from illusion_checks.errors import VLLMError
-from tests.helpers.engines import (ENGINES, ITEMS, LANGS, agreement_spec, assert_reached_rates_agree, paired_outcomes,
-                                   rate)
+from tests.helpers.engines import ITEMS, LANGS, agreement_spec, assert_reached_rates_agree, paired_outcomes, rate
 from tests.helpers.need import need_vllm as _need_vllm
-
-pytestmark = ENGINES
 
 
 @pytest.mark.slow

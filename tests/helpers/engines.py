@@ -11,8 +11,8 @@ import pytest
 from illusion_checks import EvaluationSpec
 
 LANGS, ITEMS = ("en", "ru"), 6
-# The real-engine tests' group: one pytest worker runs them all (`make test`: --dist loadgroup).
-ENGINES = pytest.mark.xdist_group("engines")
+# The real-engine tests: one pytest worker runs them all, first (`make test`; tests/conftest.py).
+ENGINES, ENGINE_FILES = "engines", ("tests/test_served.py", "tests/test_vllm.py")
 CALIBRATION = dict(calibration="embedded", calibration_samples=8, calibration_seqlen=128)
 
 
