@@ -65,9 +65,10 @@ browser:
 demo: $(STAMP)
 	$(PY) -m pytest illusion -p no:cacheprovider -rx $(DEMO_ARGS) $(ARGS)
 
-# Two pytest workers: the real-engine tests (vLLM, `vllm serve`: tests.helpers.engines.ENGINES) go
-# whole to one, first, and run beside the rest of the suite, which the other worker takes. On 2 cores
-# that is about a third off the suite's time (one process alone keeps ~1.6 cores busy). TEST_WORKERS=0: one process.
+# Two pytest workers: the tests that share the HF run and the servers (tests.helpers.engines.SHARING)
+# go whole to one, first, and the real-engine tests run beside the in-process ones (tests/conftest.py).
+# One process keeps ~1.6 of 2 cores busy; on 2 cores a fresh clone's suite took 28 min instead of 44.
+# TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 PYTEST_WORKERS = -n $(TEST_WORKERS) --dist loadgroup
 

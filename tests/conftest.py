@@ -7,30 +7,32 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.engines import ENGINE_FILES, ENGINES
+from tests.helpers.engines import ENGINE_FILES, ENGINES, SHARING
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The real-engine tests (tests.helpers.engines.ENGINE_FILES) run first, in collection order otherwise."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in ENGINE_FILES)
+    """The real-engine tests (tests.helpers.engines.ENGINE_FILES) run first, the group that shares
+    fixtures first of all, in collection order otherwise."""
+    items.sort(key=lambda item: (not item.nodeid.startswith(SHARING), item.nodeid.split("::")[0] not in ENGINE_FILES))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`make test` runs two pytest workers with `--dist loadgroup`, and the real-engine tests are one
-    group: it goes whole to one worker, so its session fixtures (the shared HF run, the servers) are
-    built once, and, first in the order, it runs beside the rest of the suite, which the other worker
-    takes, while its engines wait on their own processes. (The group is named here by file: xdist
-    3.8 names an `xdist_group` mark's group in `item._nodeid`, which pytest 9.2 no longer reads.)"""
+    """`make test` runs two pytest workers with `--dist loadgroup`. The tests that share the session's
+    HF run and servers (tests.helpers.engines.SHARING) are one group: it goes whole to one worker, so
+    those fixtures are built once, and, first in the order, it runs beside the other real-engine
+    tests and then the rest of the suite, which the other worker takes. (The group is named here by
+    node id: xdist 3.8 names an `xdist_group` mark's group in `item._nodeid`, which pytest 9.2 no
+    longer reads.)"""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
 
     class EnginesAsOneGroup(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return ENGINES if nodeid.split("::")[0] in ENGINE_FILES else super()._split_scope(nodeid)
+            return ENGINES if nodeid.startswith(SHARING) else super()._split_scope(nodeid)
 
     return EnginesAsOneGroup(config, log)
 
