@@ -1,9 +1,9 @@
 """Served models on real `vllm serve` processes on 127.0.0.1 (started and stopped here): smollm2-135m
-and its wanda:0.5 copy saved by the tool. The served gate agrees with the in-process HF backend on
-the same items, the same server as both models keeps every item, the gate runs end to end (with
-an API key that never leaks), and the faults a CI run meets give one-line errors: a server killed
-mid-run (nothing written; the re-run reuses the cached reference outcomes), a stalled server (the
-timeout), a wrong `#MODEL` (a usage error)."""
+and its wanda:0.5 copy saved by the tool (served with sampling defaults in its generation config).
+The served gate agrees with the in-process HF backend on the same items, the same server as both
+models keeps every item, the gate runs end to end (with an API key that never leaks), and the faults
+a CI run meets give one-line errors: a server killed mid-run (nothing written; the re-run reuses the
+cached reference outcomes), a stalled server (the timeout), a wrong `#MODEL` (a usage error)."""
 
 from __future__ import annotations
 
@@ -27,16 +27,30 @@ pytestmark = pytest.mark.slow
 
 KEY_ENV, KEY = "ILLUSION_TEST_SERVER_KEY", "sk-test-3f9a1c77d2e84b61"  # the servers require it
 SERVED_NAME, PRUNED_NAME = "smollm2", "smollm2-wanda"
+SAMPLING_DEFAULTS = {"repetition_penalty": 1.3, "top_k": 5}
+
+
+def with_sampling_defaults(folder: Path, into: Path) -> Path:
+    """`folder` (its files linked) with SAMPLING_DEFAULTS added to its generation_config.json."""
+    for path in folder.iterdir():
+        if path.name != "generation_config.json":
+            (into / path.name).symlink_to(path.resolve())
+    config = json.loads((folder / "generation_config.json").read_text())
+    (into / "generation_config.json").write_text(json.dumps({**config, **SAMPLING_DEFAULTS}))
+    return into
 
 
 @pytest.fixture(scope="module")
 def servers(hf_smollm2_run: tuple[dict[str, Any], Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The reference and the wanda:0.5 copy the HF run saved, each behind its own server, both needing the key."""
+    """The reference and the wanda:0.5 copy the HF run saved, each behind its own server, both needing
+    the key. The copy is served with sampling defaults in its generation config (SAMPLING_DEFAULTS),
+    as many released models have: the server applies them to every field a request leaves unset."""
     from illusion_checks.backends.hf.load import resolve_source
 
     logs = tmp_path_factory.mktemp("server-logs")
     reference = VLLMServer(resolve_source("smollm2-135m")[0], SERVED_NAME, logs / "reference.log", KEY)
-    pruned = VLLMServer(str(hf_smollm2_run[1]), PRUNED_NAME, logs / "pruned.log", KEY)
+    pruned = VLLMServer(str(with_sampling_defaults(hf_smollm2_run[1], tmp_path_factory.mktemp("served"))),
+                        PRUNED_NAME, logs / "pruned.log", KEY)
     try:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda server: server.start().wait_ready(), (reference, pruned)))
@@ -68,6 +82,9 @@ def _served_spec(model: str, compressed: str, cache: Path, **overrides: Any) -> 
 
 def test_served_models_agree_with_the_in_process_hf_backend(hf_smollm2_run: Any, servers: Any, key: str,
                                                             served_cache: Path) -> None:
+    """The compressed model's server has sampling defaults in its generation config (repetition
+    penalty 1.3, top-k 5): the agreement holds only because every request states the neutral
+    sampling state (discovery.NEUTRAL); without it greedy FF agreed on 1 of 12 items."""
     hf, _ = hf_smollm2_run
     reference, pruned = servers
     served = evaluate(_served_spec(reference.url, f"{pruned.url}#{PRUNED_NAME}", served_cache)).results
@@ -75,7 +92,9 @@ def test_served_models_agree_with_the_in_process_hf_backend(hf_smollm2_run: Any,
     for role, name in (("reference", SERVED_NAME), ("compressed", PRUNED_NAME)):
         server = served["config"][role]["server"]
         assert server["model"] == name and server["version"].startswith("vllm ")
-        assert all(how.startswith("exact") for how in server["capabilities"].values() if how != server["capabilities"]["tokenizer"])
+        capabilities = dict(server["capabilities"])
+        assert capabilities.pop("beam").startswith("approximate: vLLM's use_beam_search, vLLM's beam rule")
+        assert all(how.startswith("exact") for probe, how in capabilities.items() if probe != "tokenizer"), capabilities
     outcomes = paired_outcomes(hf, served)
     figures = {"mc": rate([(a["mc"]["choice"], b["mc"]["choice"]) for a, b in outcomes]),
                "ff": rate([(a["ff"]["correct"], b["ff"]["correct"]) for a, b in outcomes]),
@@ -115,7 +134,7 @@ def test_the_gate_runs_end_to_end_against_served_models(hf_smollm2_run: Any, ser
                   "--illusion-items=2", "--illusion-max-dissociation=1.0", f"--illusion-api-key-env={KEY_ENV}",
                   f"--illusion-cache-dir={tmp_path / 'cache'}"], tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "beam: exact (vLLM use_beam_search)" in done.stdout and f"served by {pruned.url}" in done.stdout
+    assert "beam: approximate: vLLM's use_beam_search" in done.stdout and f"served by {pruned.url}" in done.stdout
     results = json.loads((tmp_path / "reports" / "illusion-results.json").read_text())
     assert results["config"]["compressed"]["server"]["model"] == PRUNED_NAME
     for item in results["items"]:

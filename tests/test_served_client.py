@@ -4,6 +4,7 @@ server options are checked before anything loads."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -203,3 +204,25 @@ def test_server_options_are_checked_against_the_models(values: dict[str, Any], m
 def test_bad_server_option_values_name_the_option(field: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=f"--illusion-{field.replace('_', '-')}: .*{message}"):
         EvaluationSpec(**{field: value})
+
+
+def test_a_server_that_refuses_a_neutral_sampling_field_is_sent_the_rest_and_marked_approximate() -> None:
+    """The neutral sampling state goes out in the fields a server accepts (one at a time when it
+    refuses them together); greedy and samples then say which field the server's defaults decide."""
+    from illusion_checks.backends.openai.discovery import NEUTRAL, PROMPT_LOGPROBS, ServerProfile, _neutral
+
+    def complete(body: dict[str, Any]) -> list[dict[str, Any]]:  # as OpenAI's API answers unknown fields
+        for name in ("top_k", "min_p", "repetition_penalty"):
+            if name in body:
+                raise ServerRequestError(f"HTTP 400: Unrecognized request argument supplied: {name}", 400)
+        return [{"text": " Paris"}]
+
+    accepted = dict(_neutral(complete))
+    assert accepted == {"presence_penalty": 0.0, "frequency_penalty": 0.0}
+    profile = ServerProfile(ServedModel("http://127.0.0.1:1/v1", "m"), {}, None, "local: m", None, True,
+                            PROMPT_LOGPROBS, None, None, None, True, tuple(accepted.items()))
+    table = profile.table()
+    refused = "approximate: the server refuses top_k, min_p, repetition_penalty, so its own defaults for them apply"
+    assert table["greedy"] == table["sample"] == refused
+    everything = dict(_neutral(lambda body: [{"text": " Paris"}]))
+    assert everything == NEUTRAL and not dataclasses.replace(profile, neutral=tuple(everything.items())).refused

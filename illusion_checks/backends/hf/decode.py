@@ -3,18 +3,18 @@
 transformers' `generate` keeps every row of a batch until the slowest one ends, so one row that
 runs to `max_new_tokens` makes all its neighbours pay for 32 steps. Here a row leaves the batch
 (and its KV cache) the step it finishes, so later steps run only the rows still going. Beam
-search is the exception: it is a port of generate's, whose stop is batch-wide, and it keeps
-generate's batch so that its beams stay exactly generate's.
+search is the exception: the search itself (backends/hf/beam.py, a port of generate's) is shared with
+the vLLM engine; here it is fed from the forked cache, and its stop is batch-wide, as generate's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
 from illusion_checks.backends.base import answer_line_done, answers
+from illusion_checks.backends.hf.beam import beam_rule, search
 from illusion_checks.backends.hf.kv import fork, keep_rows, make_room, reorder_rows
 
 # (last-position logits of the rows still going, those rows' indices in the batch) -> next tokens
@@ -147,174 +147,36 @@ class SeededNucleus:
         return chosen
 
 
-# Beam search: transformers' `_beam_search` (5.24) ported step by step onto the forked prefix cache.
-
-_NEG = -1.0e9  # generate's "never pick this" score offset
-
-
-@dataclass(frozen=True)
-class _BeamRule:
-    """What generate's beam search reads from its generation config, fixed for one call."""
-
-    num_beams: int
-    keep: int  # candidates kept per prompt and step: enough that `num_beams` of them can go on
-    eos: torch.Tensor
-    length_penalty: float
-    early_stopping: bool | str
-    max_new_tokens: int
-    stop_at_newline: bool
-
-
-def _beam_rule(model: Any, num_beams: int, max_new_tokens: int, stop_at_newline: bool,
-               device: torch.device) -> _BeamRule:
-    """generate's settings: its end-of-sequence ids come from the generation config alone, and an
-    unset `length_penalty` / `early_stopping` takes generate's default (1.0 / False)."""
-    config = model.generation_config
-    eos = config.eos_token_id
-    eos = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
-    length_penalty = 1.0 if config.length_penalty is None else config.length_penalty
-    early_stopping = False if config.early_stopping is None else config.early_stopping
-    return _BeamRule(num_beams, max(2, 1 + len(eos)) * num_beams, torch.tensor(eos, dtype=torch.long, device=device),
-                     length_penalty, early_stopping, max_new_tokens, stop_at_newline)
-
-
-@dataclass
-class _Beams:
-    """generate's beam-search tensors over the new tokens only: per prompt, the running beams and
-    the finished hypotheses (best first; an empty slot scores -1e9 and has length 0)."""
-
-    running: torch.Tensor  # [prompts, beams, max_new_tokens] token ids (0 past a beam's end)
-    running_scores: torch.Tensor  # [prompts, beams] summed log-probabilities
-    done: torch.Tensor  # [prompts, beams, max_new_tokens]
-    done_scores: torch.Tensor  # [prompts, beams] length-normalised
-    done_lengths: torch.Tensor  # [prompts, beams]
-    is_done: torch.Tensor  # [prompts, beams] whether the slot holds a finished hypothesis
-    improvable: torch.Tensor  # [prompts, 1] whether the prompt's finished hypotheses can still improve
-
-    @classmethod
-    def start(cls, prompts: int, rule: _BeamRule, device: torch.device) -> "_Beams":
-        n = rule.num_beams
-        tokens = torch.zeros((prompts, n, rule.max_new_tokens), dtype=torch.long, device=device)
-        scores = torch.zeros((prompts, n), dtype=torch.float, device=device)
-        scores[:, 1:] = _NEG  # only the first beam's tokens count at the first step
-        return cls(tokens, scores, tokens.clone(), torch.full((prompts, n), _NEG, dtype=torch.float, device=device),
-                   torch.zeros((prompts, n), dtype=torch.long, device=device),
-                   torch.zeros((prompts, n), dtype=torch.bool, device=device),
-                   torch.ones((prompts, 1), dtype=torch.bool, device=device))
-
-
-def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Per prompt, the beams `index` picks (generate's `_gather_beams`)."""
-    while index.dim() < tensor.dim():
-        index = index.unsqueeze(-1)
-    return torch.take_along_dim(tensor, index, dim=1)
-
-
-def _hits(tokenizer: Any, candidates: torch.Tensor, step: int, rule: _BeamRule) -> torch.Tensor:
-    """Which candidates end here, by generate's stopping criteria: the length limit, an
-    end-of-sequence last token, and (when `stop_at_newline`) a complete answer line."""
-    prompts, keep = candidates.shape[:2]
-    last = candidates[:, :, step]
-    hits = torch.isin(last, rule.eos) | (step + 1 >= rule.max_new_tokens)
-    if rule.stop_at_newline:
-        texts = tokenizer.batch_decode(candidates[:, :, :step + 1].reshape(prompts * keep, -1).tolist(),
-                                       skip_special_tokens=True)
-        lines = torch.tensor([answer_line_done(text) for text in texts], device=hits.device)
-        hits = hits | lines.view(prompts, keep)
-    return hits
-
-
-def _candidates(beams: _Beams, log_probs: torch.Tensor, step: int,
-                rule: _BeamRule) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per prompt, the `keep` best continuations over all its beams (generate's
-    `_get_top_k_continuations`): their summed log-probabilities, their tokens so far, and the
-    cache row of the beam each continues."""
-    prompts, n = beams.running_scores.shape
-    scores = (log_probs.view(prompts, n, -1) + beams.running_scores[:, :, None]).reshape(prompts, -1)
-    top_scores, top = torch.topk(scores, k=rule.keep)
-    vocab = scores.shape[-1] // n
-    parent = top // vocab
-    tokens = _gather(beams.running, parent)
-    tokens[:, :, step] = top % vocab
-    rows = parent + torch.arange(prompts, device=top.device).view(-1, 1) * n
-    return top_scores, tokens, rows
-
-
-def _advance(beams: _Beams, top_scores: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor, hits: torch.Tensor,
-             step: int, rule: _BeamRule) -> torch.Tensor:
-    """One step of bookkeeping, as generate orders it: the best `num_beams` candidates that did
-    not end run on; those among the best `num_beams` that ended join the finished hypotheses when
-    their length-normalised score beats one there; then the done heuristic. Returns the cache
-    rows the running beams continue."""
-    n = rule.num_beams
-    running_scores = top_scores + hits.to(torch.float32) * _NEG
-    going = torch.topk(running_scores, k=n)[1]
-    beams.running, beams.running_scores = _gather(tokens, going), _gather(running_scores, going)
-    ended = hits & (torch.arange(rule.keep, device=hits.device) < n)[None, :]
-    scores = top_scores / ((step + 1) ** rule.length_penalty)
-    full = torch.all(beams.is_done, dim=-1, keepdim=True) & (rule.early_stopping is True)
-    scores += full.to(torch.float32) * _NEG
-    scores += (~beams.improvable).to(torch.float32) * _NEG
-    scores += (~ended) * _NEG
-    best = torch.topk(torch.cat((beams.done_scores, scores), dim=1), k=n)[1]
-    lengths = torch.full_like(tokens[:, :, 0], step + 1)
-    beams.done = _gather(torch.cat((beams.done, tokens), dim=1), best)
-    beams.done_scores = _gather(torch.cat((beams.done_scores, scores), dim=1), best)
-    beams.done_lengths = _gather(torch.cat((beams.done_lengths, lengths), dim=1), best)
-    beams.is_done = _gather(torch.cat((beams.is_done, ended), dim=1), best)
-    length = rule.max_new_tokens if rule.early_stopping == "never" and rule.length_penalty > 0.0 else step + 1
-    best_running = beams.running_scores[:, :1] / (length ** rule.length_penalty)
-    worst_done = torch.where(beams.is_done, torch.min(beams.done_scores, dim=1, keepdim=True)[0], _NEG)
-    beams.improvable = beams.improvable & torch.any(best_running > worst_done, dim=-1, keepdim=True)
-    return _gather(rows, going)
-
-
-def _search_over(beams: _Beams, hits: torch.Tensor, rule: _BeamRule) -> bool:
-    """generate's whole-batch stop: no prompt can improve, every beam is finished under
-    `early_stopping=True`, or every candidate of every prompt ended (the length limit)."""
-    improvable = bool(beams.improvable.any())
-    open_beam = not (bool(beams.is_done.all()) and rule.early_stopping is True)
-    return not (improvable and open_beam and not bool(hits.all()))
-
-
 @torch.no_grad()
 def beam_search(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, cache: Any, num_beams: int,
                 max_new_tokens: int, stop_at_newline: bool) -> list[list[list[int]]]:
-    """Per prompt, `num_beams` beam-search continuations (new token ids; an end-of-sequence token
-    is kept as a beam's last id), best first: what `generate(num_beams=n, num_return_sequences=n,
-    do_sample=False)` returns, computed step by step on a fork of the prefix `cache` (left-padded
-    rows whose cache holds every token but the last; `cache` itself is left as it was).
-
-    A port of transformers 5.24's `_beam_search`: log-softmax in float32, the best
-    `max(2, 1 + #eos) * num_beams` candidates per prompt, candidates that end (end-of-sequence,
-    `max_new_tokens`, a complete answer line when `stop_at_newline`) become finished hypotheses
-    scored by sum / length ** `length_penalty`, and generate's done heuristic; `length_penalty`,
-    `early_stopping` and the end-of-sequence ids come from the generation config (defaults 1.0,
-    False). Its stop is batch-wide, so every prompt stays in the batch until the last ends, as
-    in generate. Applied to the scores: nothing but the log-softmax. generate would also apply
-    a generation config's logits processors (repetition penalty, no-repeat n-grams, min length,
-    bad words, suppressed or forced tokens...); none are set for the models this package ships
-    or tests, and, as in `decode_tokens`, none are applied here, so every model gets the same
-    probe. generate pads shorter beams with the pad (or end-of-sequence) id, which decoding
-    with `skip_special_tokens` drops; here each beam has its own length."""
-    device, prompts = ids.device, ids.shape[0]
-    rule = _beam_rule(model, num_beams, max_new_tokens, stop_at_newline, device)
-    beams = _Beams.start(prompts, rule, device)
+    """Per prompt, `num_beams` beam-search continuations, best first (`beam.search`: what
+    `generate(num_beams=n, num_return_sequences=n, do_sample=False)` returns), computed step by step
+    on a fork of the prefix `cache` (left-padded rows whose cache holds every token but the last;
+    `cache` itself is left as it was). The end-of-sequence ids, `length_penalty` and `early_stopping`
+    come from the model's generation config. Applied to the scores: nothing but the log-softmax.
+    generate would also apply a generation config's logits processors (repetition penalty,
+    no-repeat n-grams, min length, bad words, suppressed or forced tokens...); as in
+    `decode_tokens`, none are applied here, so every model gets the same probe."""
+    config = model.generation_config
+    eos = config.eos_token_id
+    eos = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
+    rule = beam_rule(config, eos, num_beams, max_new_tokens, stop_at_newline, ids.device)
     cache = fork(cache, None, num_beams)
     make_room(cache, max_new_tokens)  # steps write in place; reordering keeps the room
     mask = mask.repeat_interleave(num_beams, 0)
-    step_ids, pos = ids[:, -1:].repeat_interleave(num_beams, 0), positions(mask)[:, -1:]
-    for step in range(max_new_tokens):
+    pos = positions(mask)[:, -1:]
+
+    def next_log_probs(step: int, rows: torch.Tensor | None, so_far: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        nonlocal mask, pos
+        step_ids = ids[:, -1:].repeat_interleave(num_beams, 0)
+        if rows is not None:  # the cache follows the beams chosen at the last step
+            reorder_rows(cache, rows.reshape(-1))
+            step_ids = so_far[:, -1:]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
+            pos = pos + 1
         logits = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, cache=cache,
                        use_cache=True).logits[:, -1].to(copy=True, dtype=torch.float32)
-        top_scores, tokens, rows = _candidates(beams, torch.log_softmax(logits, dim=-1), step, rule)
-        hits = _hits(tokenizer, tokens, step, rule)
-        rows = _advance(beams, top_scores, tokens, rows, hits, step, rule)
-        if _search_over(beams, hits, rule):
-            break
-        reorder_rows(cache, rows.reshape(-1))
-        step_ids = beams.running[:, :, step].reshape(-1, 1)
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
-        pos = pos + 1
-    lengths = beams.done_lengths.tolist()
-    return [[beams.done[j, k, :lengths[j][k]].tolist() for k in range(num_beams)] for j in range(prompts)]
+        return torch.log_softmax(logits, dim=-1)
+
+    return search(tokenizer, ids.shape[0], rule, next_log_probs)

@@ -1,6 +1,9 @@
 """A served model through `/v1/completions` (see `Backend` in backends/base.py). Prompts are sent as
 token ids, so the server sees exactly the prompt the other backends see.
 
+- every decoding request states the neutral sampling state (`discovery.NEUTRAL`: no top-k, min-p or
+  penalties) in the fields the server accepts, so no server default from the model's
+  generation_config.json applies;
 - greedy: `temperature=0`, `max_tokens=32`, then the answer-line rule on the returned token ids
   (an end token is the last id of a choice that stopped without a stop string);
 - MC option log-likelihoods: each option's prompt-token log-probabilities, summed;
@@ -31,6 +34,7 @@ class OpenAIBackend:
     def __init__(self, client: Client, profile: ServerProfile, tokenizer: Any) -> None:
         self.client, self.profile, self.tokenizer = client, profile, tokenizer
         self.capabilities = profile.capabilities()
+        self.neutral = dict(profile.neutral)  # sent with every decoding request (discovery.NEUTRAL)
 
     def _complete(self, body: dict[str, Any], expect: int = 1) -> list[dict[str, Any]]:
         reply = self.client.post("/v1/completions", {"model": self.profile.model, **body})
@@ -42,7 +46,7 @@ class OpenAIBackend:
     def greedy_tokens(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
                       advance: Advance | None = None) -> list[list[int]]:
         def one(prompt: Sequence[int]) -> list[int]:
-            body = {"prompt": list(prompt), "max_tokens": settings.max_new_tokens, "temperature": 0}
+            body = {"prompt": list(prompt), "max_tokens": settings.max_new_tokens, "temperature": 0, **self.neutral}
             choice = self._complete({**body, "return_token_ids": True} if self.profile.token_ids else body)[0]
             if self.profile.token_ids:
                 ids = [int(i) for i in choice["token_ids"]]
@@ -89,7 +93,7 @@ class OpenAIBackend:
                 settings: DecodeSettings) -> list[list[str]]:
         def one(job: tuple[Sequence[int], int]) -> list[str]:
             choices = self._complete({"prompt": list(job[0]), "max_tokens": settings.max_new_tokens, "n": settings.num_samples,
-                                      "temperature": 1.0, "top_p": settings.top_p, "seed": job[1]},
+                                      "temperature": 1.0, "top_p": settings.top_p, "seed": job[1], **self.neutral},
                                      expect=settings.num_samples)
             return [answer_text(c.get("text") or "", settings.stop_at_newline) for c in choices]
 

@@ -22,6 +22,10 @@ PROMPT_LOGPROBS, ECHO = "prompt_logprobs", "echo"
 TOP_K_TRIED = (20, 5)  # the most logprobs vLLM (max_logprobs) and OpenAI's legacy API return
 _VOLATILE = ("created", "permission", "object")  # /v1/models fields that change on every server start
 PROBE_TEXT = "The capital of France is"
+# The sampling state every probe means, stated on every request: a server (vLLM) otherwise fills the
+# fields a request leaves unset from the model's generation_config.json (Qwen3: top_k 20; Qwen2.5:
+# repetition_penalty 1.05), decoding the served model differently from a local one.
+NEUTRAL = {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,12 @@ class ServerProfile:
     beam: str | None  # None: available; else why not
     sampling: str | None
     seeded: bool
+    neutral: tuple[tuple[str, Any], ...] = tuple(NEUTRAL.items())  # the NEUTRAL fields the server accepts
+
+    @property
+    def refused(self) -> list[str]:
+        """The NEUTRAL fields the server refuses: its own defaults apply to them."""
+        return [name for name in NEUTRAL if name not in dict(self.neutral)]
 
     @property
     def model(self) -> str:
@@ -52,14 +62,17 @@ class ServerProfile:
     def table(self) -> dict[str, str]:
         """Probe -> exact / approximate / unavailable, and how: printed at start and kept in `config`."""
         scoring = "vLLM prompt_logprobs" if self.scoring == PROMPT_LOGPROBS else "echo + logprobs"
+        refused = (f"approximate: the server refuses {', '.join(self.refused)}, so its own defaults for them "
+                   "apply") if self.refused else None
         return {
-            "greedy": "exact (temperature=0, returned token ids)" if self.token_ids else
-                      "approximate: the answer's token ids are re-tokenized from its text",
+            "greedy": refused or ("exact (temperature=0, returned token ids)" if self.token_ids else
+                                  "approximate: the answer's token ids are re-tokenized from its text"),
             "mc": f"exact ({scoring})",
             "gold_rank": f"exact ({scoring}, rank over the vocabulary)" if self.rank_top_k is None else
                          f"approximate: known within the top {self.rank_top_k} ({scoring}); beyond it, >{self.rank_top_k}",
-            "beam": "exact (vLLM use_beam_search)" if self.beam is None else f"unavailable: {self.beam}",
-            "sample": (f"unavailable: {self.sampling}" if self.sampling else
+            "beam": (f"unavailable: {self.beam}" if self.beam else "approximate: vLLM's use_beam_search, vLLM's beam "
+                     "rule (no answer-line stop; each beam is cut at its first line afterwards)"),
+            "sample": (f"unavailable: {self.sampling}" if self.sampling else refused if refused else
                        "exact (seeded n=10, top_p=0.9)" if self.seeded else
                        "approximate: the server ignores seed, so samples are not reproducible"),
             "tokenizer": self.tokenizer,
@@ -107,7 +120,7 @@ def _discover(client: Client, served: ServedModel, settings: ServerSettings, loc
     tokenizer = f"local: {settings.tokenizer}" if local is not None else f"server /tokenize ({flavour})"
     return ServerProfile(served, entry, version, tokenizer, flavour, token_ids, scoring, top_k,
                          None if beam_ok else "the server has no beam search (vLLM's use_beam_search)",
-                         sampling, seeded)
+                         sampling, seeded, _neutral(complete))
 
 
 def _model_entry(client: Client, served: ServedModel) -> dict[str, Any]:
@@ -162,6 +175,14 @@ def _scoring(complete: Any, n_ids: int, label: str) -> tuple[str, int | None]:
             return ECHO, k
     raise ServerSetupError(f"{label}: the server returns no log-probabilities of prompt tokens (neither vLLM's "
                            "prompt_logprobs nor echo with logprobs), so the MC probe cannot run")
+
+
+def _neutral(complete: Any) -> tuple[tuple[str, Any], ...]:
+    """The NEUTRAL fields the server accepts: all at once, else each on its own."""
+    body = {"max_tokens": 1, "temperature": 0}
+    if _accepts(complete, {**body, **NEUTRAL}, bool):
+        return tuple(NEUTRAL.items())
+    return tuple((name, value) for name, value in NEUTRAL.items() if _accepts(complete, {**body, name: value}, bool))
 
 
 def _sampling(complete: Any) -> tuple[str | None, bool]:

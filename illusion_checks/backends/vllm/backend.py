@@ -5,7 +5,10 @@ Python that has vLLM (`ILLUSION_VLLM_PYTHON`; vLLM pins an older transformers th
 - MC option log-likelihoods: `prompt_logprobs` summed over each option's tokens (prefix caching
   off, vLLM #42019);
 - gold rank and margin: `prompt_logprobs`' rank of the gold token over the whole vocabulary (exact);
-- beam-5: `LLM.beam_search` (vLLM's beam algorithm);
+- beam-5: the HF backend's beam search (backends/hf/beam.py: generate's rule, with the answer-line
+  stop), each step one request for every running beam's next-token top log-probabilities on
+  prefix-cached prompts (vLLM's own `LLM.beam_search` has no answer-line stop and keeps and scores
+  its candidates by another rule: a different probe);
 - samples: `n=10, top_p=0.9` with the item's seed (vLLM's random stream, not the HF backend's).
 The tokenizer is the model's own, loaded here with transformers (vLLM uses the same files)."""
 
@@ -90,14 +93,19 @@ class _Worker:
                 self.process.wait()
 
 
-def _eos_ids(source: str, tokenizer: Any) -> set[int]:
-    """The ids that end a sequence, from the generation config as the HF decoder reads them."""
+def _generation_config(source: str) -> Any:
+    """The model's generation config, as the HF engine reads it (its defaults where the folder has none)."""
     from transformers import GenerationConfig  # transformers loads with a model, not with the engine module
 
     try:
-        eos = GenerationConfig.from_pretrained(source).eos_token_id
+        return GenerationConfig.from_pretrained(source)
     except OSError:
-        eos = None
+        return GenerationConfig()
+
+
+def _eos_ids(config: Any, tokenizer: Any) -> set[int]:
+    """The ids that end a sequence, from the generation config as the HF decoder reads them."""
+    eos = config.eos_token_id
     if eos is None:
         eos = tokenizer.eos_token_id
     return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
@@ -126,7 +134,8 @@ class VLLMBackend:
         except VLLMError:
             self.worker.close()
             raise
-        self.eos = _eos_ids(source, self.tokenizer)
+        self.generation_config = _generation_config(source)
+        self.eos = _eos_ids(self.generation_config, self.tokenizer)
 
     def greedy_tokens(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
                       advance: Advance | None = None) -> list[list[int]]:
@@ -150,9 +159,37 @@ class VLLMBackend:
              for k, (logprob, rank, top) in enumerate(row)] for (ids, start), row in zip(sequences, rows)))
 
     def beam(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[list[str]]:
-        found = self.worker.call("beam", prompts=[list(p) for p in prompts], beam_width=settings.num_beams,
-                                 max_tokens=settings.max_new_tokens)
+        import torch
+
+        from illusion_checks.backends.hf.beam import beam_rule, search
+
+        rule = beam_rule(self.generation_config, sorted(self.eos), settings.num_beams, settings.max_new_tokens,
+                         settings.stop_at_newline, torch.device("cpu"))
+        per_call = max(1, settings.decode_rows // settings.num_beams)
+        found: list[list[list[int]]] = []
+        for start in range(0, len(prompts), per_call):
+            batch = [list(p) for p in prompts[start:start + per_call]]
+            found += search(self.tokenizer, len(batch), rule, self._next_log_probs(batch, rule))
         return [answers(self.tokenizer, rows, settings.stop_at_newline) for rows in found]
+
+    def _next_log_probs(self, prompts: list[list[int]], rule: Any) -> Any:
+        """A beam step's log-probabilities from the worker: the top `rule.keep` (enough: the search
+        keeps that many candidates per prompt over all its beams) of each distinct running beam of
+        the prompts that can still change their result, -inf elsewhere."""
+        import torch
+
+        def step(index: int, rows: Any, so_far: Any, active: Any) -> Any:
+            wanted = {row: prompts[row // rule.num_beams] + tokens for row, tokens in enumerate(so_far.tolist())
+                      if active[row // rule.num_beams]}
+            distinct = list(dict.fromkeys(map(tuple, wanted.values())))  # at the first step, each prompt once
+            tops = dict(zip(distinct, self.worker.call("next_top", sequences=[list(s) for s in distinct],
+                                                       top=rule.keep) if distinct else []))
+            dense = torch.full((so_far.shape[0], self.info["vocab_size"]), float("-inf"))
+            for row, sequence in wanted.items():
+                ids, values = zip(*tops[tuple(sequence)])
+                dense[row, list(ids)] = torch.tensor(values, dtype=torch.float32)
+            return dense
+        return step
 
     def samples(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int],
                 settings: DecodeSettings) -> list[list[str]]:

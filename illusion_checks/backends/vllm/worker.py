@@ -7,11 +7,12 @@ started with; everything else (vLLM's logs, prints) is sent to stderr.
 
 Requests (one JSON object per line) and their results:
   load     {model, dtype, seed, max_model_len, tensor_parallel_size, pipeline_parallel_size, args}
-           -> {version, device, dtype}
+           -> {version, device, dtype, vocab_size}
   greedy   {prompts, max_tokens}                    -> per prompt, its new token ids (an end token kept)
   logprobs {sequences, starts, top}                 -> per sequence, per position >= its start:
                                                        [token logprob, rank over the vocabulary, top: [[id, logprob], ...]]
-  beam     {prompts, beam_width, max_tokens}        -> per prompt, beam_width new-token-id lists, best first
+  next_top {sequences, top}                         -> per sequence, its next token's top log-probabilities,
+                                                       [[id, logprob], ...] best first (a beam search step)
   samples  {prompts, seeds, n, top_p, max_tokens}   -> per prompt, n new-token-id lists
   close    {}                                       -> null, then the worker exits
 Each reply is {"ok": true, "result": ...} or {"ok": false, "error": "one line"}.
@@ -43,14 +44,20 @@ class Worker:
         # Prefix caching speeds beam search (every step re-reads its beams' prefixes); the prompt
         # logprob requests never read the cache (`skip_reading_prefix_cache`), since with it their
         # values can depend on request order (vLLM #42019).
+        # max_logprobs: a beam step asks for max(2, 1 + #eos) * width candidates (vLLM's default cap is 20).
         options = {"max_model_len": max_model_len, "enforce_eager": device == "cpu", "enable_prefix_caching": True,
+                   "max_logprobs": 64,
                    # On the CPU, a seeded request whose prefill is split over steps fails ("CPU Generator
-                   # does not use offset", vLLM 0.32): keep each prefill whole there.
-                   **({"enable_chunked_prefill": False} if device == "cpu" else {}), **args}
+                   # does not use offset", vLLM 0.32): keep each prefill whole there. And a prefix-cached
+                   # request recomputes its last partial KV block: with the CPU's default 128-token block,
+                   # a beam step would prefill up to 127 tokens per beam again; 32 is the CPU attention's
+                   # smallest block (a step of 60 beams: 1.4 s instead of 4.2 s on SmolLM2).
+                   **({"enable_chunked_prefill": False, "block_size": 32} if device == "cpu" else {}), **args}
         self.llm = vllm.LLM(model=model, tokenizer=model, dtype=dtype, seed=seed,
                             tensor_parallel_size=tensor_parallel_size,
                             pipeline_parallel_size=pipeline_parallel_size, **options)
-        return {"version": vllm.__version__, "device": device, "dtype": dtype}
+        vocab = self.llm.llm_engine.model_config.get_vocab_size()
+        return {"version": vllm.__version__, "device": device, "dtype": dtype, "vocab_size": vocab}
 
     def _generate(self, prompts: list[list[int]], params: Any) -> list[Any]:
         from vllm.inputs import TokensPrompt
@@ -78,13 +85,16 @@ class Worker:
             result.append(rows)
         return result
 
-    def beam(self, prompts: list[list[int]], beam_width: int, max_tokens: int) -> list[list[list[int]]]:
-        from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import BeamSearchParams
+    def next_top(self, sequences: list[list[int]], top: int) -> list[list[list[Any]]]:
+        """One beam-search step: each sequence's next-token log-probabilities (vLLM's raw log-softmax
+        of the logits, before any sampling setting), its `top` best. The sequences share their
+        prompt, and each step's share the last step's, so prefix caching prefills only what is new."""
+        from vllm import SamplingParams
 
-        outs = self.llm.beam_search([TokensPrompt(prompt_token_ids=p) for p in prompts],
-                                    BeamSearchParams(beam_width=beam_width, max_tokens=max_tokens))
-        return [[list(s.tokens[len(p):]) for s in out.sequences] for p, out in zip(prompts, outs)]
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=top, detokenize=False)
+        outs = self._generate(sequences, params)
+        return [sorted(([t, lp.logprob] for t, lp in out.outputs[0].logprobs[0].items()), key=lambda x: -x[1])[:top]
+                for out in outs]
 
     def samples(self, prompts: list[list[int]], seeds: list[int], n: int, top_p: float,
                 max_tokens: int) -> list[list[list[int]]]:
