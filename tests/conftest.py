@@ -22,17 +22,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`make test` runs two pytest workers with `--dist loadgroup`. The tests that share the session's
     HF run and servers (tests.helpers.engines.SHARING) are one group: it goes whole to one worker, so
-    those fixtures are built once, and, first in the order, it runs beside the other real-engine
-    tests and then the rest of the suite, which the other worker takes. (The group is named here by
+    those fixtures are built once (and so are each other module's), and, first in the order (kept:
+    no reordering by size), it runs beside the other real-engine tests and then the rest of the
+    suite, which the other worker takes. (The group is named here by
     node id: xdist 3.8 names an `xdist_group` mark's group in `item._nodeid`, which pytest 9.2 no
     longer reads.)"""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
 
+    config.option.loadscopereorder = False  # the order tests/conftest.py gives: the longest tests first
+
     class EnginesAsOneGroup(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return ENGINES if nodeid.startswith(SHARING) else super()._split_scope(nodeid)
+            if nodeid.startswith(SHARING):
+                return ENGINES
+            # A module goes whole to one worker, so its module-scoped fixtures (the pruning-ranking
+            # perplexities: 220 s) are built once; tests/test_vllm.py shares none, and its tests,
+            # the longest of all, are spread one by one.
+            path = nodeid.split("::")[0]
+            return nodeid if path == "tests/test_vllm.py" else path
 
     return EnginesAsOneGroup(config, log)
 

@@ -49,8 +49,9 @@ def beam_rule(generation_config: Any, eos: Sequence[int], num_beams: int, max_ne
     takes generate's default (1.0 / False); `eos` are the ids that end a beam."""
     length_penalty = 1.0 if generation_config.length_penalty is None else generation_config.length_penalty
     early_stopping = False if generation_config.early_stopping is None else generation_config.early_stopping
-    return BeamRule(num_beams, max(2, 1 + len(eos)) * num_beams, torch.tensor(sorted(eos), dtype=torch.long, device=device),
-                    length_penalty, early_stopping, max_new_tokens, stop_at_newline)
+    ends = torch.tensor(sorted(eos), dtype=torch.long, device=device)
+    return BeamRule(num_beams, max(2, 1 + len(eos)) * num_beams, ends, length_penalty, early_stopping, max_new_tokens,
+                    stop_at_newline)
 
 
 @dataclass
