@@ -39,7 +39,18 @@ from typing import Any, Sequence
 from illusion_checks.scoring import THINK_END, after_thinking, begins_with, carries_content
 
 CONTEXT = 8  # prompt tokens decoded before an answer's own, so each token reads as it does in context
-PathRanks = Sequence[tuple[int | None, float | None]]  # (rank, margin) at each path position
+
+
+@dataclass(frozen=True)
+class Above:
+    """A censored rank, known only to exceed `bound` (a server showing its top k log-probabilities
+    by text: beyond them, or where tokens of the same text hide each other)."""
+
+    bound: int
+
+
+Rank = int | Above | None  # how many tokens are at least as likely as the gold (itself included); None: unknown
+PathRanks = Sequence[tuple[Rank, float | None]]  # (rank, margin) at each path position
 
 
 @dataclass(frozen=True)
@@ -76,16 +87,20 @@ class RankTarget:
         if self.boundary_reason:
             block["boundary_reason"] = self.boundary_reason
         if ranks is not None:
-            block["path"] = [{"id": token, "text": text, "rank": rank, "margin": margin}
+            block["path"] = [{"id": token, "text": text, "rank": None if isinstance(rank, Above) else rank,
+                              "margin": margin, **({"rank_above": rank.bound} if isinstance(rank, Above) else {})}
                              for token, text, (rank, margin) in zip(self.path, self.texts, ranks, strict=True)]
         return block
 
 
-def worst(ranks: PathRanks) -> tuple[int | None, float | None]:
-    """A path's gold rank and margin: its largest rank and smallest margin (None where any is unknown)."""
+def worst(ranks: PathRanks) -> tuple[Rank, float | None]:
+    """A path's gold rank and margin: its largest rank and smallest margin (None where any is
+    unknown). A censored position makes the path's rank censored, above the largest bound it knows."""
     if not ranks:
         return None, None
-    rank = None if any(r is None for r, _ in ranks) else max(r for r, _ in ranks)
+    values = [r for r, _ in ranks]
+    rank: Rank = None if any(r is None for r in values) else max(values) if all(isinstance(r, int) for r in values) \
+        else Above(max(r.bound if isinstance(r, Above) else r - 1 for r in values if r is not None))
     margin = None if any(m is None for _, m in ranks) else min(m for _, m in ranks)
     return rank, margin
 

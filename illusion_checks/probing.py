@@ -8,11 +8,12 @@ from typing import Any, Callable, Sequence
 
 from illusion_checks import prompts as P
 from illusion_checks import records as R
+from illusion_checks.answer_start import Above
 from illusion_checks.fates import Fate
 from illusion_checks.datasets import Dataset, QAItem, exemplar_for, load_dataset, sample_items, select_langs
 from illusion_checks.choices import build_options, unrelated_candidates
 from illusion_checks.backends.base import (
-    DEFAULT_BATCH_SIZE, RANK_TOP_K, Advance, AnswerProbes, AnswerRequest, Backend, DecodeSettings, Tokenizer,
+    DEFAULT_BATCH_SIZE, Advance, AnswerProbes, AnswerRequest, Backend, DecodeSettings, Tokenizer,
     answers,
 )
 from illusion_checks.prompts import Encoded, encode_continuations, encode_prompt
@@ -199,9 +200,8 @@ def probe_outcomes(backend: Backend, items: Sequence[PreparedItem], settings: Pr
     zero = _greedy(backend, [q.zero_shot_short for q in prompts], decode, tick("0-shot short"))
     ablations = {name: _greedy(backend, [q.ablations[name] for q in prompts], decode, tick(f"CS {name}"))
                  for name in settings.ablations}
-    top_k = backend.capabilities.rank_top_k if backend.capabilities.rank == RANK_TOP_K else None
-    return [_outcome(p, q, ff[i], cs[i], one[i], zero[i], {n: out[i] for n, out in ablations.items()},
-                     top_k) for i, (p, q) in enumerate(zip(items, prompts))]
+    return [_outcome(p, q, ff[i], cs[i], one[i], zero[i], {n: out[i] for n, out in ablations.items()})
+            for i, (p, q) in enumerate(zip(items, prompts))]
 
 
 def probe_model(backend: Backend, items: Sequence[PreparedItem], settings: ProbeSettings,
@@ -213,13 +213,14 @@ def probe_model(backend: Backend, items: Sequence[PreparedItem], settings: Probe
 def _reach(outputs: list[str] | None, item: QAItem) -> R.Reach | None:
     if outputs is None:
         return None
-    return R.Reach(reached=any(is_correct(o, item.golds) for o in outputs), outputs=tuple(outputs))
+    return R.Reach(reached=any(is_correct(o, item.golds) for o in outputs), outputs=tuple(outputs),
+                   distinct=len(set(outputs)))
 
 
 def _outcome(p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: str | None,
-             zero: str, ablations: dict[str, str], top_k: int | None = None) -> R.Outcome:
-    """One model's Outcome record for one item. With a backend that knows ranks only within the
-    top `top_k`, a gold beyond it has no rank, only `gold_rank_above`."""
+             zero: str, ablations: dict[str, str]) -> R.Outcome:
+    """One model's Outcome record for one item. A censored rank (a backend that knows ranks only
+    within its top k, or where same-text tokens hide each other) is no rank, only `gold_rank_above`."""
     it = p.item
     choice = max(range(len(ff.scores)), key=lambda k: ff.scores[k])
     one_shot = None
@@ -227,16 +228,16 @@ def _outcome(p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: st
         one_shot = R.OneShot(correct=is_correct(one, it.golds), output=one, exemplar_id=p.exemplar.id,
                              exemplar_source=p.exemplar_source)
     gold_token = ff.target.to_dict(ff.path_ranks)
-    beyond = top_k is not None and ff.gold_rank is not None and ff.gold_rank > top_k
+    rank = ff.gold_rank
     return R.Outcome(
         ff=R.FFGeneration(correct=is_correct(ff.output, it.golds), output=ff.output, f1=token_f1(ff.output, it.golds),
                           em=exact_match(ff.output, it.golds), begins_with_gold=ff.target.begins_with_gold),
         cs=_generation(cs, it),
         mc=R.MCChoice(correct=choice == p.gold_index, choice=choice, scores=tuple(ff.scores),
                       boundary_ok=q.ff.gold_token_boundary_ok),
-        gold_rank=None if beyond else ff.gold_rank, gold_margin=ff.gold_margin,
+        gold_rank=None if isinstance(rank, Above) else rank, gold_margin=ff.gold_margin,
         gold_token=R.GoldToken.from_dict(gold_token) if gold_token is not None else None,
-        gold_rank_above=top_k if beyond else R.ABSENT,
+        gold_rank_above=rank.bound if isinstance(rank, Above) else R.ABSENT,
         gold_token_boundary_ok=ff.target.boundary_ok,
         beam=_reach(ff.beam, it), sample=_reach(ff.sample, it), one_shot=one_shot,
         zero_shot_short=_generation(zero, it),

@@ -98,16 +98,8 @@ def _is_pair(value: Any) -> bool:
     return _list_of(_is_number)(value) and len(value) == 2
 
 
-def _is_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def _is_object(value: Any) -> bool:
-    return isinstance(value, Mapping)
+_is_str, _is_bool = (lambda value: isinstance(value, str)), (lambda value: isinstance(value, bool))
+_is_object = lambda value: isinstance(value, Mapping)  # noqa: E731
 
 
 def _is_reasons(value: Any) -> bool:
@@ -270,6 +262,7 @@ class PathStep(Record):
     text: str = _field(_STR)
     rank: int | None = _field(_INT_OR_NULL)
     margin: float | None = _field(_NUMBER_OR_NULL)
+    rank_above: int | Absent = _field(_INT, optional=True)  # censored: the rank only exceeds this (rank null)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -292,6 +285,7 @@ class Reach(Record):
 
     reached: bool = _field(_BOOL)
     outputs: tuple[str, ...] = _field(_STRS, sequence=True)
+    distinct: int | Absent = _field(_INT, optional=True)  # how many different answer lines the outputs are
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -57,10 +57,32 @@ def test_mc_scores_and_rank_match_unbatched_full_forward(tiny_models, arch):
             start = len(enc.prompt_ids) + len(target.conditioned_ids) - 1
             for k, (token, (rank, margin)) in enumerate(zip(target.path, result.path)):
                 logprobs = torch.log_softmax(model(ids).logits[0, start + k].float(), -1)
-                assert rank == int((logprobs > logprobs[token]).sum()) + 1
+                assert rank == int((logprobs >= logprobs[token]).sum())  # ties count above the gold
                 others = logprobs.clone()
                 others[token] = -float("inf")
                 assert margin == pytest.approx(float(logprobs[token] - others.max()), abs=1e-4)
+
+
+def test_a_token_tied_with_the_gold_counts_above_it(tiny_models):
+    """The one tie rule (vLLM's): the rank counts every token at least as likely as the gold. Tokens
+    whose (tied) embedding rows are equal have equal logits at every position: the gold's rank then
+    counts its twin (4, where the strict reading said 3)."""
+    from illusion_checks.backends.hf.backend import HFBackend
+    from tests.helpers.tiny import clone
+
+    model, tokenizer = tiny_models["llama"]
+    model = clone(model)
+    prompt = encode_prompt(tokenizer, PROMPTS[0], chat=False)
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(torch.tensor([prompt])).logits[0, -1].float(), -1)
+        gold, twin = (int(t) for t in logprobs.argsort(descending=True)[[2, 40]])  # rank 3 before the tie
+        model.get_input_embeddings().weight[twin] = model.get_input_embeddings().weight[gold]
+        tied = torch.log_softmax(model(torch.tensor([prompt])).logits[0, -1].float(), -1)
+    assert tied[twin] == tied[gold] and int((tied > tied[gold]).sum()) == 2
+    scores, path = HFBackend(model, tokenizer).score([prompt], [[[gold]]], [([], [gold])])[0]
+    assert [rank for rank, _ in path] == [4]  # the two above it, its twin, itself
+    assert path[0][1] == pytest.approx(float(tied[gold] - tied.max()), abs=1e-5)
+    assert scores == [pytest.approx(float(tied[gold]), abs=1e-5)]
 
 
 def test_boundary_check_uses_joint_encoding_and_flags_merges(tiny_models):

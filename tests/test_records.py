@@ -18,7 +18,7 @@ from illusion_checks.fates import Fate
 from illusion_checks.gates import Gate, evaluate_gates
 from illusion_checks.metrics import summarize
 from illusion_checks.records import (ABSENT, FFGeneration, Generation, GoldToken, ItemRecord, LanguageSummary,
-                                     MCChoice, Note, OneShot, Outcome, Reach)
+                                     MCChoice, Note, OneShot, Outcome, PathStep, Reach)
 from tests.helpers.synth import PROFILES, make_results, with_payloads
 
 # A v1 file written before `gold_token`, `ff.begins_with_gold`, `mc.boundary_ok`, the 1-shot exemplar
@@ -101,7 +101,8 @@ def test_a_reordered_or_dropped_key_is_caught_by_the_comparison(synthetic):
     assert GoldToken.keys() == ("id", "text", "offset", "conditioned_on", "source", "boundary_ok", "boundary_reason",
                                 "path")
     assert OneShot.keys() == ("correct", "output", "exemplar_id", "exemplar_source")
-    assert Reach.keys() == ("reached", "outputs") and Note.keys() == ("kind", "lang", "message")
+    assert Reach.keys() == ("reached", "outputs", "distinct") and Note.keys() == ("kind", "lang", "message")
+    assert PathStep.keys() == ("id", "text", "rank", "margin", "rank_above")
 
 
 def test_summarize_builds_its_blocks_as_language_summaries(synthetic):

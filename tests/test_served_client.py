@@ -226,3 +226,94 @@ def test_a_server_that_refuses_a_neutral_sampling_field_is_sent_the_rest_and_mar
     assert table["greedy"] == table["sample"] == refused
     everything = dict(_neutral(lambda body: [{"text": " Paris"}]))
     assert everything == NEUTRAL and not dataclasses.replace(profile, neutral=tuple(everything.items())).refused
+
+
+def _echo_backend(url: str, k: int) -> Any:
+    """A served backend reading prompt log-probabilities through `echo` with the top `k`."""
+    from illusion_checks.backends.openai.backend import OpenAIBackend
+    from illusion_checks.backends.openai.discovery import ECHO, ServerProfile
+
+    profile = ServerProfile(parse_served("--illusion-compressed", url + "#m"), {}, None, "local: m", None, True,
+                            ECHO, k, None, None, True)
+    return OpenAIBackend(_client(url), profile, tokenizer=None)
+
+
+def _echoed(tokens: list[str], values: list[float | None], tops: list[dict[str, float] | None]) -> Reply:
+    """A `/v1/completions` answer with `echo`: the prompt's tokens (and the one generated) as text."""
+    return (200, {}, {"choices": [{"index": 0, "text": "".join(tokens), "logprobs": {
+        "tokens": tokens, "token_logprobs": values, "top_logprobs": tops}}]})
+
+
+def test_an_echo_that_does_not_return_the_prompt_sent_is_a_one_line_error_naming_the_server(serve: Any) -> None:
+    """A server that prepends a BOS echoes one position more than it was sent: every option's
+    log-likelihood would be read one position off, so the run stops, naming the server."""
+    top = {"a": -0.1, "b": -2.0}
+    server = serve([_echoed(["<s>", "Q", ":", " x", "y"], [None, -1.0, -1.0, -0.5, -0.1], [None, top, top, top, top])])
+    backend = _echo_backend(server.url, 2)
+    try:
+        with pytest.raises(ServerError, match=rf"^--illusion-compressed={server.url}: echo returned 4 prompt positions "
+                                              r"for the 3 token ids sent, so the server changed the prompt") as error:
+            backend.score([[5, 6]], [[[7]]], [([], [])])
+    finally:
+        backend.close()
+    assert "\n" not in str(error.value)
+    assert server.requests[0][2]["echo"] is True and server.requests[0][2]["prompt"] == [5, 6, 7]
+
+
+@pytest.mark.parametrize(("top", "gold", "rank", "above"), [
+    # five distinct texts for k = 5: exact, and a token tied with the gold counts above it
+    ({"a": -0.5, "b": -1.0, "\ufffd": -2.0, "c": -2.0, "d": -3.0}, "\ufffd", 4, None),
+    # the gold's byte-fallback text is keyed to another, likelier token of the same text: the gold is
+    # not among the five, so beyond them
+    ({"a": -0.5, "\ufffd": -1.0, "b": -1.5, "c": -1.8, "d": -1.9}, "\ufffd", None, 5),
+    # only four keys for k = 5: two of the top five share a text, so the listed tokens bound the
+    # rank from below only (the gold's own value is listed: at least 3, not exactly 3)
+    ({"a": -0.5, "\ufffd": -1.0, "b": -2.0, "c": -2.5}, "b", None, 2),
+    # four keys, the gold's text keyed to another token's value: at least 2 above, rank unknown
+    ({"a": -0.5, "\ufffd": -1.0, "b": -1.5, "c": -2.5}, "\ufffd", None, 3),
+])
+def test_colliding_top_logprob_texts_censor_the_rank_instead_of_making_one_up(serve: Any, top: dict[str, float],
+                                                                              gold: str, rank: int | None,
+                                                                              above: int | None) -> None:
+    """`top_logprobs` is keyed by text, so same-text tokens (byte-fallback `\ufffd` pieces, common in
+    Thai, Telugu and Bengali) collide: where the k entries are not k distinct tokens holding the
+    gold, the rank is censored (`gold_rank_above`), never an exact number."""
+    from illusion_checks.answer_start import Above
+
+    logprob = -2.0
+    server = serve([_echoed(["Q", ":", gold, " x"], [None, -1.0, logprob, -0.1], [None, {"Q": -1.0}, top, {"x": -0.1}])])
+    backend = _echo_backend(server.url, 5)
+    try:
+        scores, path = backend.score([[5, 6]], [[[7]]], [([], [7])])[0]
+    finally:
+        backend.close()
+    assert scores == [logprob]
+    assert path[0][0] == (Above(above) if above is not None else rank)
+    assert path[0][1] == pytest.approx(logprob - max(v for t, v in top.items() if not (t == gold and v == logprob)))
+
+
+def test_a_censored_rank_anywhere_on_the_path_censors_the_gold_rank() -> None:
+    """The gold rank is the worst along the path: a censored position makes it censored, above the
+    largest bound the path knows (a known rank r says: above r - 1)."""
+    from illusion_checks.answer_start import Above, worst
+
+    assert worst([(2, 0.5), (Above(3), -0.1)]) == (Above(3), -0.1)
+    assert worst([(7, 0.5), (Above(3), 0.2)]) == (Above(6), 0.2)
+    assert worst([(2, 0.5), (None, 0.2), (Above(3), 0.1)]) == (None, 0.1)
+    assert worst([(2, 0.5), (4, 0.2)]) == (4, 0.2)
+
+
+def test_discovery_refuses_a_server_whose_echo_changes_the_prompt() -> None:
+    """Found at start, before any item: a server that scores one position more than it was sent (a
+    BOS of its own) is a one-line error naming it (`discover` makes it a usage error), not a server
+    whose MC sums are all shifted."""
+    from illusion_checks.backends.openai.discovery import _scoring
+
+    def complete(body: dict[str, Any]) -> list[dict[str, Any]]:
+        if "prompt_logprobs" in body:
+            raise ServerRequestError("HTTP 400: Unrecognized request argument supplied: prompt_logprobs", 400)
+        n = len(body["prompt"]) + 2  # a BOS, the prompt, the generated token
+        return [{"logprobs": {"token_logprobs": [None] + [-1.0] * (n - 1), "top_logprobs": [None] + [{"a": -1.0}] * (n - 1)}}]
+
+    with pytest.raises(ServerError, match=r"^srv: echo returned 5 prompt positions for the 4 token ids sent"):
+        _scoring(lambda body: complete({**body, "prompt": [1, 2, 3, 4]}), 4, "srv")

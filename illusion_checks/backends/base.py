@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
-from illusion_checks.answer_start import RankTarget, rank_target, worst
+from illusion_checks.answer_start import Rank, RankTarget, rank_target, worst
 from illusion_checks.prompts import Encoded
 from illusion_checks.scoring import after_thinking
 
@@ -18,8 +18,10 @@ DEFAULT_BATCH_SIZE = 16  # prompts per forward pass; `--illusion-batch-size`'s d
 
 Advance = Callable[[int], None]  # called with the number of prompts just finished
 PhaseProgress = Callable[[int, int], None]  # (done, total) within one phase
-Position = tuple[float, int | None, float | None]  # a scored token: log-probability, rank, best other's
-Scores = tuple[list[float], list[tuple[int | None, float | None]]]  # `Backend.score` per prompt: options; (rank, margin) per path token
+# A scored token: its log-probability, its rank (how many tokens are at least as likely, itself
+# included: a tie counts against the gold, as vLLM counts; an `Above` where censored), the best other's.
+Position = tuple[float, Rank, float | None]
+Scores = tuple[list[float], list[tuple[Rank, float | None]]]  # `Backend.score` per prompt: options; (rank, margin) per path token
 
 _ANSWER_LINE_DONE = re.compile(r"\S[^\n]*\n")
 
@@ -79,7 +81,7 @@ class Tokenizer(Protocol):
 
 
 RANK_EXACT = "exact"  # the rank over the whole vocabulary
-RANK_TOP_K = "top-k"  # known only within the top `rank_top_k` tokens; beyond it, `> k`
+RANK_TOP_K = "top-k"  # known only within the top `rank_top_k` tokens; beyond it, `Above(k)`
 
 
 @dataclass(frozen=True)
@@ -122,14 +124,14 @@ class AnswerProbes:
     output: str
     scores: list[float]
     target: RankTarget
-    path_ranks: list[tuple[int | None, float | None]]  # (rank, margin) at each of `target.path`'s positions
+    path_ranks: list[tuple[Rank, float | None]]  # (rank, margin) at each of `target.path`'s positions
     beam: list[str] | None
     sample: list[str] | None
     unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
-    def gold_rank(self) -> int | None:
-        """The worst rank along the path (None when nothing was ranked)."""
+    def gold_rank(self) -> Rank:
+        """The worst rank along the path (None when nothing was ranked; `Above` when censored)."""
         return worst(self.path_ranks)[0]
 
     @property

@@ -197,8 +197,10 @@ def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], golds: Seq
 
 
 def _rank_and_margin(logprobs: torch.Tensor, token: int) -> tuple[int, float]:
+    """The token's rank (how many tokens are at least as likely, itself included: the one tie rule,
+    `Position` in backends/base.py) and its margin over the best other token."""
     target = logprobs[token]
-    rank = int((logprobs > target).sum()) + 1
+    rank = int((logprobs >= target).sum())
     others = logprobs.clone()
     others[token] = float("-inf")
     return rank, float(target - others.max())

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Sequence
 
+from illusion_checks.answer_start import Above
 from illusion_checks.backends.base import (
     Advance, AnswerProbes, AnswerRequest, DecodeSettings, Position, Scores, answer_text, compose_answer_probes,
     gather_scores, score_sequences, truncate_answer,
 )
 from illusion_checks.backends.openai.client import Client
-from illusion_checks.backends.openai.discovery import PROMPT_LOGPROBS, ServerProfile
+from illusion_checks.backends.openai.discovery import PROMPT_LOGPROBS, ServerProfile, echo_length
 from illusion_checks.errors import ServerError
 
 
@@ -73,12 +74,16 @@ class OpenAIBackend:
         ids, start = sequence
         if self.profile.scoring == PROMPT_LOGPROBS:
             entries = self._complete({"prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 2})[0]
-            return [_ranked(entries["prompt_logprobs"][p], ids[p]) for p in range(start, len(ids))]
+            positions = entries.get("prompt_logprobs") or []
+            echo_length(self.client.label, "prompt_logprobs", len(positions), len(ids))
+            return [_ranked(positions[p], ids[p]) for p in range(start, len(ids))]
         k = self.profile.rank_top_k
         assert k is not None
         echoed = self._complete({"prompt": ids, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": k})[0]
-        logprobs = echoed["logprobs"]
-        return [_within_top(logprobs["token_logprobs"][p], logprobs["top_logprobs"][p] or {}, k)
+        logprobs = echoed.get("logprobs") or {}
+        values, tops, texts = (logprobs.get(key) or [] for key in ("token_logprobs", "top_logprobs", "tokens"))
+        echo_length(self.client.label, "echo", len(values) - 1, len(ids))
+        return [_within_top(values[p], tops[p] or {}, k, texts[p] if len(texts) == len(values) else None)
                 for p in range(start, len(ids))]
 
     def beam(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[list[str]]:
@@ -108,7 +113,8 @@ class OpenAIBackend:
 
 
 def _ranked(entry: dict[str, Any] | None, token: int) -> Position:
-    """A `prompt_logprobs` position: {token id: {logprob, rank}} holding the token and the top 2."""
+    """A `prompt_logprobs` position: {token id: {logprob, rank}} holding the token and the top 2.
+    vLLM's rank counts the tokens at least as likely as this one, itself included: the tool's rule."""
     if not entry or str(token) not in entry:
         raise ServerError(f"the server's prompt_logprobs lack token {token}")
     own = entry[str(token)]
@@ -116,12 +122,20 @@ def _ranked(entry: dict[str, Any] | None, token: int) -> Position:
     return float(own["logprob"]), int(own["rank"]), max(others, default=None)
 
 
-def _within_top(logprob: float, top: dict[str, float], k: int) -> Position:
-    """An `echo` position: the token's log-probability and the top k's (keyed by text, so by value here).
-    The rank is exact within the top k, and `k + 1` (meaning beyond it) otherwise."""
-    values = sorted(top.values(), reverse=True)
-    above = sum(value > logprob for value in values)
-    others = list(values)
-    if logprob in others:
+def _within_top(logprob: float, top: dict[str, float], k: int, text: str | None) -> Position:
+    """An `echo` position: the token's log-probability, and the top k's keyed by their *text*.
+
+    Tokens of the same text (byte-fallback pieces, say) share one key, so the listed values are
+    distinct tokens but not always all of the top k. The rank (tokens at least as likely, itself
+    included) is exact only when the k keys are k tokens and the token is among them; beyond a
+    full top k it is censored above k; and where keys collided (fewer than k, or the token's own
+    text keyed to another value), censored above the tokens seen to be at least as likely."""
+    own = top.get(text) == logprob if text is not None else logprob in top.values()
+    others = list(top.values())
+    if own:
         others.remove(logprob)
-    return float(logprob), (above + 1 if above < k else k + 1), max(others, default=None)
+    at_least = sum(value >= logprob for value in others)
+    best = max(others, default=None)
+    if len(top) >= k:
+        return float(logprob), at_least + 1 if own else Above(k), best
+    return float(logprob), Above(at_least), best

@@ -161,20 +161,35 @@ def _scoring(complete: Any, n_ids: int, label: str) -> tuple[str, int | None]:
     """How prompt tokens' log-probabilities are read, and the top k ranks are known within (None: exact)."""
     def ranked(choices: list[dict[str, Any]]) -> bool:
         entries = choices[0].get("prompt_logprobs")
-        return isinstance(entries, list) and len(entries) >= n_ids and all(
-            "rank" in value for entry in entries[1:n_ids] for value in (entry or {"": {}}).values())
+        if not isinstance(entries, list):
+            return False
+        echo_length(label, "prompt_logprobs", len(entries), n_ids)
+        return all("rank" in value for entry in entries[1:] for value in (entry or {"": {}}).values())
 
     if _accepts(complete, {"max_tokens": 1, "temperature": 0, "prompt_logprobs": 2}, ranked):
         return PROMPT_LOGPROBS, None
     for k in TOP_K_TRIED:
         def echoed(choices: list[dict[str, Any]]) -> bool:
             logprobs = choices[0].get("logprobs") or {}
-            return len(logprobs.get("token_logprobs") or []) >= n_ids and len(logprobs.get("top_logprobs") or []) >= n_ids
+            values, tops = logprobs.get("token_logprobs"), logprobs.get("top_logprobs")
+            if not (isinstance(values, list) and isinstance(tops, list) and len(tops) == len(values)):
+                return False
+            echo_length(label, "echo", len(values) - 1, n_ids)  # the prompt, then the one generated token
+            return True
 
         if _accepts(complete, {"max_tokens": 1, "temperature": 0, "echo": True, "logprobs": k}, echoed):
             return ECHO, k
     raise ServerSetupError(f"{label}: the server returns no log-probabilities of prompt tokens (neither vLLM's "
                            "prompt_logprobs nor echo with logprobs), so the MC probe cannot run")
+
+
+def echo_length(label: str, how: str, echoed: int, sent: int) -> None:
+    """The server scored exactly the prompt it was sent: a changed length (a BOS added, a prompt
+    cut) would shift every position, and every option's log-likelihood with it."""
+    if echoed != sent:
+        raise ServerError(f"{label}: {how} returned {echoed} prompt positions for the {sent} token ids sent, so "
+                          "the server changed the prompt (a BOS added, or the prompt cut) and no position can be "
+                          "trusted")
 
 
 def _neutral(complete: Any) -> tuple[tuple[str, Any], ...]:
