@@ -55,20 +55,17 @@ class Evaluation:
         self.settings = probe_settings(cfg)
         self.engine = engine(cfg.backend)  # loads, compresses and saves local models
         # A model given as a server URL is reached through its own engine, whichever --illusion-backend is.
-        self.engines = {"reference": self._engine_for("model"),
-                        "compressed": self._engine_for("compressed") if cfg.compressed else self.engine}
+        self.served = {role: served_engine(settings_of(cfg), flag(field), cfg.trust_remote_code)
+                       for role, field in (("reference", "model"), ("compressed", "compressed"))
+                       if is_served(getattr(cfg, field))}
+        self.engines: dict[str, Engine] = {"reference": self.served.get("reference", self.engine),
+                                           "compressed": self.served.get("compressed", self.engine)}
         self.models = Models(cfg, self.engine, self.engines, self.settings, self.stats, self.progress, self.log)
         self.notes: list[dict[str, Any]] = []
         self._prepared_setup: _Setup | None = None
         self._calibrations: dict[str | None, Calibration | None] = {}
         self._memo: dict[str, list[Outcome]] = {}  # by cache key: a sweep without a cache probes the reference once
         self._logged: set[str] = set()
-
-    def _engine_for(self, field: str) -> Engine:
-        cfg = self.cfg
-        if is_served(getattr(cfg, field)):
-            return served_engine(settings_of(cfg), flag(field), cfg.trust_remote_code)
-        return self.engine
 
     def note(self, kind: str, lang: str | None, message: str) -> None:
         """Record something the run did differently from what was asked, once: the results'
@@ -120,6 +117,9 @@ class Evaluation:
             prepared = prepare_items(dataset, list(cfg.langs) if cfg.langs else None, self.settings, self.note)
             items_by_language = self._check_data(dataset, prepared)
             ids = [f"{p.item.lang}/{p.item.id}" for p in prepared]
+            passages = {p.item.lang: p.item.context for p in reversed(prepared)}  # each language's first
+            for role, served in self.served.items():
+                served.check_tokenizer(str(cfg.model if role == "reference" else cfg.compressed), passages)
             ref_source, ref_fingerprint = self.models.resolve("reference", cfg.model)
             # The batch size moves scores by round-off and can flip a sampled token (README "Speed"),
             # so outcomes probed at another batch size are not reused.

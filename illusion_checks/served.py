@@ -16,7 +16,7 @@ from illusion_checks.options import flag
 
 SERVED_FORM = "http(s)://HOST[:PORT]/v1[#MODEL]"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SERVER_OPTIONS = ("tokenizer", "max_connections", "request_timeout", "api_key_env")  # the fields of ServerSettings
+SERVER_OPTIONS = ("tokenizer", "max_connections", "request_timeout", "api_key_env", "server_sampling")  # ServerSettings' fields
 
 
 def is_served(source: str | None) -> bool:
@@ -86,12 +86,13 @@ def env_name(option: str, value: object) -> str | None:
 class ServerSettings:
     """How the client reaches servers: a local tokenizer when a server has no `/tokenize`, bounded
     concurrency, the per-request timeout, retries on 429 and 5xx, and the name of the environment
-    variable holding the API key (the key itself is never stored)."""
+    variable holding the API key (the key itself is never stored), and whose sampling defaults apply."""
 
     tokenizer: str | None = None
     max_connections: int = 8
     request_timeout: float = 300.0
     api_key_env: str | None = None
+    server_sampling: str = "neutral"  # or "server": the server's own sampling defaults apply (as deployed)
     retries: int = 4
     backoff: float = 0.5  # seconds before the first retry; doubled for each next one
 
@@ -108,6 +109,7 @@ class ServedOptions(Protocol):
     max_connections: int
     request_timeout: float
     api_key_env: str | None
+    server_sampling: str
 
 
 def check_served(spec: ServedOptions) -> None:
@@ -121,6 +123,11 @@ def check_served(spec: ServedOptions) -> None:
                          f"serve the compressed model too and pass {flag('compressed')}=URL")
     if "model" in served and spec.save_compressed:
         raise ValueError(f"{flag('save_compressed')} needs a local reference to compress")
+    if spec.server_sampling == "server" and served and len(served) < 2:
+        local = next(name for name in ("model", "compressed") if name not in served)
+        raise ValueError(f"{flag('server_sampling')}=server compares the models as deployed, each with its server's "
+                         f"own sampling defaults, so both must be served: {flag(local)} is local "
+                         f"({getattr(spec, local)}), where no server defaults apply")
     defaults = ServerSettings()  # the spec's defaults too (spec.py asserts it)
     used = [name for name in SERVER_OPTIONS if getattr(spec, name) != getattr(defaults, name)]
     if used and not served:
@@ -130,4 +137,5 @@ def check_served(spec: ServedOptions) -> None:
 
 def settings_of(spec: ServedOptions) -> ServerSettings:
     """The client settings the spec's options give."""
-    return ServerSettings(spec.tokenizer, spec.max_connections, spec.request_timeout, spec.api_key_env)
+    return ServerSettings(spec.tokenizer, spec.max_connections, spec.request_timeout, spec.api_key_env,
+                          spec.server_sampling)

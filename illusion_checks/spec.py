@@ -40,6 +40,9 @@ INDEXED_DEVICE = r"(cuda|mps):\d+"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ANSWER_SCOPES = ("line", "full")
 THINKING = ("off", "on")  # a reasoning model's think span: off (the paper's non-thinking mode) or on
+# served models: neutral (every request states no top-k, min-p or penalties, as the local reference
+# decodes) or server (each server's own defaults from the model's generation_config.json: as deployed)
+SERVER_SAMPLING = ("neutral", "server")
 
 
 class BackendArgs(Mapping[str, Any]):
@@ -114,6 +117,7 @@ class EvaluationSpec:
     max_connections: int = 8  # served models: requests in flight per server
     request_timeout: float = 300.0  # served models: seconds one request may take
     api_key_env: str | None = None  # served models: the environment variable holding the API key
+    server_sampling: str = "neutral"  # served models: SERVER_SAMPLING
 
     def __post_init__(self) -> None:
         _normalize_fields(self)
@@ -349,6 +353,7 @@ _NORMAL: dict[str, Callable[[Any], Any]] = {
     "max_connections": _integer("max_connections", 1),
     "request_timeout": _seconds("request_timeout", "a positive number of seconds"),
     "api_key_env": partial(env_name, flag("api_key_env")),
+    "server_sampling": choice("server_sampling", SERVER_SAMPLING),
     "max_dissociation": _thresholds("dissociation", DISSOCIATION_BOUNDS),
     "max_delta_pr": _thresholds("delta_pr", DELTA_PR_BOUNDS),
     "min_retention": _thresholds("retention", RETENTION_BOUNDS),

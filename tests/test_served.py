@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from illusion_checks import EvaluationSpec, evaluate
+from illusion_checks.backends.openai.discovery import NEUTRAL
 from illusion_checks.errors import RunError
 from tests.helpers.engines import ITEMS, LANGS, assert_reached_rates_agree, paired_outcomes, rate
 from tests.helpers.vllm_server import VLLMServer
@@ -99,12 +100,36 @@ def test_served_models_agree_with_the_in_process_hf_backend(hf_smollm2_run: Any,
     figures = {"mc": rate([(a["mc"]["choice"], b["mc"]["choice"]) for a, b in outcomes]),
                "ff": rate([(a["ff"]["correct"], b["ff"]["correct"]) for a, b in outcomes]),
                "fates": rate([(a["fate"], b["fate"]) for a, b in zip(hf["items"], served["items"])]),
-               "rank": rate([(a["gold_rank"], b["gold_rank"]) for a, b in outcomes])}
+               "rank": rate([(a["gold_rank"], b["gold_rank"]) for a, b in outcomes]),
+               "ff_output": rate([(a["ff"]["output"], b["ff"]["output"]) for a, b in outcomes])}
     print(f"HF vs served agreement over {len(outcomes)} outcomes: {figures}")
     assert figures["mc"] >= 0.98 and figures["ff"] >= 0.95 and figures["fates"] >= 0.95
+    assert figures["ff_output"] >= 0.95
+    assert served["config"]["compressed"]["server"]["sampling"]["sent"] == NEUTRAL
     assert figures["rank"] >= 0.95
     for a, b in outcomes:  # option log-likelihoods agree to kernel round-off, not just in their argmax
         assert b["mc"]["scores"] == pytest.approx(a["mc"]["scores"], abs=0.05)
+
+
+def test_as_deployed_the_servers_own_defaults_apply(hf_smollm2_run: Any, servers: Any, key: str,
+                                                   served_cache: Path) -> None:
+    """--illusion-server-sampling=server sends no neutral field: the copy's server then decodes with its
+    generation config's repetition penalty 1.3 and top-k 5, and its greedy FF answers stop matching the
+    in-process HF run of the same weights (what the neutral default prevents), while the reference's
+    server, which has no such defaults, still matches. The results say what vLLM reports of the
+    defaults it applied: nothing."""
+    hf, _ = hf_smollm2_run
+    reference, pruned = servers
+    spec = _served_spec(reference.url, f"{pruned.url}#{PRUNED_NAME}", served_cache, server_sampling="server")
+    served = evaluate(spec).results
+    same = {role: rate([(a[role]["ff"]["output"], b[role]["ff"]["output"]) for a, b in zip(hf["items"], served["items"])])
+            for role in ("reference", "compressed")}
+    print(f"greedy FF outputs equal to HF's, server sampling defaults applied: {same}")
+    assert same["reference"] >= 0.95 and same["compressed"] <= 0.5
+    sampling = served["config"]["compressed"]["server"]["sampling"]
+    assert sampling["mode"] == "server" and sampling["sent"] == {}
+    assert sampling["defaults"].startswith("not reported by the server")
+    assert served["config"]["compressed"]["server"]["capabilities"]["greedy"].startswith("as deployed")
 
 
 def test_the_same_server_as_both_models_keeps_every_item(servers: Any, key: str, served_cache: Path) -> None:
@@ -118,6 +143,41 @@ def test_the_same_server_as_both_models_keeps_every_item(servers: Any, key: str,
     assert results["summary"]["overall"]["n_both_correct"] > 0
     for summary in summaries:  # a language without both-correct items has no rate at all
         assert summary["dissociation_rate"] == (0.0 if summary["n_both_correct"] else None)
+
+
+def test_tokens_tied_with_the_gold_count_above_it_on_hf_and_on_vllm(servers: Any, key: str, embedded_model: Any) -> None:
+    """One rank rule on every backend, on real tied logits: SmolLM2's quantized embeddings hold equal
+    rows (tokens 8, 10, 13, 15, 16, 36744 and 48047; 12 and 14), so those tokens' logits are equal at
+    every position. vLLM's `prompt_logprobs` rank (the served and the in-process vLLM backends read
+    the same one) and the hf backend's rank both count a twin above the gold: identical ranks, 6 and 1
+    above the strict reading's."""
+    import torch
+
+    from illusion_checks.backends.base import LoadOptions
+    from illusion_checks.backends.hf.backend import HFBackend
+    from illusion_checks.backends.openai.engine import OpenAIEngine
+    from illusion_checks.served import ServerSettings
+
+    loaded = embedded_model("smollm2-135m")
+    twins = {8: 6, 10: 6, 12: 1, 14: 1}  # token -> how many equal others
+    texts = ("x = 1<jupyter_output>", "<jupyter_start><jupyter_text>Hello<jupyter_code>print(1)<jupyter_output>")
+    prompts = [list(loaded.tokenizer(text)["input_ids"]) for text in texts for _ in twins]
+    ranked = [([], [token]) for _ in texts for token in twins]
+    options = [[path] for _, path in ranked]
+    hf = [path[0][0] for _, path in HFBackend(loaded.model, loaded.tokenizer).score(prompts, options, ranked)]
+    served = OpenAIEngine(ServerSettings(api_key_env=KEY_ENV), "--illusion-model").load(servers[0].url, LoadOptions())
+    try:
+        vllm = [path[0][0] for _, path in served.score(prompts, options, ranked)]
+    finally:
+        served.close()
+    with torch.no_grad():
+        strict = []
+        for prompt, (_, (token,)) in zip(prompts, ranked):
+            logprobs = torch.log_softmax(loaded.model(torch.tensor([prompt])).logits[0, -1].float(), -1)
+            strict.append(int((logprobs > logprobs[token]).sum()) + 1)
+    print(f"ranks hf {hf}, vLLM {vllm}, strict {strict}")
+    assert vllm == hf
+    assert [rank - below for rank, below in zip(hf, strict)] == list(twins.values()) * len(texts)
 
 
 def _gate(args: list[str], cwd: Path, env_key: bool = True, timeout: float = 1500) -> subprocess.CompletedProcess:

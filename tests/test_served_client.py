@@ -4,8 +4,10 @@ server options are checked before anything loads."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -317,3 +319,97 @@ def test_discovery_refuses_a_server_whose_echo_changes_the_prompt() -> None:
 
     with pytest.raises(ServerError, match=r"^srv: echo returned 5 prompt positions for the 4 token ids sent"):
         _scoring(lambda body: complete({**body, "prompt": [1, 2, 3, 4]}), 4, "srv")
+
+
+class TokenizeServer:
+    """vLLM's `/tokenize` on 127.0.0.1, answered by a real tokenizer (`bos`: the server's adds one)."""
+
+    def __init__(self, tokenizer: Any, bos: int | None = None) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                ids = tokenizer(body["prompt"], add_special_tokens=False)["input_ids"]
+                data = json.dumps({"tokens": ([bos] if bos is not None and body["add_special_tokens"] else []) + ids})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data.encode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _normalized_copy(tokenizer: Any, normalizer: Any) -> Any:
+    """The same vocabulary and merges, with another Unicode normalizer (as a wrong tokenizer file may have)."""
+    from transformers import PreTrainedTokenizerFast
+
+    core = copy.deepcopy(tokenizer.backend_tokenizer)
+    core.normalizer = normalizer
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+@pytest.mark.parametrize(("server_bos", "local_nfd", "message"), [
+    (None, False, None),  # the served model's own tokenizer: no error
+    # a server that adds a BOS the local tokenizer does not: every language differs at token 0
+    (1, False, r"does not tokenize en like the served model \(--illusion-model=URL\): the en passage first differs "
+               r"at token 0 \(here \d+, on the server 1; \d+ vs \d+ tokens\)"),
+    # decomposed accents: English and one ASCII sentence agree, the German passage does not
+    (None, True, r"does not tokenize de like the served model .*first differs at token \d+ \(here \d+, on the server"),
+])
+def test_the_tokenizer_check_covers_each_evaluated_language_with_special_tokens(server_bos: int | None, local_nfd: bool,
+                                                                               message: str | None) -> None:
+    """--illusion-tokenizer is compared id for id with the server's /tokenize on a passage of each
+    evaluated language, special tokens on (a single Latin sentence with them off passed all three)."""
+    from tokenizers import normalizers
+
+    from illusion_checks.backends.openai.discovery import PROMPT_LOGPROBS, ServerProfile
+    from illusion_checks.backends.openai.engine import OpenAIEngine
+    from illusion_checks.datasets import load_dataset
+    from tests.helpers.tiny import tiny_tokenizer
+
+    served_tokenizer = tiny_tokenizer()
+    local = _normalized_copy(served_tokenizer, normalizers.NFD()) if local_nfd else served_tokenizer
+    data = load_dataset("fixtures", ["en", "de"]).by_lang
+    texts = {"en": next(i.context for i in data["en"] if i.context.isascii()),  # agrees, even decomposed
+             "de": next(i.context for i in data["de"] if not i.context.isascii())}
+    sentence = "Question: Wer schrieb Faust? Answer: Johann Wolfgang von Goethe"
+    assert local(sentence, add_special_tokens=False)["input_ids"] == served_tokenizer(sentence, add_special_tokens=False)["input_ids"]
+    server = TokenizeServer(served_tokenizer, server_bos)
+    try:
+        engine = OpenAIEngine(ServerSettings(tokenizer="the-local-one"), "--illusion-model")
+        profile = ServerProfile(ServedModel(server.url, "m"), {}, None, "local: the-local-one", "vllm", True,
+                                PROMPT_LOGPROBS, None, None, None, True)
+        engine._profiles[server.url] = (profile, local)  # what discovery found (its other requests are not served here)
+        if message is None:
+            engine.check_tokenizer(server.url, texts)
+        else:
+            with pytest.raises(ValueError, match=message.replace("URL", re.escape(server.url))):
+                engine.check_tokenizer(server.url, texts)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"model": "http://127.0.0.1:1/v1", "compressed": "smollm2-135m", "server_sampling": "server"},
+     r"--illusion-server-sampling=server compares the models as deployed.*--illusion-compressed is local \(smollm2-135m\)"),
+    ({"model": "smollm2-135m", "compressed": "http://127.0.0.1:1/v1", "server_sampling": "server"},
+     r"both must be served: --illusion-model is local \(smollm2-135m\)"),
+    ({"model": "smollm2-135m", "compress": "wanda:0.5", "server_sampling": "server"},
+     r"--illusion-server-sampling applies to served models only"),
+    ({"server_sampling": "deployed"}, r"--illusion-server-sampling: .*deployed"),
+])
+def test_server_sampling_as_deployed_needs_both_models_served(values: dict[str, Any], message: str) -> None:
+    """A local model has no server defaults: comparing it as deployed with a served one would compare
+    two decodings, so a mixed pair is a usage error before anything is reached or loaded."""
+    with pytest.raises(ValueError, match=message):
+        EvaluationSpec(**values).check()
+    EvaluationSpec(model="http://127.0.0.1:1/v1", compressed="http://127.0.0.1:2/v1", server_sampling="server").check()

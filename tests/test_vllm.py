@@ -42,12 +42,12 @@ def test_hf_and_vllm_backends_agree_on_the_same_items(model: str, request: pytes
     assert rate([(a["fate"], b["fate"]) for a, b in zip(hf["items"], vllm["items"])]) >= 0.95
     for a, b in outcomes:  # MC log-likelihoods agree to kernel round-off, not just in their argmax
         assert b["mc"]["scores"] == pytest.approx(a["mc"]["scores"], abs=0.05)
-    # vLLM counts tokens tied with the gold as ranked above it, HF below it. A rank that differs must
-    # be such a tie, or a near-tie that kernel round-off reorders: the two engines give the gold the
-    # same log-probability margin over the best other token (to round-off), in the far tail only.
+    # Both engines count a token tied with the gold above it (one rule). A rank that differs can only be a
+    # near-tie that kernel round-off reorders: the same margin over the best other token (to round-off),
+    # in the far tail only.
     for a, b in outcomes:
         if a["gold_rank"] != b["gold_rank"]:
-            assert b["gold_rank"] > a["gold_rank"] >= 1000, (a["gold_rank"], b["gold_rank"])
+            assert min(a["gold_rank"], b["gold_rank"]) >= 1000, (a["gold_rank"], b["gold_rank"])
             assert b["gold_margin"] == pytest.approx(a["gold_margin"], abs=0.05), (a["gold_rank"], b["gold_rank"])
 
 

@@ -7,7 +7,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from illusion_checks.backends.base import Engine
+    from illusion_checks.backends.base import Engine, ServedEngine
     from illusion_checks.served import ServerSettings
 
 # name -> "module:class" of its Engine
@@ -26,7 +26,7 @@ def engine(name: str) -> "Engine":
     return getattr(importlib.import_module(module), cls)()
 
 
-def served_engine(settings: "ServerSettings", option: str, trust_remote_code: bool = False) -> "Engine":
+def served_engine(settings: "ServerSettings", option: str, trust_remote_code: bool = False) -> "ServedEngine":
     """The engine for models served over HTTP (`http(s)://HOST[:PORT]/v1[#MODEL]`) named by `option`."""
     # Imported when a served model is named, like the engines above: option parsing imports this module.
     from illusion_checks.backends.openai.engine import OpenAIEngine

@@ -260,6 +260,16 @@ class Engine(Protocol):
     def saved_manifest(self, folder: Path) -> dict[str, Any] | None: ...
 
 
+class ServedEngine(Engine, Protocol):
+    """The engine of served models: prompts go out as token ids, built by a tokenizer that must be
+    the server's own on the run's text."""
+
+    def check_tokenizer(self, source: str, texts: Mapping[str, str]) -> None:
+        """Raise ValueError when the tokenizer that builds prompts for `source` differs from the
+        server's on any of `texts` (language -> a passage of the run)."""
+        ...
+
+
 def truncate_answer(tokenizer: Tokenizer, tokens: Sequence[int], eos: set[int], stop_at_newline: bool) -> list[int]:
     """The new tokens as the shared decoder ends them: at an end token (kept), or, when stopping at
     newlines, at the token that completes the first non-empty line. For engines that generate the

@@ -146,6 +146,9 @@ OPTIONS = (
     Option("--illusion-request-timeout", "served models: seconds one request may take before the run stops"),
     Option("--illusion-api-key-env", "served models: the environment variable holding the API key (sent as a "
                                      "Bearer token; never printed, cached or written)"),
+    Option("--illusion-server-sampling", "served models: neutral (default: every request states no top-k, min-p or "
+                                         "penalties, as the local reference decodes) or server (both models served, "
+                                         "each with its own generation-config defaults: as deployed)"),
     Option("--illusion-device", "auto (CUDA when present), cpu, cuda[:N], mps"),
     Option("--illusion-dtype", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"),
     Option("--illusion-batch-size", "prompts per forward batch (decoding rows are amortised over it), or auto"),

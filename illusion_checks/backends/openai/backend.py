@@ -3,7 +3,7 @@ token ids, so the server sees exactly the prompt the other backends see.
 
 - every decoding request states the neutral sampling state (`discovery.NEUTRAL`: no top-k, min-p or
   penalties) in the fields the server accepts, so no server default from the model's
-  generation_config.json applies;
+  generation_config.json applies (`--illusion-server-sampling=server`: none, so they all do);
 - greedy: `temperature=0`, `max_tokens=32`, then the answer-line rule on the returned token ids
   (an end token is the last id of a choice that stopped without a stop string);
 - MC option log-likelihoods: each option's prompt-token log-probabilities, summed;
@@ -35,7 +35,7 @@ class OpenAIBackend:
     def __init__(self, client: Client, profile: ServerProfile, tokenizer: Any) -> None:
         self.client, self.profile, self.tokenizer = client, profile, tokenizer
         self.capabilities = profile.capabilities()
-        self.neutral = dict(profile.neutral)  # sent with every decoding request (discovery.NEUTRAL)
+        self.neutral = profile.sent  # stated on every decoding request (discovery.NEUTRAL; none when "server")
 
     def _complete(self, body: dict[str, Any], expect: int = 1) -> list[dict[str, Any]]:
         reply = self.client.post("/v1/completions", {"model": self.profile.model, **body})

@@ -14,7 +14,7 @@ from typing import Any
 
 from illusion_checks.backends.base import RANK_EXACT, RANK_TOP_K, Capabilities
 from illusion_checks.backends.openai.client import Client
-from illusion_checks.backends.openai.tokenizer import ServerTokenizer, tokenize_flavour
+from illusion_checks.backends.openai.tokenizer import tokenize_flavour
 from illusion_checks.errors import ServerError, ServerRequestError, ServerSetupError
 from illusion_checks.served import ServedModel, ServerSettings
 
@@ -44,11 +44,18 @@ class ServerProfile:
     sampling: str | None
     seeded: bool
     neutral: tuple[tuple[str, Any], ...] = tuple(NEUTRAL.items())  # the NEUTRAL fields the server accepts
+    mode: str = "neutral"  # --illusion-server-sampling: "server" sends none of them (the server's defaults apply)
+    defaults: Any = None  # with "server": what the server says of the defaults it applies (a string: nothing)
 
     @property
     def refused(self) -> list[str]:
         """The NEUTRAL fields the server refuses: its own defaults apply to them."""
         return [name for name in NEUTRAL if name not in dict(self.neutral)]
+
+    @property
+    def sent(self) -> dict[str, Any]:
+        """The sampling fields every greedy and sampled request states."""
+        return dict(self.neutral) if self.mode == "neutral" else {}
 
     @property
     def model(self) -> str:
@@ -64,6 +71,8 @@ class ServerProfile:
         scoring = "vLLM prompt_logprobs" if self.scoring == PROMPT_LOGPROBS else "echo + logprobs"
         refused = (f"approximate: the server refuses {', '.join(self.refused)}, so its own defaults for them "
                    "apply") if self.refused else None
+        if self.mode == "server":
+            refused = "as deployed (--illusion-server-sampling=server): the server's own sampling defaults apply"
         return {
             "greedy": refused or ("exact (temperature=0, returned token ids)" if self.token_ids else
                                   "approximate: the answer's token ids are re-tokenized from its text"),
@@ -80,8 +89,9 @@ class ServerProfile:
 
     def identity(self) -> dict[str, Any]:
         """What identifies the served model: part of the outcome cache key and of the results' `config`."""
+        sampling = {"mode": self.mode, "sent": self.sent, **({"defaults": self.defaults} if self.mode == "server" else {})}
         return {"url": self.served.base, "model": self.model, "entry": self.entry, "version": self.version,
-                "capabilities": self.table()}
+                "capabilities": self.table(), "sampling": sampling}
 
 
 def discover(client: Client, served: ServedModel, settings: ServerSettings, local_tokenizer: Any | None) -> ServerProfile:
@@ -107,8 +117,6 @@ def _discover(client: Client, served: ServedModel, settings: ServerSettings, loc
     ids = (local(PROBE_TEXT, add_special_tokens=True)["input_ids"] if local is not None else
            client.post("/tokenize", {"model": model, "prompt": PROBE_TEXT} if flavour == "vllm" else
                        {"content": PROBE_TEXT, "add_special": True})["tokens"])
-    if local is not None and flavour is not None:
-        _check_same_tokenizer(client, model, flavour, local, settings)
     complete = lambda body: client.post("/v1/completions", {"model": model, "prompt": ids, **body})["choices"]  # noqa: E731
     token_ids = _accepts(complete, {"max_tokens": 2, "temperature": 0, "return_token_ids": True},
                          lambda choices: isinstance(choices[0].get("token_ids"), list))
@@ -118,9 +126,11 @@ def _discover(client: Client, served: ServedModel, settings: ServerSettings, loc
                                    lambda choices: len(choices) == 2)
     sampling, seeded = _sampling(complete)
     tokenizer = f"local: {settings.tokenizer}" if local is not None else f"server /tokenize ({flavour})"
+    server = settings.server_sampling == "server"
     return ServerProfile(served, entry, version, tokenizer, flavour, token_ids, scoring, top_k,
                          None if beam_ok else "the server has no beam search (vLLM's use_beam_search)",
-                         sampling, seeded, _neutral(complete))
+                         sampling, seeded, _neutral(complete), settings.server_sampling,
+                         _server_defaults(client) if server else None)
 
 
 def _model_entry(client: Client, served: ServedModel) -> dict[str, Any]:
@@ -200,6 +210,20 @@ def _neutral(complete: Any) -> tuple[tuple[str, Any], ...]:
     return tuple((name, value) for name, value in NEUTRAL.items() if _accepts(complete, {**body, name: value}, bool))
 
 
+def _server_defaults(client: Client) -> Any:
+    """What the server tells of the sampling defaults it applies to fields a request leaves unset.
+    vLLM reports no values: only its dev-mode /server_info (VLLM_SERVER_DEV_MODE=1) shows where they
+    come from (the model config's generation_config and override_generation_config)."""
+    try:
+        reply = client.get("/server_info?config_format=json")
+        model = reply["vllm_config"]["model_config"]
+        return {"source": "/server_info (the values themselves are not reported)",
+                **{key: model.get(key) for key in ("generation_config", "override_generation_config")}}
+    except (ServerError, KeyError, TypeError):
+        return ("not reported by the server: vLLM applies the model's generation_config.json defaults to the "
+                "fields a request leaves unset, and says so only in its log at start")
+
+
 def _sampling(complete: Any) -> tuple[str | None, bool]:
     """(why sampling is unavailable or None, whether the same seed gives the same samples)."""
     body = {"max_tokens": 8, "n": 2, "temperature": 1.0, "top_p": 0.9, "seed": 1234}
@@ -211,12 +235,3 @@ def _sampling(complete: Any) -> tuple[str | None, bool]:
         return "the server does not return n samples per request", False
     return None, [c.get("text") for c in first] == [c.get("text") for c in second]
 
-
-def _check_same_tokenizer(client: Client, model: str, flavour: str, local: Any, settings: ServerSettings) -> None:
-    served = ServerTokenizer(client, model, flavour)
-    text = "Question: Wer schrieb Faust? Answer: Johann Wolfgang von Goethe"
-    ours, theirs = local(text, add_special_tokens=False)["input_ids"], served(text, add_special_tokens=False)["input_ids"]
-    if list(ours) != list(theirs):
-        raise ServerSetupError(f"--illusion-tokenizer: '{settings.tokenizer}' does not tokenize like the served "
-                               f"model (a sample gives {len(ours)} tokens here, {len(theirs)} on the server): pass "
-                               "the served model's own tokenizer")

@@ -7,7 +7,7 @@ compressed or saved here."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from illusion_checks.backends.base import Backend, CompressOptions, CompressTarget, LoadOptions, PhaseProgress
 from illusion_checks.backends.openai.backend import OpenAIBackend
@@ -50,6 +50,29 @@ class OpenAIEngine:
     def resolve(self, source: str, allow_pickle: bool) -> tuple[str, str]:
         profile, _ = self.profile(source)
         return str(profile.served), "server:" + cache_key(profile.identity())
+
+    def check_tokenizer(self, source: str, texts: Mapping[str, str]) -> None:
+        """With --illusion-tokenizer, the local tokenizer must give the server's ids for a passage of
+        each evaluated language (`texts`: language -> passage), special tokens on: prompts go out as
+        ids, so a tokenizer that differs on one script or on the BOS would send every prompt of that
+        language wrong. A ValueError names the language and the first differing position."""
+        profile, local = self.profile(source)
+        if local is None or profile.tokenize is None:  # the server's own tokenizer builds the prompts
+            return
+        client = self._client(source)
+        try:
+            served = ServerTokenizer(client, profile.model, profile.tokenize)
+            for lang, text in texts.items():
+                ours, theirs = list(local(text)["input_ids"]), served(text)["input_ids"]
+                if ours != theirs:
+                    at = next((k for k, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+                    here, there = (ids[at] if at < len(ids) else "the end" for ids in (ours, theirs))
+                    raise ValueError(f"--illusion-tokenizer: '{self.settings.tokenizer}' does not tokenize {lang} like "
+                                     f"the served model ({self.option}={source}): the {lang} passage first differs at "
+                                     f"token {at} (here {here}, on the server {there}; {len(ours)} vs {len(theirs)} "
+                                     "tokens): pass the served model's own tokenizer")
+        finally:
+            client.close()
 
     def describe(self, source: str) -> dict[str, Any]:
         """The served model's block for the results' `config` (never the API key: it is not held here)."""
