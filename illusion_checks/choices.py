@@ -1,11 +1,18 @@
-"""Multiple-choice options: the gold plus 3 distractors from other gold answers of the language."""
+"""Multiple-choice options: the gold plus 3 distractors from other gold answers of the language.
+
+No option but the gold ever holds the gold: a candidate that contains the gold or an alias, or is
+contained in one, compared as scoring compares (`is_correct`: compact normal forms), is left out,
+or copying it would score as a correct answer (CS, `distractors_only`) and MC would hold two right
+options."""
 
 from __future__ import annotations
 
 import random
 
+from collections.abc import Sequence
+
 from illusion_checks.datasets import QAItem
-from illusion_checks.scoring import normalize, trigram_similarity
+from illusion_checks.scoring import normalize, normalize_compact, trigram_similarity
 
 N_DISTRACTORS = 3
 DISTRACTORS = ("standard", "hard")  # `standard`: random; `hard`: most similar
@@ -13,13 +20,19 @@ DISTRACTORS = ("standard", "hard")  # `standard`: random; `hard`: most similar
 ABLATIONS = ("distractors_only", "unrelated")
 
 
+def overlaps(candidate: str, golds: Sequence[str]) -> bool:
+    """Whether a candidate contains a gold (or alias) or is contained in one, as scoring compares;
+    a candidate with no content to compare counts as overlapping (it cannot be an option)."""
+    text = normalize_compact(candidate)
+    return not text or any(gold and (gold in text or text in gold) for gold in map(normalize_compact, golds))
+
+
 def distractor_pool(item: QAItem, language_items: list[QAItem]) -> list[str]:
-    """Other gold answers of the language, one per normalized form, never matching the gold."""
-    excluded = {normalize(g) for g in item.golds}
+    """Other gold answers of the language, one per normalized form, none overlapping the gold."""
     pool: dict[str, str] = {}
     for other in language_items:
         key = normalize(other.gold)
-        if key and key not in excluded and key not in pool:
+        if key not in pool and not overlaps(other.gold, item.golds):
             pool[key] = other.gold
     return [pool[key] for key in sorted(pool)]
 
@@ -48,7 +61,8 @@ def build_options(item: QAItem, language_items: list[QAItem], mode: str, seed: i
 
 
 def unrelated_candidates(item: QAItem, other_language_items: list[QAItem], seed: int) -> list[str]:
-    """Four answers from items of another language: the `unrelated` CS ablation."""
+    """Four answers from items of other languages, none overlapping the gold: the `unrelated` CS
+    ablation (fewer where fewer exist; none: the ablation cannot run for this item)."""
     rng = random.Random(f"{seed}:unrelated:{item.lang}:{item.id}")
-    answers = sorted({other.gold for other in other_language_items})
+    answers = sorted({other.gold for other in other_language_items if not overlaps(other.gold, item.golds)})
     return rng.sample(answers, min(4, len(answers)))

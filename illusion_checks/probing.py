@@ -101,15 +101,31 @@ def prepare_items(dataset: Dataset, langs: list[str] | None, settings: ProbeSett
         evaluated = sample_items(pool, settings.items_per_language, settings.seed)
         exemplar, source = _exemplar(dataset, lang, evaluated, notice or (lambda kind, lang, message: None))
         others = [item for other in chosen if other != lang for item in dataset.by_lang[other]]
+        if "unrelated" in settings.ablations and not others:
+            others = _unrelated_from_fixtures(lang, notice or (lambda kind, lang, message: None))
         for item in evaluated:
             options, gold_index = build_options(item, pool, settings.distractors, settings.seed)
             candidates: dict[str, list[str]] = {}
             if "distractors_only" in settings.ablations:
                 candidates["distractors_only"] = [o for k, o in enumerate(options) if k != gold_index]
-            if "unrelated" in settings.ablations:
-                candidates["unrelated"] = unrelated_candidates(item, others or pool, settings.seed)
+            unrelated = unrelated_candidates(item, others, settings.seed) if "unrelated" in settings.ablations else []
+            if unrelated:
+                candidates["unrelated"] = unrelated
+            elif "unrelated" in settings.ablations and notice:
+                notice("unrelated", lang, f"{lang}: item {item.id!r} has no unrelated answer that does not overlap "
+                                          "its gold; its unrelated ablation is null")
             prepared.append(PreparedItem(item, options, gold_index, exemplar, candidates, source))
     return sorted(prepared, key=lambda p: (p.item.lang, p.item.id))
+
+
+def _unrelated_from_fixtures(lang: str, notice: Notice) -> list[QAItem]:
+    """The `unrelated` ablation's answers when the run has one language: the embedded fixture set's
+    other languages (the same language's answers are related by construction)."""
+    fixtures = load_dataset("fixtures")
+    items = [item for other, rows in sorted(fixtures.by_lang.items()) if other != lang for item in rows]
+    notice("unrelated", lang, f"{lang}: the run has no other language, so the unrelated ablation's answers come from "
+                              "the embedded fixture set's other languages")
+    return items
 
 
 def _prompt_ids(tokenizer: Tokenizer, settings: P.PromptSettings, build: Callable[[str], str], context: str,
@@ -149,7 +165,7 @@ def item_prompts(tokenizer: Tokenizer, p: PreparedItem, settings: ProbeSettings)
         zero_shot_short=ids(lambda c: P.short_prompt(c, it.question), cap_short),
         one_shot=one,
         ablations={name: ids(lambda c, name=name: P.cs_prompt(c, it.question, p.ablation_candidates[name]), cap)
-                   for name in settings.ablations},
+                   for name in settings.ablations if name in p.ablation_candidates},
     )
 
 
@@ -186,6 +202,13 @@ def _greedy(backend: Backend, prompts: Sequence[list[int]], settings: DecodeSett
     return answers(backend.tokenizer, backend.greedy_tokens(prompts, settings, advance), settings.stop_at_newline)
 
 
+def _greedy_where(backend: Backend, prompts: Sequence[list[int] | None], settings: DecodeSettings,
+                  advance: Advance) -> list[str | None]:
+    """`_greedy` over the prompts that exist; None where an item has no such prompt."""
+    found = iter(_greedy(backend, [q for q in prompts if q is not None], settings, advance))
+    return [next(found) if q is not None else None for q in prompts]
+
+
 def probe_outcomes(backend: Backend, items: Sequence[PreparedItem], settings: ProbeSettings,
                    progress: Progress | None = None) -> list[R.Outcome]:
     """Run every probe for one model: one Outcome record per item."""
@@ -195,10 +218,9 @@ def probe_outcomes(backend: Backend, items: Sequence[PreparedItem], settings: Pr
                               settings.reachability) for p, q in zip(items, prompts)]
     ff = backend.answer_probes(requests, decode, tick("FF, MC, rank, beam, samples"))
     cs = _greedy(backend, [q.cs for q in prompts], decode, tick("CS"))
-    one_iter = iter(_greedy(backend, [q.one_shot for q in prompts if q.one_shot is not None], decode, tick("1-shot")))
-    one = [next(one_iter) if q.one_shot is not None else None for q in prompts]
+    one = _greedy_where(backend, [q.one_shot for q in prompts], decode, tick("1-shot"))
     zero = _greedy(backend, [q.zero_shot_short for q in prompts], decode, tick("0-shot short"))
-    ablations = {name: _greedy(backend, [q.ablations[name] for q in prompts], decode, tick(f"CS {name}"))
+    ablations = {name: _greedy_where(backend, [q.ablations.get(name) for q in prompts], decode, tick(f"CS {name}"))
                  for name in settings.ablations}
     return [_outcome(p, q, ff[i], cs[i], one[i], zero[i], {n: out[i] for n, out in ablations.items()})
             for i, (p, q) in enumerate(zip(items, prompts))]
@@ -218,7 +240,7 @@ def _reach(outputs: list[str] | None, item: QAItem) -> R.Reach | None:
 
 
 def _outcome(p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: str | None,
-             zero: str, ablations: dict[str, str]) -> R.Outcome:
+             zero: str, ablations: dict[str, str | None]) -> R.Outcome:
     """One model's Outcome record for one item. A censored rank (a backend that knows ranks only
     within its top k, or where same-text tokens hide each other) is no rank, only `gold_rank_above`."""
     it = p.item
@@ -241,7 +263,7 @@ def _outcome(p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: st
         gold_token_boundary_ok=ff.target.boundary_ok,
         beam=_reach(ff.beam, it), sample=_reach(ff.sample, it), one_shot=one_shot,
         zero_shot_short=_generation(zero, it),
-        ablations={name: _generation(out, it) for name, out in ablations.items()},
+        ablations={name: _generation(out, it) for name, out in ablations.items() if out is not None},
         unavailable=dict(ff.unavailable) if ff.unavailable else R.ABSENT,
     )
 
