@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from illusion_checks.atomic import write_json_atomic
-from illusion_checks.cache import OutcomeCache, cache_root
+from illusion_checks.cache import CACHE_ENV, OutcomeCache, cache_root
 from illusion_checks.evaluation import Evaluation, Log, RunStats
 from illusion_checks.gates import Gate
-from illusion_checks.preflight import check_writable
+from illusion_checks.preflight import check_folder, check_writable
 from illusion_checks.results import is_multi_run, primary_run, runs_of
 from illusion_checks.spec import EvaluationSpec, GateSpec, Progress
 from illusion_checks.sweep import check_search, gate_run, passed, regate_search, run_search, run_sweep
@@ -44,9 +44,16 @@ class EvaluationResult:
 
 
 def check_outputs(json_path: str | os.PathLike[str] | None, report_path: str | os.PathLike[str] | None,
-                  save_compressed: str | None = None) -> None:
+                  save_compressed: str | None = None, cache_dir: str | None = None, caches: bool = True) -> None:
     """Each output can be written (its folder made, a temp file created there) and the two files
-    differ, or a ValueError names the option: checked before an evaluation that may take an hour."""
+    differ, and the caches are folders that can be written, or a ValueError names the option (or
+    `ILLUSION_CHECKS_CACHE`): checked before an evaluation that may take an hour. `caches`: False
+    for a run that evaluates nothing (results reloaded from a file)."""
+    if caches:
+        check_folder("ILLUSION_CHECKS_CACHE" if CACHE_ENV in os.environ else f"the default cache ({CACHE_ENV} unset)",
+                     cache_root())
+    if caches and cache_dir is not None:
+        check_folder("--illusion-cache-dir", cache_dir)
     json_file = Path(json_path).resolve() if json_path is not None else None
     report_file = Path(report_path).resolve() if report_path is not None else None
     if json_file is not None and report_file is not None and (
@@ -113,7 +120,7 @@ def evaluate(spec: EvaluationSpec, gates: GateSpec = GateSpec(), *, progress: Pr
     if not isinstance(spec, EvaluationSpec) or not isinstance(gates, GateSpec):
         raise TypeError("evaluate(spec, gates) takes an EvaluationSpec and a GateSpec")
     spec.check()
-    check_outputs(json_path, report_path, spec.save_compressed)
+    check_outputs(json_path, report_path, spec.save_compressed, spec.cache_dir)
     results, stats = run_evaluation(spec, progress, log, gates=gates)
     records = apply_gates(results, gates)
     write_outputs(results, json_path, report_path)

@@ -15,10 +15,13 @@ from illusion_checks.atomic import write_json_atomic
 CACHE_FORMAT = "illusion-checks/cache/v2"
 
 
+CACHE_ENV = "ILLUSION_CHECKS_CACHE"
+
+
 def cache_root() -> Path:
     """The user cache: `$ILLUSION_CHECKS_CACHE` (`~` expanded: CI files set it unexpanded), default
     `~/.cache/illusion-checks`."""
-    return Path(os.environ.get("ILLUSION_CHECKS_CACHE", "~/.cache/illusion-checks")).expanduser()
+    return Path(os.environ.get(CACHE_ENV, "~/.cache/illusion-checks")).expanduser()
 
 
 def _canonical(value: Any) -> str:

@@ -28,3 +28,20 @@ def check_writable(option: str, path: str | Path, is_dir: bool = False) -> None:
     except OSError as error:
         raise ValueError(f"{option}: cannot write {target} ({error.strerror or error}); "
                          "pass a path in a writable folder") from error
+
+
+def check_folder(name: str, path: str | Path) -> None:
+    """Raise ValueError naming `name` (an option or environment variable) and `path` unless it is a
+    folder this run can write in: made if missing, a temporary file created and removed there."""
+    target = Path(path).expanduser().resolve()
+    blocker = next((place for place in (target, *target.parents) if place.exists() and not place.is_dir()), None)
+    if blocker is not None:
+        where = "is a file" if blocker == target else f"is under {blocker}, which is a file"
+        raise ValueError(f"{name}: {target} {where}, not a folder; name a folder")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as error:
+        raise ValueError(f"{name}: cannot write in {target} ({error.strerror or error}); name a writable folder") from error
+

@@ -118,6 +118,19 @@ def test_quiet_keeps_the_start_and_end_lines_and_phases_without_counts_never_upd
     assert "compress [wanda:0.5]: 10/30 layers, 30s elapsed, ~1m00s left" in lines_for(steps)
 
 
+def test_quiet_still_says_every_five_minutes_that_a_long_phase_runs() -> None:
+    """`pytest -q` in a CI log: a phase that runs for 12 minutes prints a line at 5 and 10 minutes
+    (not at 2, as without -q), so the log never looks hung for longer than 5 minutes."""
+    steps = [(0, "probe reference", 0, 10), (130, "beat", 0, 0), (299, "beat", 0, 0), (300, "beat", 0, 0),
+             (305, "probe reference: FF", 2, 10), (599, "beat", 0, 0), (600, "beat", 0, 0), (720, "probe reference", 10, 10)]
+    assert lines_for(steps, updates=False) == [
+        "probe reference: started, 10 items",
+        "probe reference: 0/10 items, 5m00s elapsed",
+        "probe reference: FF 2/10 items, 10m00s elapsed, ~15m25s left in this step",
+        "probe reference: done, 10 items in 12m00s",
+    ]
+
+
 def test_durations_read_at_a_glance() -> None:
     assert [duration(s) for s in (0.04, 4.44, 45, 190, 700, 7322)] == ["0.0s", "4.4s", "45s", "3m10s", "11m40s", "2h02m"]
 

@@ -112,6 +112,30 @@ def test_an_output_under_a_file_stops_before_any_model_loads(pytester: pytest.Py
     assert_stopped_before_loading(pytester, result, option, str(target))
 
 
+@pytest.mark.parametrize("where", ["ILLUSION_CHECKS_CACHE", "--illusion-cache-dir"])
+def test_a_cache_that_is_a_file_stops_before_any_model_loads(pytester: pytest.Pytester, tiny_llama_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """A cache named as a file (or under one): exit 4 and one line naming the variable or option, not
+    `INTERNALERROR> NotADirectoryError: ... afile/models` (exit 3) once the model is being converted."""
+    afile = pytester.path / "afile"
+    afile.write_text("not a folder", encoding="utf-8")
+    args = ["--illusion-langs=en", "--illusion-compress=magnitude:0.5"]
+    if where == "ILLUSION_CHECKS_CACHE":
+        monkeypatch.setenv("ILLUSION_CHECKS_CACHE", str(afile))
+    else:
+        args.append(f"--illusion-cache-dir={afile / 'results'}")
+    result = run(pytester, tiny_llama_dir, *args)
+    assert_stopped_before_loading(pytester, result, where, str(afile))
+
+
+def test_a_read_only_cache_folder_stops_before_any_model_loads(pytester: pytest.Pytester, tiny_llama_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    with read_only_folder(pytester.path / "locked") as folder:
+        monkeypatch.setenv("ILLUSION_CHECKS_CACHE", str(folder))
+        result = run(pytester, tiny_llama_dir, "--illusion-langs=en", "--illusion-compress=magnitude:0.5")
+    assert_stopped_before_loading(pytester, result, "ILLUSION_CHECKS_CACHE", str(folder), "cannot write in")
+
+
 @contextmanager
 def read_only_folder(folder: Path) -> Iterator[Path]:
     """`folder`, made read-only for the test's user: by its mode, or for root (whom modes do not stop) by

@@ -16,12 +16,13 @@ from illusion_checks.spec import Progress
 PREFIX = "illusion-checks: "
 DEFAULT_INTERVAL = 30.0  # seconds between two lines of one phase, at least
 HEARTBEAT = 120.0  # seconds without a line after which a still-running phase says so
+QUIET_HEARTBEAT = 300.0  # the same under -q, which otherwise prints a phase's start and end lines only
 UNITS = {"probe": "items", "compress": "layers"}  # by a phase's first word; other phases count nothing
 
 
 def progress_mode(config: Any) -> str | None:
-    """'bars' on a terminal; 'lines' in a log (no tty, or CI set); 'ends' (start and end lines) under
-    -q; None on an xdist worker, which evaluates nothing."""
+    """'bars' on a terminal; 'lines' in a log (no tty, or CI set); 'ends' (start and end lines, and a
+    heartbeat every 5 minutes) under -q; None on an xdist worker, which evaluates nothing."""
     if hasattr(config, "workerinput"):
         return None
     if config.get_verbosity() < 0:
@@ -64,7 +65,8 @@ class _Phase:
 class LogLines:
     """A `(phase, done, total)` callback printing plain lines: one when a phase starts, then at most
     every `interval` seconds as counts move (never with `updates` off), at least every `HEARTBEAT`
-    seconds while it runs (`beat`), and one when it ends (the next phase starts, or `close`)."""
+    seconds while it runs (`beat`; `QUIET_HEARTBEAT` with `updates` off, so that a quiet CI log still
+    shows a long phase alive), and one when it ends (the next phase starts, or `close`)."""
 
     def __init__(self, write: Callable[[str], None], interval: float = DEFAULT_INTERVAL, updates: bool = True,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -97,7 +99,8 @@ class LogLines:
         """A line for a phase that has printed none for `HEARTBEAT` seconds (a long batch, a slow load)."""
         with self.lock:
             now = self.clock()
-            if self.updates and self.phase is not None and now - self.last_line >= max(HEARTBEAT, self.interval):
+            wait = max(HEARTBEAT, self.interval) if self.updates else QUIET_HEARTBEAT
+            if self.phase is not None and now - self.last_line >= wait:
                 self._say(self._status(now), now)
 
     def close(self) -> None:

@@ -89,10 +89,12 @@ class IllusionSession:
 
     def _check_outputs(self) -> None:
         """The outputs are two files, each can be written (its folder made, a temp file created there),
-        or a ValueError names the option."""
+        and the caches are writable folders, or a ValueError names the option."""
         from illusion_checks.api import check_outputs
 
-        check_outputs(self.json_path, self.report_path, None if self.cfg.from_results else self.cfg.spec.save_compressed)
+        reloaded = bool(self.cfg.from_results)
+        check_outputs(self.json_path, self.report_path, None if reloaded else self.cfg.spec.save_compressed,
+                      None if reloaded else self.cfg.spec.cache_dir, caches=not reloaded)
 
     def _reload(self) -> dict[str, Any]:
         """The --illusion-from-results file, its summary recomputed from its items (the gates read that one);
