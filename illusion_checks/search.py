@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from illusion_checks.compress.spec import PRUNING_METHODS, QUANT_METHODS, parse_spec
 
@@ -157,6 +157,18 @@ def monotonicity_violations(levels: tuple[LevelResult, ...] | list[LevelResult])
                  for below in ordered if not below.passed and below.level < above.level)
 
 
+def safe_best(levels: Sequence[LevelResult]) -> str | None:
+    """The chosen level among those run: the highest that passes with every level run below it
+    passing too (None when the lowest run fails). A pass above a failure is never chosen: the gates
+    were not monotone there, and the failure below says the model broke on the way."""
+    best = None
+    for result in sorted(levels, key=lambda r: r.level):
+        if not result.passed:
+            break
+        best = result.spec
+    return best
+
+
 def bisect(space: SearchSpace, passes: Callable[[str], bool],
            on_level: Callable[[str, bool], None] | None = None) -> SearchResult:
     """The highest grid level whose gates pass, found by bisection; each level is evaluated at most once.
@@ -186,20 +198,17 @@ def bisect(space: SearchSpace, passes: Callable[[str], bool],
             on_level(spec, passed)
         return passed
 
-    best: int | None = None
     last = len(grid) - 1
-    if run(0):
-        if last == 0 or run(last):
-            best = last
-        else:
-            good, bad = 0, last  # invariant: grid[good] passed, grid[bad] failed
-            while bad - good > 1:
-                middle = (good + bad) // 2
-                if run(middle):
-                    good = middle
-                else:
-                    bad = middle
-            best = good
+    if run(0) and last > 0 and not run(last):
+        good, bad = 0, last  # invariant: grid[good] passed, grid[bad] failed
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            if run(middle):
+                good = middle
+            else:
+                bad = middle
     evaluated = tuple(seen.values())  # dicts keep insertion order: the order of evaluation
-    return SearchResult(space=space, levels=evaluated, best=None if best is None else space.spec(grid[best]),
+    # The choice: the highest level run that passes with every level run below it passing (bisection
+    # ends with it at `good`, or at the top level when that passed).
+    return SearchResult(space=space, levels=evaluated, best=safe_best(evaluated),
                         violations=monotonicity_violations(evaluated))

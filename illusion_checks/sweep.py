@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 from illusion_checks.evaluation import Evaluation
 from illusion_checks.gates import Gate, evaluate_gates
 from illusion_checks.results import is_multi_run, multi_results, run_label, runs_of
-from illusion_checks.search import LevelResult, bisect, monotonicity_violations, parse_search
+from illusion_checks.search import LevelResult, bisect, monotonicity_violations, parse_search, safe_best
 from illusion_checks.spec import EvaluationSpec, GateSpec
 
 Log = Callable[[str], None]
@@ -28,10 +28,16 @@ def gate_run(run: dict[str, Any], gates: GateSpec) -> list[Gate]:
 
 
 def check_search(spec: EvaluationSpec, gates: GateSpec) -> None:
-    """A search looks for the highest level whose gates pass: without a gate every level passes."""
-    if spec.search and not (gates.max_dissociation or gates.max_delta_pr or gates.min_retention):
-        raise ValueError("--illusion-search needs a gate to search against: pass --illusion-max-dissociation, "
-                         "--illusion-max-delta-pr or --illusion-min-retention")
+    """A search looks for the highest level whose gates pass, by bisection, which assumes the gates
+    pass at low sparsity and fail at high. Retention does fall as sparsity grows; dissociation does
+    not: once items are lost rather than demoted, it falls back toward what MC guessing leaves, so a
+    destroyed model can pass a dissociation gate. A search therefore needs a retention gate."""
+    if spec.search and not gates.min_retention:
+        raise ValueError("--illusion-search needs --illusion-min-retention: bisection assumes the gates fail from some "
+                         "sparsity on, which retention (the share of both-correct items still produced) does as the "
+                         "model breaks, but dissociation does not (a destroyed model's items are lost, not MC-only, so "
+                         "its dissociation falls again) and a search on it alone can choose a model that answers "
+                         "nothing")
 
 
 def run_sweep(evaluation: Evaluation, specs: Sequence[str], gates: GateSpec, log: Log) -> dict[str, Any]:
@@ -87,15 +93,14 @@ def passed(results: Mapping[str, Any], records: Sequence[Gate]) -> bool:
 
 def regate_search(results: dict[str, Any]) -> None:
     """After the gates are applied again (`--illusion-from-results` with other thresholds): each level
-    passes by its new gates, the chosen level is the highest that passes among those run, and
-    monotonicity is checked again on them."""
+    passes by its new gates, the chosen level is the highest that passes with every level run below
+    it passing too (`safe_best`), and monotonicity is checked again on them."""
     search = results.get("search")
     if search is None:
         return
     verdicts = {run_label(run): all(gate["passed"] for gate in run["gates"]) for run in runs_of(results)}
     for level in search["levels"]:
         level["passed"] = verdicts.get(level["spec"], level["passed"])
-    passing = [level for level in search["levels"] if level["passed"]]
-    search["best"] = max(passing, key=lambda level: level["level"])["spec"] if passing else None
-    search["monotonicity_violations"] = list(monotonicity_violations(
-        [LevelResult(level["spec"], level["level"], level["passed"]) for level in search["levels"]]))
+    levels = [LevelResult(level["spec"], level["level"], level["passed"]) for level in search["levels"]]
+    search["best"] = safe_best(levels)
+    search["monotonicity_violations"] = list(monotonicity_violations(levels))

@@ -12,7 +12,7 @@ import pytest
 
 from illusion_checks.compress.spec import parse_spec
 from illusion_checks.search import (LevelResult, SearchResult, SearchSpace, bisect, monotonicity_violations,
-                                    parse_search)
+                                    parse_search, safe_best)
 
 WANDA = parse_search("wanda:0.3..0.8")  # 11 levels: 0.3, 0.35, ..., 0.8
 
@@ -279,3 +279,53 @@ def test_the_search_module_is_engine_free_and_plugin_free():
               if isinstance(n, ast.ImportFrom) and n.module]
     assert all(name.split(".")[0] not in ("torch", "transformers", "vllm") for name in names)
     assert all(not name.startswith("illusion_checks.") or name == "illusion_checks.compress.spec" for name in names)
+
+
+# Per level of magnitude:0.1..0.7 (step 0.2): the fates of 10 items both models answer (FF and MC)
+# before compression. Dissociation (MC-only share) rises, then falls again once items are lost.
+DESTROYED = {"magnitude:0.1": {"kept": 10}, "magnitude:0.3": {"kept": 8, "mc_only": 2},
+             "magnitude:0.5": {"kept": 5, "mc_only": 5}, "magnitude:0.7": {"lost": 8, "mc_only": 2}}
+
+
+def _crafted_summary(spec: str) -> dict:
+    from illusion_checks.metrics import summarize
+    from tests.helpers.rows import item, outcome
+
+    compressed = {"kept": outcome(1, 1), "mc_only": outcome(0, 1), "lost": outcome(0, 0)}
+    fates = [fate for fate, n in DESTROYED[spec].items() for _ in range(n)]
+    return summarize([item("en", f"{spec}/{k}", outcome(1, 1), compressed[fate]) for k, fate in enumerate(fates)],
+                     n_resamples=0)
+
+
+def test_a_search_never_chooses_the_destroyed_level_whose_dissociation_fell_again():
+    """The crafted non-monotone case: at magnitude:0.7 eight of ten items are lost, so dissociation
+    (0.2) passes a 0.5 gate again while retention is 0. A search on dissociation alone is refused
+    before anything runs (before, bisection ran 0.1 and 0.7 and chose 0.7); with a retention gate
+    it runs 0.1, 0.7, 0.3, 0.5 and chooses 0.3, every level it ran below passing."""
+    from illusion_checks import EvaluationSpec
+    from illusion_checks.gates import evaluate_gates
+    from illusion_checks.spec import GateSpec
+    from illusion_checks.sweep import check_search
+
+    spec = EvaluationSpec(model="smollm2-135m", search="magnitude:0.1..0.7", search_step=0.2)
+    dissociation_only = GateSpec(max_dissociation=0.5)
+    with pytest.raises(ValueError, match="--illusion-search needs --illusion-min-retention"):
+        check_search(spec, dissociation_only)
+    gates = GateSpec(max_dissociation=0.5, min_retention=0.7)
+    check_search(spec, gates)
+
+    def passes(level: str, gates: GateSpec = gates) -> bool:
+        records = evaluate_gates(_crafted_summary(level), gates.max_dissociation, gates.max_delta_pr,
+                                 gates.min_retention, gates.gate_on)
+        return all(gate.passed for gate in records)
+
+    space = parse_search("magnitude:0.1..0.7", 0.2)
+    assert passes("magnitude:0.7", dissociation_only)  # the trap: the destroyed level passes dissociation
+    result = bisect(space, passes)
+    assert [r.spec for r in result.levels] == ["magnitude:0.1", "magnitude:0.7", "magnitude:0.3", "magnitude:0.5"]
+    assert result.best == "magnitude:0.3" and not result.violations
+    # Bisection cannot see the trap by itself (on dissociation alone it runs two levels and both pass):
+    # hence the refusal. And a choice never sits above a failure it ran (a re-gated search's levels).
+    assert bisect(space, lambda level: passes(level, dissociation_only)).best == "magnitude:0.7"
+    assert safe_best([LevelResult("magnitude:0.1", 0.1, True), LevelResult("magnitude:0.5", 0.5, False),
+                      LevelResult("magnitude:0.7", 0.7, True)]) == "magnitude:0.1"

@@ -110,7 +110,9 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tiny_llama_dir: Path, tmp
     ({"search": "wanda:0.3..0.8", "compress": "wanda:0.5"}, GateSpec(), "exclude each other"),
     ({"search": "rtn-int4:0.1..0.5"}, GateSpec(), "--illusion-search: "),
     ({"search": "wanda:0.3..0.8", "search_step": "0.9"}, GateSpec(), "--illusion-search-step"),
-    ({"search": "wanda:0.3..0.8"}, GateSpec(), "--illusion-search needs a gate"),
+    ({"search": "wanda:0.3..0.8"}, GateSpec(), "--illusion-search needs --illusion-min-retention"),
+    ({"search": "wanda:0.3..0.8"}, GateSpec(max_dissociation=0.5), "--illusion-search needs --illusion-min-retention: "
+                                                                   ".*dissociation does not"),
 ])
 def test_bad_sweeps_and_searches_are_one_line_errors_before_any_model_loads(
         values: dict[str, Any], gates: GateSpec, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,6 +148,7 @@ def test_the_search_on_smollm2_finds_the_highest_passing_magnitude_level(pyteste
     assert failing and all(outcomes[node] == "xfailed" for node in failing)  # a failing level is a result
     result.stdout.fnmatch_lines([f"*highest passing level: {best}*"])
     # Even the lowest level failing: no best, the search's verdict fails, and nothing is probed again.
-    strict = pytester.runpytest(*args[:-3], "--illusion-max-delta-pr=-1.0", "--illusion-cache-dir=cache")
+    strict = pytester.runpytest(*args[:-3], "--illusion-min-retention=0.6", "--illusion-max-delta-pr=-1.0",
+                                "--illusion-cache-dir=cache")
     assert strict.ret == 1 and _written(pytester)["search"]["best"] is None
     strict.stdout.fnmatch_lines(["*FAILED illusion[[]search[]]::best*no level of magnitude:0.1..0.7 passes*"])
