@@ -151,10 +151,11 @@ def _objects(path: DataFile, values: list, where: str) -> Iterator[tuple[str, di
         yield f"{where}[{k}]", value
 
 
-def load_squad_json(path: DataFile, lang: str) -> list[QAItem]:
-    """Read SQuAD-style JSON (XQuAD files load as they are); the first answer is the gold. A malformed
-    entry raises DatasetError naming the file, its JSON path (`data[0].paragraphs[1].qas[2]`), the field
-    and the value."""
+def load_squad_json(path: DataFile, lang: str | None) -> list[QAItem]:
+    """Read SQuAD-style JSON (XQuAD files and TyDiQA GoldP's official JSON load as they are); the first
+    answer is the gold. With `lang` None, each question's language comes from its TyDiQA id
+    (`arabic-2387...-1`: `ar`). A malformed entry raises DatasetError naming the file, its JSON path
+    (`data[0].paragraphs[1].qas[2]`), the field and the value."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
@@ -170,6 +171,7 @@ def load_squad_json(path: DataFile, lang: str) -> list[QAItem]:
             for at_qa, qa in _objects(path, _field(paragraph, "qas", (list,), where), f"{at_paragraph}.qas"):
                 where = f"{path}: {at_qa}"
                 qid = str(_field(qa, "id", (str, int), where))
+                item_lang = lang or _tydiqa_lang(qid, where)
                 question = _field(qa, "question", (str,), where)
                 answers = []
                 for at_answer, answer in _objects(path, _field(qa, "answers", (list,), where), f"{at_qa}.answers"):
@@ -178,15 +180,24 @@ def load_squad_json(path: DataFile, lang: str) -> list[QAItem]:
                 if not answers:
                     raise DatasetError(f"{where}: question id {qid!r} has no answer text")
                 aliases = tuple(dict.fromkeys(a for a in answers[1:] if a != answers[0]))
-                items.append(QAItem(qid, lang, context, question, answers[0], aliases))
+                items.append(QAItem(qid, item_lang, context, question, answers[0], aliases))
     return items
 
 
-def _squad_lang(path: DataFile) -> str:
+def _squad_lang(path: DataFile) -> str | None:
+    """The language a file's name gives (`xquad.de.json`: `de`); None: each id must give its own."""
     match = _LANG_SUFFIX.search(path.name)
-    if not match:
-        raise DatasetError(f"{path}: cannot tell the language; name it '<name>.<lang>.json' or pass PATH:LANG")
-    return match.group(1)
+    return match.group(1) if match else None
+
+
+def _tydiqa_lang(qid: str, where: str) -> str:
+    """A TyDiQA question's language, from its id's prefix (`english-...`: `en`)."""
+    lang = TYDIQA_LANGS.get(qid.split("-")[0])
+    if lang is None:
+        raise DatasetError(f"{where}: field 'id' is {_shown(qid)}, which names no TyDiQA language "
+                           f"({', '.join(f'{name}-...' for name in TYDIQA_LANGS)}), and the file name gives none: "
+                           "name the file '<name>.<lang>.json' or pass PATH:LANG")
+    return lang
 
 
 def _group(items: list[QAItem]) -> dict[str, list[QAItem]]:

@@ -42,8 +42,26 @@ def test_squad_language_from_suffix_and_explicit_lang(tmp_path):
     assert items == [QAItem("q1", "de", "Berlin ist groß.", "Was?", "Berlin", ("Berlin ist",))]
     plain = _squad(tmp_path / "data.json", [("q1", "Paris.", "Where?", ["Paris"])])
     assert list(load_path(f"{plain}:fr").by_lang) == ["fr"]
-    with pytest.raises(DatasetError, match="cannot tell the language"):
+    with pytest.raises(DatasetError, match=r"data\.json: data\[0\]\.paragraphs\[0\]\.qas\[0\]: field 'id' is 'q1', which "
+                                           r"names no TyDiQA language .*name the file '<name>\.<lang>\.json' or pass PATH:LANG"):
         load_path(str(plain))
+
+
+def test_tydiqa_goldp_in_its_official_shape_takes_each_questions_language_from_its_id(tmp_path):
+    """TyDiQA GoldP's dev file as Google distributes it (`tydiqa-goldp-v1.1-dev.json`: SQuAD-shaped, one
+    file for every language, ids prefixed by the language's name); English is one language among them."""
+    path = _squad(tmp_path / "tydiqa-goldp-v1.1-dev.json", [
+        ("arabic-2387335860751143628-1", "القاهرة عاصمة مصر.", "ما عاصمة مصر؟", ["القاهرة"]),
+        ("swahili--1151049315396458489-0", "Nairobi ni mji mkuu wa Kenya.", "Mji mkuu wa Kenya ni upi?", ["Nairobi"]),
+        ("telugu--5386212658813046386-1", "హైదరాబాద్ తెలంగాణ రాజధాని.", "తెలంగాణ రాజధాని ఏది?", ["హైదరాబాద్"]),
+        ("english-6000979580098137346-0", "Paris is the capital of France.", "What is the capital of France?", ["Paris"]),
+        ("bengali--5937151397347040829-0", "ঢাকা বাংলাদেশের রাজধানী।", "বাংলাদেশের রাজধানী কোনটি?", ["ঢাকা"]),
+    ])
+    dataset = load_dataset(str(path))
+    assert sorted(dataset.by_lang) == ["ar", "bn", "en", "sw", "te"]
+    assert dataset.by_lang["sw"] == [QAItem("swahili--1151049315396458489-0", "sw", "Nairobi ni mji mkuu wa Kenya.",
+                                            "Mji mkuu wa Kenya ni upi?", "Nairobi")]
+    assert select_langs(dataset, ["ar", "sw", "te"]) == ["ar", "sw", "te"]  # English not required
 
 
 def test_directory_of_squad_files_loads_one_language_per_file(tmp_path):
