@@ -104,7 +104,7 @@ def ff_prompts(tokenizer: Any, items: Sequence[PreparedItem], settings: ProbeSet
     ps, texts, encoded = settings.prompts, [], []
     for p in items:
         build = lambda c, q=p.item.question: P.wrap(tokenizer, P.ff_prompt(c, q), ps)  # noqa: E731
-        prompt, _ = P.fit_context(tokenizer, build, p.item.context, ps.max_prompt_tokens)
+        prompt, _, _ = P.fit_context(tokenizer, build, p.item.context, ps.max_prompt_tokens)
         ids = encode_prompt(tokenizer, prompt, ps.chat_template)
         texts.append(prompt)
         encoded.append(encode_continuations(tokenizer, prompt, ids, p.options, ps.chat_template))

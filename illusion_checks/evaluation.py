@@ -13,11 +13,12 @@ from illusion_checks.backends.base import Engine
 from illusion_checks.cache import OutcomeCache, cache_key
 from illusion_checks.compress.calibration import calibration_pool, calibration_texts
 from illusion_checks.compress.spec import parse_spec
+from illusion_checks.fates import gold_cut
 from illusion_checks.datasets import Dataset, DatasetError, golds_not_in_context, load_dataset
 from illusion_checks.lifecycle import Calibration, Compression, Log, Models, RunStats
 from illusion_checks.options import flag
 from illusion_checks.probing import PreparedItem, paired_item, prepare_items, probe_settings
-from illusion_checks.records import Outcome
+from illusion_checks.records import ItemRecord, Outcome
 from illusion_checks.results import build_results, note
 from illusion_checks.served import is_served, settings_of
 from illusion_checks.spec import EvaluationSpec, Progress
@@ -107,7 +108,20 @@ class Evaluation:
         if self.cfg.save_compressed and compress:
             self.models.save_unsaved(compression)
         items = [paired_item(p, r, c) for p, r, c in zip(setup.prepared, reference, compressed)]
+        self._note_gold_cut(items)
         return build_results(self._config(setup, compression), items, notes=list(self.notes))
+
+    def _note_gold_cut(self, items: list[ItemRecord]) -> None:
+        """A note per language whose FF prompts lost gold spans to the token cap (Appendix B(6))."""
+        by_lang: dict[str, list[str]] = {}
+        for item in items:
+            if gold_cut(item.reference.truncation) or gold_cut(item.compressed.truncation):
+                by_lang.setdefault(item.lang, []).append(item.id)
+        cap = self.settings.prompts.max_prompt_tokens
+        for lang, ids in by_lang.items():
+            self.note("truncation", lang, f"{lang}: {len(ids)} item(s) lost the gold span when the FF prompt's passage "
+                                          f"was cut to {cap} tokens ({_listed(ids)}); they are not counted as "
+                                          "both-correct")
 
     def _setup(self) -> _Setup:
         """The data, the prepared items and the reference's identity: once per Evaluation."""

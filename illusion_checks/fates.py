@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from typing import Any
 
 
 class Fate(str, enum.Enum):
@@ -26,3 +28,12 @@ class Fate(str, enum.Enum):
 
 
 FATE_ORDER = (Fate.KEPT, Fate.MC_ONLY, Fate.PRODUCED_ONLY, Fate.LOST)
+
+
+def gold_cut(truncation: Any) -> bool:
+    """Whether an outcome's FF prompt lost the gold span when its passage was cut to the token cap
+    (`truncation.ff.gold_kept` false): the item is then unanswerable for a reason that has nothing
+    to do with compression, and is never both-correct. Outcomes written before truncation was
+    recorded have none: not cut."""
+    ff = truncation.get("ff") if isinstance(truncation, Mapping) else None
+    return isinstance(ff, Mapping) and ff.get("gold_kept") is False

@@ -14,10 +14,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from illusion_checks.fates import FATE_ORDER, Fate
+from illusion_checks.fates import FATE_ORDER, Fate, gold_cut
 from illusion_checks.ranks import answer_start, median_ranks, rank_boundary, rank_facts
-from illusion_checks.records import (BEAM, BOTH_CORRECT, COMPRESSED, CORRECT, CS, FATE, FF, ID, LANG, MC, MODELS,
-                                     ONE_SHOT, REACHED, REFERENCE, SAMPLE, ZERO_SHOT_SHORT, LanguageSummary)
+from illusion_checks.records import (ABSENT, BEAM, BOTH_CORRECT, COMPRESSED, CORRECT, CS, FATE, FF, ID, LANG, MC,
+                                     MODELS, ONE_SHOT, REACHED, REFERENCE, SAMPLE, TRUNCATION, ZERO_SHOT_SHORT, Absent,
+                                     LanguageSummary)
 
 # Item and outcome keys come from illusion_checks.records; the Summary is records.LanguageSummary.
 ACC_PROBES = (FF, CS, MC, ONE_SHOT, ZERO_SHOT_SHORT)
@@ -32,6 +33,7 @@ Row = dict[str, Any]
 # An item's four bits (ref FF, ref MC, compressed FF, compressed MC) decide its fate and every
 # bootstrapped statistic, so a resample is just a histogram over these 16 codes.
 _REF_FF, _REF_MC, _COMP_FF, _COMP_MC = 8, 4, 2, 1
+_GOLD_CUT = 16  # an FF prompt lost the gold span to truncation: no fate code, so never both-correct
 _BOTH = _REF_FF | _REF_MC
 _FATE_CODE = {
     Fate.KEPT: _BOTH | _COMP_FF | _COMP_MC,
@@ -73,6 +75,8 @@ def _outcome(outcome: Any, where: str) -> Row:
                 else _flag(outcome, probe, where) for probe in ACC_PROBES}
     for probe in SEARCH_PROBES:
         row[probe] = _search(outcome, probe, where)
+    truncation = outcome.get(TRUNCATION)
+    row[TRUNCATION] = truncation if isinstance(truncation, Mapping) else None
     return {**row, **rank_facts(outcome)}
 
 
@@ -90,10 +94,11 @@ def _row(item: Mapping[str, Any]) -> Row:
         raise ValueError(f"item {where}: missing field {exc}") from exc
     row: Row = {REFERENCE: _outcome(ref, where), COMPRESSED: _outcome(comp, where)}
     r, c = row[REFERENCE], row[COMPRESSED]
-    row["both"] = r[FF] and r[MC]
+    cut = gold_cut(r[TRUNCATION]) or gold_cut(c[TRUNCATION])
+    row["both"] = r[FF] and r[MC] and not cut
     row["fate"] = Fate.of(c[FF], c[MC]) if row["both"] else None
     row["code"] = (_REF_FF * r[FF] + _REF_MC * r[MC]
-                   + _COMP_FF * c[FF] + _COMP_MC * c[MC])
+                   + _COMP_FF * c[FF] + _COMP_MC * c[MC] + _GOLD_CUT * cut)
     return row
 
 
@@ -186,7 +191,27 @@ def _point_summary(rows: Sequence[Row]) -> LanguageSummary:
         rank_interpretable=rank_interpretable,
         rank_boundary=rank_boundary(rows),
         prune_gap=gaps,
+        truncation=_truncation(rows),
     )
+
+
+def _truncation(rows: Sequence[Row]) -> dict[str, Any] | Absent:
+    """Per model: the share of items whose passage each prompt kind cut, how many lost the gold span
+    from the FF prompt (never both-correct), and how many CS prompts had to cut FF's passage further.
+    Absent when no outcome records truncation (files written before it was)."""
+    if not any(r[m][TRUNCATION] is not None for r in rows for m in MODELS):
+        return ABSENT
+    out: dict[str, Any] = {}
+    for model in MODELS:
+        records = [r[model][TRUNCATION] or {} for r in rows]
+        block: dict[str, Any] = {}
+        for kind in (FF, CS, ONE_SHOT, ZERO_SHOT_SHORT):
+            ran = [record[kind] for record in records if isinstance(record.get(kind), Mapping)]
+            block[kind] = _ratio(sum(bool(k.get("cut")) for k in ran), len(ran))
+        block["gold_cut"] = sum(gold_cut(record) for record in records)
+        block["cs_passage_differs"] = sum((record.get(CS) or {}).get("same_as_ff") is False for record in records)
+        out[model] = block
+    return out
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float:

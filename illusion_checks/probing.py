@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 from illusion_checks import prompts as P
 from illusion_checks import records as R
 from illusion_checks.answer_start import Above
-from illusion_checks.fates import Fate
+from illusion_checks.fates import Fate, gold_cut
 from illusion_checks.datasets import Dataset, QAItem, exemplar_for, load_dataset, sample_items, select_langs
 from illusion_checks.choices import build_options, unrelated_candidates
 from illusion_checks.backends.base import (
@@ -22,7 +22,9 @@ from illusion_checks.spec import EvaluationSpec, Progress
 
 # Bumped whenever a probe's definition changes, so cached outcomes of the old one are not reused.
 # 3: the gold rank is the worst along the path to the gold's first content token (issue 22).
-PROBE_PROTOCOL = 3
+# 4: one rank rule (a tied token counts above the gold); no option holds the gold; CS reads FF's
+# passage; truncation and distinct searched answers recorded (issues 23, 24).
+PROBE_PROTOCOL = 4
 # --illusion-thinking=on: the answer follows the think span, so the budget grows by this much.
 THINKING_TOKENS = 1024
 Notice = Callable[[str, "str | None", str], None]  # (kind, lang, message)
@@ -128,11 +130,26 @@ def _unrelated_from_fixtures(lang: str, notice: Notice) -> list[QAItem]:
     return items
 
 
-def _prompt_ids(tokenizer: Tokenizer, settings: P.PromptSettings, build: Callable[[str], str], context: str,
-                cap: int) -> tuple[str, list[int]]:
+@dataclass(frozen=True)
+class Fitted:
+    """One prompt fitted to its token cap: its text and ids, the passage it holds, whether that was cut."""
+
+    prompt: str
+    ids: list[int]
+    context: str
+    cut: bool
+
+    def record(self, item: QAItem) -> dict[str, bool]:
+        """`{cut, gold_kept}`: gold_kept is false only where a gold span of the passage was cut away."""
+        had = any(gold in item.context for gold in item.golds)
+        return {"cut": self.cut, "gold_kept": not had or any(gold in self.context for gold in item.golds)}
+
+
+def _fit(tokenizer: Tokenizer, settings: P.PromptSettings, build: Callable[[str], str], context: str,
+         cap: int) -> Fitted:
     wrapped = lambda c: P.wrap(tokenizer, build(c), settings)  # noqa: E731
-    prompt, _ = P.fit_context(tokenizer, wrapped, context, cap)
-    return prompt, encode_prompt(tokenizer, prompt, settings.chat_template)
+    prompt, kept, cut = P.fit_context(tokenizer, wrapped, context, cap)
+    return Fitted(prompt, encode_prompt(tokenizer, prompt, settings.chat_template), kept, cut)
 
 
 @dataclass(frozen=True)
@@ -144,28 +161,35 @@ class ItemPrompts:
     zero_shot_short: list[int]
     one_shot: list[int] | None
     ablations: dict[str, list[int]]
+    truncation: dict[str, dict[str, bool]]  # prompt kind -> {cut, gold_kept} (cs: + same_as_ff)
 
 
 def item_prompts(tokenizer: Tokenizer, p: PreparedItem, settings: ProbeSettings) -> ItemPrompts:
-    """Build and encode (truncating the passage to each prompt's token budget) every prompt of an item."""
+    """Build and encode (truncating the passage to each prompt's token budget) every prompt of an item.
+    The CS prompts read FF's passage as FF has it (the options added); a CS prompt that must cut it
+    further to fit is recorded (`same_as_ff` false)."""
     ps, it = settings.prompts, p.item
     cap, cap_short = ps.max_prompt_tokens, ps.one_shot_max_prompt_tokens
+    ff = _fit(tokenizer, ps, lambda c: P.ff_prompt(c, it.question), it.context, cap)
 
-    def ids(build: Callable[[str], str], limit: int) -> list[int]:
-        return _prompt_ids(tokenizer, ps, build, it.context, limit)[1]
+    def cs(candidates: Sequence[str]) -> Fitted:
+        return _fit(tokenizer, ps, lambda c: P.cs_prompt(c, it.question, candidates), ff.context, cap)
 
-    ff_text, ff_ids = _prompt_ids(tokenizer, ps, lambda c: P.ff_prompt(c, it.question), it.context, cap)
+    shown, zero = cs(p.options), _fit(tokenizer, ps, lambda c: P.short_prompt(c, it.question), it.context, cap_short)
     one = None
     if p.exemplar is not None:
         shot = (p.exemplar.context, p.exemplar.question, p.exemplar.gold)
-        one = ids(lambda c: P.one_shot_prompt(shot, c, it.question), cap_short)
+        one = _fit(tokenizer, ps, lambda c: P.one_shot_prompt(shot, c, it.question), it.context, cap_short)
+    truncation = {"ff": ff.record(it), "cs": {**shown.record(it), "cut": ff.cut or shown.cut, "same_as_ff": not shown.cut},
+                  **({"one_shot": one.record(it)} if one is not None else {}), "zero_shot_short": zero.record(it)}
     return ItemPrompts(
-        ff=encode_continuations(tokenizer, ff_text, ff_ids, p.options, ps.chat_template),
-        cs=ids(lambda c: P.cs_prompt(c, it.question, p.options), cap),
-        zero_shot_short=ids(lambda c: P.short_prompt(c, it.question), cap_short),
-        one_shot=one,
-        ablations={name: ids(lambda c, name=name: P.cs_prompt(c, it.question, p.ablation_candidates[name]), cap)
-                   for name in settings.ablations if name in p.ablation_candidates},
+        ff=encode_continuations(tokenizer, ff.prompt, ff.ids, p.options, ps.chat_template),
+        cs=shown.ids,
+        zero_shot_short=zero.ids,
+        one_shot=one.ids if one is not None else None,
+        ablations={name: cs(p.ablation_candidates[name]).ids for name in settings.ablations
+                   if name in p.ablation_candidates},
+        truncation=truncation,
     )
 
 
@@ -265,13 +289,15 @@ def _outcome(p: PreparedItem, q: ItemPrompts, ff: AnswerProbes, cs: str, one: st
         zero_shot_short=_generation(zero, it),
         ablations={name: _generation(out, it) for name, out in ablations.items() if out is not None},
         unavailable=dict(ff.unavailable) if ff.unavailable else R.ABSENT,
+        truncation=q.truncation,
     )
 
 
 def paired_item(p: PreparedItem, reference: R.Outcome, compressed: R.Outcome) -> R.ItemRecord:
     """One entry of `items`: the item as evaluated, both models' outcomes, and its fate."""
     it = p.item
-    both = reference.ff.correct and reference.mc.correct
+    both = reference.ff.correct and reference.mc.correct and not (gold_cut(reference.truncation)
+                                                                     or gold_cut(compressed.truncation))
     fate = Fate.of(compressed.ff.correct, compressed.mc.correct) if both else None
     return R.ItemRecord(
         id=it.id, lang=it.lang, question=it.question, context=it.context, gold=it.gold, aliases=tuple(it.aliases),

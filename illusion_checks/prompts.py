@@ -56,17 +56,18 @@ def wrap(tokenizer: Any, prompt: str, settings: PromptSettings) -> str:
                                          enable_thinking=settings.thinking)
 
 
-def fit_context(tokenizer: Any, build: Any, context: str, max_tokens: int) -> tuple[str, bool]:
-    """Shorten the passage (never the question or the cue) until `build(context)` fits the cap."""
+def fit_context(tokenizer: Any, build: Any, context: str, max_tokens: int) -> tuple[str, str, bool]:
+    """Shorten the passage (never the question or the cue) until `build(context)` fits the cap:
+    (the prompt, the passage it holds, whether the passage was cut)."""
     truncated = False
     for _ in range(20):
         prompt = build(context)
         n_tokens = len(tokenizer(prompt, add_special_tokens=True)["input_ids"])
         if n_tokens <= max_tokens or not context:
-            return prompt, truncated
+            return prompt, context, truncated
         keep = max(0, int(len(context) * max_tokens / n_tokens * 0.95) - 1)
         context, truncated = context[:keep], True
-    return build(context), truncated
+    return build(context), context, truncated
 
 
 @dataclass(frozen=True)

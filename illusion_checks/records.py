@@ -306,6 +306,7 @@ class Outcome(Record):
     ablations: Mapping[str, Generation] | Absent = _field(_records_by_name(Generation), optional=True)
     unavailable: Mapping[str, str] | Absent = _field(_REASONS, optional=True)  # probe -> why it could not run
     gold_rank_above: int | Absent = _field(_INT, optional=True)  # rank known only to exceed this (gold_rank null)
+    truncation: Mapping[str, Mapping[str, bool]] | Absent = _field(_OBJECT, optional=True)  # prompt kind -> {cut, ...}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -363,6 +364,7 @@ class LanguageSummary(Record):
     rank_interpretable: bool | None | Absent = _field(_BOOL_OR_NULL, optional=True)
     rank_boundary: Mapping[str, Any] | Absent = _field(_OBJECT, optional=True)
     prune_gap: Mapping[str, float | None] = _field(_OBJECT)
+    truncation: Mapping[str, Mapping[str, Any]] | Absent = _field(_OBJECT, optional=True)
     delta_pr_aggregation: str | Absent = _field(_STR, optional=True)
 
 
@@ -388,7 +390,7 @@ ID, LANG, REFERENCE, COMPRESSED, BOTH_CORRECT, FATE = (
 MODELS: tuple[str, str] = (REFERENCE, COMPRESSED)
 FF, CS, MC, GOLD_RANK, BEAM, SAMPLE, ONE_SHOT, ZERO_SHOT_SHORT = (
     _key(Outcome, name) for name in ("ff", "cs", "mc", "gold_rank", "beam", "sample", "one_shot", "zero_shot_short"))
-GOLD_TOKEN = _key(Outcome, "gold_token")
+GOLD_TOKEN, TRUNCATION = _key(Outcome, "gold_token"), _key(Outcome, "truncation")
 CORRECT = _key(Generation, "correct")
 BEGINS_WITH_GOLD = _key(FFGeneration, "begins_with_gold")
 REACHED = _key(Reach, "reached")

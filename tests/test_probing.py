@@ -268,3 +268,37 @@ def test_a_gold_only_line_2_holds_is_correct_under_full_scope_and_wrong_under_li
     assert by_scope["line"]["ff"]["output"] == "Well,", by_scope
     assert gold in by_scope["full"]["ff"]["output"].split("\n")[1], by_scope
     assert by_scope["full"]["ff"]["correct"] is True and by_scope["line"]["ff"]["correct"] is False
+
+
+def test_truncation_is_recorded_cs_reads_ffs_passage_and_a_cut_gold_is_never_both_correct(taught_model):
+    """Appendix B(6)'s caps, made visible: with a 72-token cap, a fixture passage whose gold sits at its
+    end is cut, the gold span with it. The outcome says so per prompt kind; the CS prompt holds exactly
+    FF's (cut) passage, its options added; the item cannot be both-correct (an answer the passage no
+    longer holds says nothing about compression), and the summary counts it."""
+    from illusion_checks.probing import item_prompts
+    from illusion_checks.prompts import PromptSettings
+    from illusion_checks.metrics import summarize
+
+    model, tokenizer = taught_model.model, taught_model.tokenizer
+    settings = dataclasses.replace(SMALL, prompts=PromptSettings(max_prompt_tokens=72, one_shot_max_prompt_tokens=2000))
+    prepared = prepare_items(load_dataset("fixtures"), ["en"], dataclasses.replace(settings, items_per_language=66))
+    late = next(p for p in prepared if p.item.context.rindex(p.item.gold) > 0.8 * len(p.item.context)
+                and len(tokenizer(p.item.context)["input_ids"]) > 120)
+    q = item_prompts(tokenizer, late, settings)
+    assert q.truncation["ff"] == {"cut": True, "gold_kept": False}
+    assert q.truncation["zero_shot_short"] == {"cut": False, "gold_kept": True}  # its own, larger cap
+    ff_text, cs_text = tokenizer.decode(q.ff.prompt_ids), tokenizer.decode(q.cs)
+    passage = ff_text.split("Context: ", 1)[1].split("\n\nQuestion:", 1)[0]
+    assert late.item.gold not in passage and late.item.context.startswith(passage)
+    assert q.truncation["cs"]["same_as_ff"] is (f"Context: {passage}\n\nQuestion:" in cs_text)
+    outcome = probe_model(HFBackend(model, tokenizer), [late], settings)[0]
+    both_right = copy.deepcopy(outcome)
+    both_right["ff"]["correct"] = both_right["mc"]["correct"] = True
+    record = item_record(late, both_right, both_right)
+    assert record["reference"]["truncation"]["ff"]["gold_kept"] is False
+    assert record["both_correct"] is False and record["fate"] is None
+    summary = summarize([record], n_resamples=0)["per_language"]["en"]
+    assert summary["n_both_correct"] == 0
+    assert summary["truncation"]["reference"]["ff"] == 1.0 and summary["truncation"]["reference"]["gold_cut"] == 1
+    uncut = dict(both_right, truncation={**both_right["truncation"], "ff": {"cut": True, "gold_kept": True}})
+    assert item_record(late, uncut, uncut)["both_correct"] is True  # a cut that keeps the gold counts

@@ -95,7 +95,7 @@ def test_a_reordered_or_dropped_key_is_caught_by_the_comparison(synthetic):
                                  "reference", "compressed", "both_correct", "fate")
     assert Outcome.keys() == ("ff", "cs", "mc", "gold_rank", "gold_margin", "gold_token", "gold_token_boundary_ok",
                               "beam", "sample", "one_shot", "zero_shot_short", "ablations", "unavailable",
-                              "gold_rank_above")
+                              "gold_rank_above", "truncation")
     assert FFGeneration.keys() == ("correct", "output", "f1", "em", "begins_with_gold")
     assert MCChoice.keys() == ("correct", "choice", "scores", "boundary_ok")
     assert GoldToken.keys() == ("id", "text", "offset", "conditioned_on", "source", "boundary_ok", "boundary_reason",

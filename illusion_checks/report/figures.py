@@ -259,6 +259,29 @@ def prune_gap_rows(summary: Summary, langs: Sequence[str]) -> list[dict[str, Any
             for lang, s in _per_lang(summary, langs)]
 
 
+def truncation_rows(summary: Summary, langs: Sequence[str]) -> list[dict[str, Any]]:
+    """Appendix B(6), beside the fates: per language, the share of items whose passage each prompt kind
+    cut to its token cap (the reference's prompts), the items whose FF prompt lost the gold span (left
+    out of both-correct; either model), and the CS prompts that had to cut FF's passage further.
+    Empty for results written before truncation was recorded."""
+    if "truncation" not in summary["overall"]:
+        return []
+    cells = [(f"truncation.reference.{kind}", pct) for kind in ("ff", "cs", "one_shot", "zero_shot_short")]
+    rows = []
+    for lang, s in _per_lang(summary, langs):
+        block = s.get("truncation")
+        if block is None:  # no outcome of this language recorded it
+            rows.append({"lang": lang, "cells": [{"metric": "truncation", "text": "n/a"}] * 6, "bad": False})
+            continue
+        counted = [{"metric": path, "text": fmt(_get(s, path))} for path, fmt in cells]
+        cut = max(block[m]["gold_cut"] for m in MODELS)
+        differs = block["reference"]["cs_passage_differs"]
+        rows.append({"lang": lang, "cells": [*counted, {"metric": "truncation.gold_cut", "text": str(cut)},
+                                             {"metric": "truncation.reference.cs_passage_differs", "text": str(differs)}],
+                     "bad": cut > 0})
+    return rows
+
+
 def one_shot_missing(summary: Summary, langs: Sequence[str]) -> list[str]:
     """Languages where the 1-shot probe ran on no item (no exemplar), so Table 1 says n/a."""
     return [lang for lang in langs
@@ -293,6 +316,7 @@ def all_figures(results: Mapping[str, Any], langs: Sequence[str]) -> dict[str, A
         "recovery": recovery_chart(summary, langs),
         "intervals": interval_charts(summary, langs),
         "prune_gap": prune_gap_rows(summary, langs),
+        "truncation": truncation_rows(summary, langs),
         "one_shot_missing": one_shot_missing(summary, langs),
         "has_search": _nonempty([summary["overall"]["acc"]["compressed"]["beam"],
                                  summary["overall"]["acc"]["compressed"]["sample"]]),

@@ -208,3 +208,41 @@ def test_rank_not_interpretable_and_missing_one_shot_read_plainly():
     assert "n/a for sw: the 1-shot probe did not run there, because no exemplar was available" in html
     (one_shot_note,) = results["notes"]
     assert one_shot_note["kind"] == "one_shot" and one_shot_note["message"] in html
+
+
+def test_truncation_rates_sit_beside_the_fates(small_results):
+    """The passages cut per prompt kind and the items whose gold was cut away, per language: taken from
+    the outcomes' truncation records, the cut-gold item left out of both-correct (and the table)."""
+    from illusion_checks.metrics import item_fate, summarize
+
+    items = small_results["items"]
+    lang = items[0]["lang"]
+    mine = [item for item in items if item["lang"] == lang]
+    before = summarize(items, n_resamples=0)["per_language"][lang]["n_both_correct"]
+    cut_was_both_correct = item_fate(mine[0])[0]
+    for k, item in enumerate(mine):
+        for role in ("reference", "compressed"):
+            item[role]["truncation"] = {"ff": {"cut": k < 6, "gold_kept": k != 0},
+                                        "cs": {"cut": k < 6, "gold_kept": k != 0, "same_as_ff": k != 1},
+                                        "zero_shot_short": {"cut": False, "gold_kept": True}}
+    small_results["summary"] = summarize(items, n_resamples=10)
+    block = small_results["summary"]["per_language"][lang]
+    assert block["truncation"]["reference"]["ff"] == pytest.approx(6 / len(mine))
+    assert cut_was_both_correct and block["n_both_correct"] == before - 1
+    html = make_report(small_results)
+    table = html[html.index('id="truncation"'):html.index("</table>", html.index('id="truncation"'))]
+    row = table[table.index(f'<th scope="row">{lang}</th>'):]
+    row = row[:row.index("</tr>")]
+    assert f'data-metric="truncation.reference.ff" data-lang="{lang}">{round(600 / len(mine))}%<' in row
+    assert f'data-metric="truncation.gold_cut" data-lang="{lang}">1<' in row
+    assert f'data-metric="truncation.reference.cs_passage_differs" data-lang="{lang}">1<' in row
+    assert 'id="truncation"' not in make_report(_without_truncation(small_results))
+
+
+def _without_truncation(results):
+    from illusion_checks.metrics import summarize
+
+    for item in results["items"]:
+        for role in ("reference", "compressed"):
+            item[role].pop("truncation", None)
+    return {**results, "summary": summarize(results["items"], n_resamples=10)}
