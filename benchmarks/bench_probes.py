@@ -125,7 +125,7 @@ def mc_only(model: Any, tokenizer: Any, encoded: Sequence[Encoded], golds: Seque
             part = list(range(lo, min(lo + half, len(batch))))
             # score_rows is exactly the MC step ff_probes runs.
             scored = probes.score_rows(model, prefix.rows(part), [encoded[batch[j]].option_ids for j in part],
-                                       [([], None)] * len(part))  # no rank row is read
+                                       [([], [])] * len(part))  # no rank row is read
             results.update(zip((batch[j] for j in part), scored))
     return [results[i] for i in range(len(encoded))]
 
@@ -310,7 +310,7 @@ def bench_vllm(alias: str, items: Sequence[PreparedItem], settings: ProbeSetting
         ours = probe_model(backend, items, settings, progress)
         seconds = time.perf_counter() - start
         phases = phase_seconds(start, last)
-        version = str(backend.identity()["version"])
+        version = str(backend.info["version"])
     finally:
         backend.close()
     return VLLMBench(version, load_seconds, warmup_seconds, seconds, phases, *compare_vllm(items, full, ours))

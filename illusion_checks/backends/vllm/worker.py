@@ -29,6 +29,19 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 
+def _bind_cpu_ranks(ranks: int) -> None:
+    """vLLM's CPU backend binds each rank's OpenMP threads to one NUMA node of its own and stops when
+    there are fewer nodes than ranks (utils/ompmultiprocessing.py:216). Unless the user bound them
+    (VLLM_CPU_OMP_THREADS_BIND), split this process's CPUs among the ranks, in turn when there are
+    fewer CPUs than ranks ("0|1|0" for three ranks on two CPUs)."""
+    if os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    size = max(1, len(cpus) // ranks)
+    groups = [cpus[(k * size) % len(cpus):(k * size) % len(cpus) + size] for k in range(ranks)]
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(",".join(map(str, group)) for group in groups)
+
+
 class Worker:
     def __init__(self) -> None:
         self.llm: Any = None
@@ -45,7 +58,14 @@ class Worker:
         # logprob requests never read the cache (`skip_reading_prefix_cache`), since with it their
         # values can depend on request order (vLLM #42019).
         # max_logprobs: a beam step asks for max(2, 1 + #eos) * width candidates (vLLM's default cap is 20).
-        options = {"max_model_len": max_model_len, "enforce_eager": device == "cpu", "enable_prefix_caching": True,
+        ranks = tensor_parallel_size * pipeline_parallel_size
+        if device == "cpu" and ranks > 1:
+            _bind_cpu_ranks(ranks)
+        # Pipeline stages on the CPU need the compiled model runner: an eager one skips the dummy run
+        # that allocates the stages' intermediate tensors (vLLM 0.32 v1/worker/cpu_model_runner.py:85),
+        # and the second stage's first step fails (gpu_model_runner.py:3174).
+        eager = device == "cpu" and pipeline_parallel_size == 1
+        options = {"max_model_len": max_model_len, "enforce_eager": eager, "enable_prefix_caching": True,
                    "max_logprobs": 64,
                    # On the CPU, a seeded request whose prefill is split over steps fails ("CPU Generator
                    # does not use offset", vLLM 0.32): keep each prefill whole there. And a prefix-cached
