@@ -27,7 +27,8 @@ own and is given whole: the answer, and its rank, start after it.
 
 When the greedy answer already begins with the gold (normalized, as `is_correct` compares), the
 path is the token the model began it with: the gold in the model's own tokenization, whose rank
-is 1 exactly when the scoring pass agrees with greedy decoding.
+is 1 exactly when the scoring pass agrees with greedy decoding and no other token ties it (a tie
+counts against the gold: `Rank`).
 """
 
 from __future__ import annotations
@@ -99,8 +100,13 @@ def worst(ranks: PathRanks) -> tuple[Rank, float | None]:
     if not ranks:
         return None, None
     values = [r for r, _ in ranks]
-    rank: Rank = None if any(r is None for r in values) else max(values) if all(isinstance(r, int) for r in values) \
-        else Above(max(r.bound if isinstance(r, Above) else r - 1 for r in values if r is not None))
+    rank: Rank
+    if any(r is None for r in values):
+        rank = None
+    elif any(isinstance(r, Above) for r in values):  # a known rank r says: above r - 1
+        rank = Above(max(r.bound if isinstance(r, Above) else r - 1 for r in values if r is not None))
+    else:
+        rank = max(values)
     margin = None if any(m is None for _, m in ranks) else min(m for _, m in ranks)
     return rank, margin
 
