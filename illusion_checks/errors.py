@@ -35,3 +35,11 @@ class VLLMError(RunError):
 
 class VLLMSetupError(VLLMError, ValueError):
     """No Python with vLLM to run the worker: a setup error, reported like a bad option."""
+
+
+class CompressorError(RunError):
+    """llm-compressor's worker could not compress (`--illusion-compress=llmc:...`); the message is one line."""
+
+
+class CompressorSetupError(CompressorError, ValueError):
+    """No Python with llmcompressor, or a recipe it refuses: a setup error, reported like a bad option."""

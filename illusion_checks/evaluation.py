@@ -165,9 +165,10 @@ class Evaluation:
         cfg = self.cfg
         if cfg.compressed:
             return {"name": cfg.compressed, "spec": None, "calibration": None, "fingerprint": compression.fingerprint}
-        return {"name": f"{cfg.model}+{compression.spec}", "spec": compression.spec,
-                "calibration": cfg.calibration if compression.calibration is not None else None,
-                "fingerprint": compression.fingerprint}
+        block = {"name": f"{cfg.model}+{compression.spec}", "spec": compression.spec,
+                 "calibration": cfg.calibration if compression.calibration is not None else None,
+                 "fingerprint": compression.fingerprint}
+        return block if compression.llmc is None else {**block, "llmc": compression.llmc}
 
     def _log_servers(self) -> None:
         """What each served model can measure: exact, approximate or unavailable, probe by probe."""

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from illusion_checks.backends.base import Backend, CompressOptions, CompressTarget, Engine, LoadOptions
 from illusion_checks.cache import cache_key, cache_root
 from illusion_checks.compress.calibration import SHARED
+from illusion_checks.compress.spec import parse_spec
 from illusion_checks.probing import PreparedItem, ProbeSettings, probe_outcomes
 from illusion_checks.records import Outcome
 from illusion_checks.spec import EvaluationSpec, Progress
@@ -56,21 +58,34 @@ class Compression:
     calibration: Calibration | None
     fingerprint: str
     folder: Path | None = None
+    llmc: dict[str, Any] | None = None  # an llmc spec's recipe, its digest and llmcompressor's version
 
     def copies(self) -> Calibration:
         """Each compressed copy to make: its label and calibration texts (ALL and none, without any)."""
         return self.calibration or {ALL: []}
 
 
-def compressed_fingerprint(cfg: EvaluationSpec, spec: str, calibration: Calibration | None, reference: str) -> str:
-    """The compressed model's fingerprint: the reference's, the spec, and the calibration texts (their
-    digest) with how they were drawn."""
+def compressed_fingerprint(cfg: EvaluationSpec, spec: str, calibration: Calibration | None, reference: str,
+                           llmc: dict[str, Any] | None = None) -> str:
+    """The compressed model's fingerprint: the reference's, the spec, the calibration texts (their
+    digest) with how they were drawn, and for an llmc spec the recipe's digest and llmcompressor's version."""
     calibration_key = None
     if calibration is not None:
         digest = hashlib.sha256(json.dumps(calibration, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
         calibration_key = {"source": cfg.calibration, "texts": digest, "nsamples": cfg.calibration_samples,
                            "seqlen": cfg.calibration_seqlen, "seed": cfg.seed}
-    return "sha256:" + cache_key({"reference": reference, "spec": spec, "calibration": calibration_key})
+    parts: dict[str, Any] = {"reference": reference, "spec": spec, "calibration": calibration_key}
+    if llmc is not None:
+        parts["llmc"] = {"recipe": llmc["recipe_sha256"], "llmcompressor": llmc["llmcompressor"]}
+    return "sha256:" + cache_key(parts)
+
+
+def _folder_name(source: str, spec: str, fingerprint: str) -> str:
+    """`SmolLM2-135M-wanda_0.5-<16 hex>`: a recipe file's spec is named by the file's stem."""
+    parsed = parse_spec(spec)
+    label = f"llmc_{Path(parsed.recipe_file).stem}" if parsed.recipe_file else spec
+    label = re.sub(r"[^A-Za-z0-9._-]", "_", label)
+    return f"{Path(source).name}-{label}-{fingerprint.removeprefix('sha256:')[:16]}"
 
 
 def _item_id(p: PreparedItem) -> str:
@@ -104,10 +119,11 @@ class Models:
             return Compression(None, None, fingerprint)
         assert spec is not None
         source, reference_fingerprint = reference
-        fingerprint = compressed_fingerprint(cfg, spec, calibration, reference_fingerprint)
-        name = f"{Path(source).name}-{spec.replace(':', '_')}-{fingerprint.removeprefix('sha256:')[:16]}"
+        llmc = self.engine.compression_identity(spec, source, cfg.trust_remote_code)
+        fingerprint = compressed_fingerprint(cfg, spec, calibration, reference_fingerprint, llmc)
         root = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
-        return Compression(spec, calibration, fingerprint, root / "compressed" / name)
+        return Compression(spec, calibration, fingerprint, root / "compressed" / _folder_name(source, spec, fingerprint),
+                           llmc)
 
     def resolve(self, role: str, source: str) -> tuple[str, str]:
         """The loadable source and fingerprint: a phase, as a GGUF is converted once and weights are hashed."""
@@ -191,8 +207,8 @@ class Models:
         """A compressed copy of the reference (which stays as it was), saved when asked."""
         cfg, spec = self.cfg, compression.spec
         assert spec is not None
-        if not self.engine.compress_needs_reference:
-            self.release_reference()  # the engine reads the reference from its source: never two resident
+        if not self.engine.compress_needs_reference or parse_spec(spec).is_llmc:
+            self.release_reference()  # compressed from the reference's files: never two copies resident
         phase = _phase("compress", spec, label)
         self.progress(phase, 0, 1)
         options = CompressOptions(cfg.calibration_samples, cfg.calibration_seqlen, cfg.seed, cfg.device)

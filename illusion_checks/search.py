@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from illusion_checks.compress.spec import PRUNING_METHODS, QUANT_METHODS, parse_spec
+from illusion_checks.compress.spec import LLMC, PRUNING_METHODS, QUANT_METHODS, parse_spec
 
 SEARCH_OPTION, STEP_OPTION = "--illusion-search", "--illusion-search-step"
 FORM = "METHOD:LOW..HIGH (e.g. wanda:0.3..0.8)"
@@ -90,6 +90,10 @@ def _split(text: object) -> tuple[str, float, float]:
     if not isinstance(text, str):
         raise _form_error(text)
     method, colon, bounds = text.strip().partition(":")
+    if method.strip().lower() == LLMC:
+        raise ValueError(f"{SEARCH_OPTION}: {text!r}: the search grid runs the tool's own methods "
+                         f"({', '.join(PRUNING_METHODS)}); compare llm-compressor levels as a sweep "
+                         "(--illusion-compress=llmc:wanda:0.3,llmc:wanda:0.5)")
     parts = bounds.split("..")
     if not colon or not method.strip() or len(parts) != 2:
         raise _form_error(text)

@@ -26,7 +26,7 @@ from illusion_checks.backends import BACKENDS
 from illusion_checks.backends.base import DEFAULT_BATCH_SIZE
 from illusion_checks.choices import ABLATIONS, DISTRACTORS
 from illusion_checks.compress.calibration import SOURCES
-from illusion_checks.compress.spec import parse_spec
+from illusion_checks.compress.spec import parse_spec, read_recipe_file
 from illusion_checks.gates import (DELTA_PR_BOUNDS, DISSOCIATION_BOUNDS, GATE_ON, METRICS, RETENTION_BOUNDS,
                                    parse_thresholds)
 from illusion_checks.options import flag
@@ -153,9 +153,11 @@ class EvaluationSpec:
             raise ValueError(f"--illusion-compress: '{self.compress}' names no compression spec")
         for spec in specs:
             try:
-                parse_spec(spec)
+                parsed = parse_spec(spec)
             except ValueError as error:
                 raise ValueError(f"--illusion-compress: {error}") from None
+            if parsed.recipe_file:
+                read_recipe_file(spec, parsed.recipe_file)  # its modifiers are llmcompressor's to check, later
         twice = sorted({spec for spec in specs if specs.count(spec) > 1})
         if twice:
             raise ValueError(f"--illusion-compress: '{twice[0]}' is listed twice in '{self.compress}'")
@@ -164,6 +166,13 @@ class EvaluationSpec:
         if self.save_compressed and (len(specs) > 1 or self.search):
             raise ValueError(f"{flag('save_compressed')} saves one compressed model; it cannot be used with a sweep "
                              "or a search (run the chosen spec alone to save it)")
+        unsaveable = next((spec for spec in specs if not parse_spec(spec).is_saveable), None)
+        why = "transformers cannot save_pretrained a quanto-quantized model"
+        if unsaveable and self.save_compressed:
+            raise ValueError(f"{flag('save_compressed')}: {unsaveable} models cannot be saved ({why})")
+        if unsaveable and self.backend == "vllm":
+            raise ValueError(f"{flag('backend')}=vllm: {unsaveable} models cannot be saved for vLLM to load ({why}); "
+                             f"use {flag('backend')}=hf")
 
     def _check_backend_options(self) -> None:
         if self.backend != "hf":

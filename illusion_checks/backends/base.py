@@ -242,6 +242,11 @@ class Engine(Protocol):
         """Raise ValueError when a compression spec cannot apply to the model at `source`."""
         ...
 
+    def compression_identity(self, spec: str, source: str, trust_remote_code: bool) -> dict[str, Any] | None:
+        """What the compressed model's fingerprint and `config.compressed.llmc` add beyond the spec (an llmc
+        recipe as it runs, its digest, llmcompressor's version), or None."""
+        ...
+
     def load(self, source: str, options: LoadOptions) -> Backend: ...
 
     compress_needs_reference: bool  # False: compress reads the reference from its source, so the loaded

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from .prune import Progress, prune_model
-from .quant import bnb_model, rtn_model
+from .quant import QUANTO_WEIGHTS, bnb_model, quanto_model, rtn_model
 from .spec import CompressionSpec, parse_spec
 
 
 @dataclass(frozen=True)
 class CompressionReport:
-    """What compress_model did. `model` is the compressed model: the input object, except for bnb specs."""
+    """What compress_model did. `model` is the compressed model: the input object, except for bnb and quanto specs."""
 
     spec: CompressionSpec
     model: nn.Module
@@ -48,7 +48,7 @@ def compress_model(
     progress: Progress | None = None,
     batch_size: int = 1,
 ) -> CompressionReport:
-    """Compress `model` with `spec`; pruning and rtn-int4 mutate it in place, bnb specs return a new model.
+    """Compress `model` with `spec`; pruning and rtn-int4 mutate it in place, bnb and quanto specs return a new model.
 
     Always continue with `report.model`. Pruning runs decoder layer by decoder layer on `device`
     (calibration batches of `batch_size` sequences); `progress(done_layers, total_layers)` is called
@@ -74,6 +74,8 @@ def compress_model(
         elif spec.method == "rtn-int4":
             rtn_model(model, device, progress)
             result_model, extra = model, {}
+        elif spec.method in QUANTO_WEIGHTS:
+            result_model, extra = quanto_model(model, spec, device), {}
         else:
             result_model, extra = bnb_model(model, spec, device), {}
     finally:

@@ -22,16 +22,18 @@ def save_compressed(model: nn.Module, tokenizer, directory: str | Path,
         model.save_pretrained(staging, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-    return _write_atomically(directory, write, manifest)
+    return write_atomically(directory, write, manifest)
 
 
 def copy_saved(source: str | Path, directory: str | Path, manifest: Mapping[str, Any] | None = None) -> Path:
     """Copy a saved model folder (an engine that holds no weights in this process saves this way)."""
-    return _write_atomically(directory, lambda staging: shutil.copytree(source, staging, dirs_exist_ok=True),
+    return write_atomically(directory, lambda staging: shutil.copytree(source, staging, dirs_exist_ok=True),
                              manifest)
 
 
-def _write_atomically(directory: str | Path, write: Any, manifest: Mapping[str, Any] | None) -> Path:
+def write_atomically(directory: str | Path, write: Any, manifest: Mapping[str, Any] | None) -> Path:
+    """`write(staging)` fills a new folder beside `directory`, `manifest` is added, and the folder is renamed
+    into place: `directory` holds a complete model or what it held before, never half of one."""
     target = Path(directory).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))

@@ -109,7 +109,8 @@ class Option:
 OPTIONS = (
     Option("--illusion-model", "reference model: alias (smollm2-135m, gemma3-270m), HF id, directory, .gguf, or a "
                                "server http(s)://HOST[:PORT]/v1[#MODEL]"),
-    Option("--illusion-compress", "compression spec, e.g. wanda:0.5, sparsegpt:2:4, magnitude:0.5, rtn-int4, bnb-int8; "
+    Option("--illusion-compress", "compression spec, e.g. wanda:0.5, sparsegpt:2:4, magnitude:0.5, rtn-int4, bnb-int8, "
+                                  "quanto-int8, quanto-int4 (quanto: hf backend only, never saved); "
                                   "several, comma-separated, sweep them (the reference is probed once)"),
     Option("--illusion-search", "search the highest sparsity whose gates all pass, METHOD:LOW..HIGH (e.g. "
                                 "wanda:0.3..0.8), by bisection over the grid"),

@@ -21,6 +21,8 @@ from tests.helpers.tiny import tiny_lm
         ("bnb-int8", CompressionSpec("bnb-int8")),
         ("bnb-nf4", CompressionSpec("bnb-nf4")),
         ("rtn-int4", CompressionSpec("rtn-int4")),
+        ("quanto-int8", CompressionSpec("quanto-int8")),
+        (" Quanto-INT4 ", CompressionSpec("quanto-int4")),
         (" Wanda:0.5 ", CompressionSpec("wanda", sparsity=0.5)),
     ],
 )
@@ -36,6 +38,9 @@ def test_flags():
     assert not parse_spec("rtn-int4").needs_calibration and not parse_spec("bnb-nf4").needs_calibration
     assert not parse_spec("wanda:0").needs_calibration and parse_spec("wanda:0").is_noop
     assert parse_spec("wanda:2:4").is_structured and not parse_spec("wanda:0.5").is_structured
+    assert not parse_spec("quanto-int8").is_saveable and not parse_spec("quanto-int4").is_saveable
+    assert not parse_spec("quanto-int4").is_pruning and not parse_spec("quanto-int4").needs_calibration
+    assert all(parse_spec(text).is_saveable for text in ("bnb-nf4", "rtn-int4", "wanda:0.5", "sparsegpt:2:4"))
     with pytest.raises(AttributeError):
         parse_spec("wanda:0.5").sparsity = 0.6  # frozen
 
@@ -49,6 +54,8 @@ def test_flags():
         ("prune:0.5", "unknown method 'prune'"),
         ("bnb-int4", "unknown method"),
         ("rtn-int8", "unknown method"),
+        ("quanto-int2", "unknown method 'quanto-int2'"),
+        ("quanto:0.5", "unknown method 'quanto'"),
         ("wanda:1", "must lie in [0, 1), but is 1"),
         ("wanda:1.5", "must lie in [0, 1), but is 1.5"),
         ("sparsegpt:-0.1", "must lie in [0, 1), but is -0.1"),

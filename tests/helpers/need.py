@@ -60,3 +60,13 @@ def need_vllm(environ: Mapping[str, str] = os.environ) -> str:
     if not python or not Path(python).exists():
         missing(f"${VLLM_PYTHON_ENV} names no Python with vLLM (make vllm builds .venv-vllm)", environ)
     return python
+
+
+def need_llmc(environ: Mapping[str, str] = os.environ) -> str:
+    """The Python with llmcompressor (`make llmc` builds .venv-llmc), or `missing`."""
+    from illusion_checks.compress.llmc.runner import PYTHON_ENV as LLMC_PYTHON_ENV
+
+    python = environ.get(LLMC_PYTHON_ENV)
+    if not python or not Path(python).exists():
+        missing(f"${LLMC_PYTHON_ENV} names no Python with llmcompressor (make llmc builds .venv-llmc)", environ)
+    return python

@@ -4,6 +4,7 @@ prompts are decoded greedily token by token (`decode.py`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -23,6 +24,7 @@ class HFBackend:
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model, self.tokenizer = model, tokenizer
+        self.checkpoint: Path | None = None  # the folder saving copies, when the model came from one as shipped
 
     @classmethod
     def load(cls, source: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,

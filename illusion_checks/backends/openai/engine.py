@@ -85,6 +85,9 @@ class OpenAIEngine:
         raise ValueError(f"{self.option}: a served model cannot be compressed here; serve the compressed model "
                          "too and pass it as --illusion-compressed=URL")
 
+    def compression_identity(self, spec: str, source: str, trust_remote_code: bool) -> dict[str, Any] | None:
+        return None  # a served model is never compressed here (check_spec_fits refuses it first)
+
     def load(self, source: str, options: LoadOptions) -> Backend:
         profile, local = self.profile(source)
         client = Client(profile.served, self.settings, f"{self.option}={source}")

