@@ -102,8 +102,8 @@ def zero_masks(folder: str) -> tuple[dict[tuple[int, str], Any], dict[str, float
 
 
 def pooled(keys: list[tuple[int, str]], ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float]:
-    """Over the linears `keys`: the share of identical mask entries, each side's sparsity, and the
-    relative difference of the weights (||A - B|| / ||A||)."""
+    """Over the linears `keys`: the share (and count) of identical mask entries, each side's sparsity,
+    and the relative difference of the weights (||A - B|| / ||A||)."""
     same = total = zeros_a = zeros_b = 0
     diff = norm = 0.0
     for key in keys:
@@ -113,8 +113,13 @@ def pooled(keys: list[tuple[int, str]], ours: dict[str, Any], theirs: dict[str, 
         zeros_a, zeros_b = zeros_a + int(a.sum()), zeros_b + int(b.sum())
         diff += float((ours["weights"][key] - theirs["weights"][key]).pow(2).sum())
         norm += float(ours["weights"][key].pow(2).sum())
-    return {"agree": same / total, "sparsity_tool": zeros_a / total, "sparsity_llmc": zeros_b / total,
-            "rel_weight_diff": (diff / norm) ** 0.5 if norm else 0.0}
+    return {"agree": same / total, "n_diff": total - same, "sparsity_tool": zeros_a / total,
+            "sparsity_llmc": zeros_b / total, "rel_weight_diff": (diff / norm) ** 0.5 if norm else 0.0}
+
+
+def keeps_zero_share(values: dict[str, float], reference: dict[str, float]) -> bool:
+    """Whether embed_tokens and lm_head hold exactly the reference's zero share (nothing pruned there)."""
+    return all(values[name] == reference[name] for name in ("embed_tokens", "lm_head"))
 
 
 def mask_agreement(ours_folder: Path, llmc_folder: Path, reference_dense: dict[str, float]) -> dict[str, Any]:
@@ -125,7 +130,7 @@ def mask_agreement(ours_folder: Path, llmc_folder: Path, reference_dense: dict[s
     assert ours["masks"].keys() == theirs["masks"].keys(), "the two models have different decoder linears"
     keys = sorted(ours["masks"])
     layers = sorted({index for index, _ in keys})
-    dense = {side: {**values, "dense": all(values[name] == reference_dense[name] for name in ("embed_tokens", "lm_head"))}
+    dense = {side: {**values, "dense": keeps_zero_share(values, reference_dense)}
              for side, values in (("tool", dense_ours), ("llmc", dense_llmc))}
     return {"per_layer": {index: pooled([k for k in keys if k[0] == index], ours, theirs) for index in layers},
             "per_kind": {kind: pooled([k for k in keys if k[1] == kind], ours, theirs)
@@ -178,11 +183,11 @@ def fmt(value: Any, digits: int = 3) -> str:
 def print_masks(title: str, masks: dict[str, Any]) -> None:
     """The mask table: per layer, per kind, overall; then the dense check."""
     print(f"\n== {title}: zero-mask agreement (tool vs llmc) ==")
-    print(f"{'scope':<10} {'agree':>7} {'sp.tool':>8} {'sp.llmc':>8} {'rel.dW':>7}")
+    print(f"{'scope':<10} {'agree':>7} {'n.diff':>8} {'sp.tool':>8} {'sp.llmc':>8} {'rel.dW':>7}")
     rows = [(f"layer {i:>2}", v) for i, v in masks["per_layer"].items()]
     rows += [(kind, v) for kind, v in masks["per_kind"].items()] + [("overall", masks["overall"])]
     for label, v in rows:
-        print(f"{label:<10} {v['agree']:>7.4f} {v['sparsity_tool']:>8.4f} {v['sparsity_llmc']:>8.4f} "
+        print(f"{label:<10} {v['agree']:>7.4f} {v['n_diff']:>8} {v['sparsity_tool']:>8.6f} {v['sparsity_llmc']:>8.6f} "
               f"{v['rel_weight_diff']:>7.4f}")
     for side, dense in masks["dense"].items():
         print(f"dense check {side:<4}: embed_tokens zeros {dense['embed_tokens']:.2e}, lm_head zeros "
@@ -240,6 +245,7 @@ def prepare_environment(work: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """Run both pairs in a private work folder, print their tables and the closing JSON line."""
     args = parse_args(argv)
     work = Path(args.work).resolve() if args.work else Path(tempfile.mkdtemp(prefix="crosscheck-llmc-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from illusion_checks import EvaluationSpec
 LANGS, ITEMS = ("en", "ru"), 6
 # The real-engine tests run first (`make test`; tests/conftest.py); those that share the session's
 # `hf_smollm2_run` (and the servers) are one group, which one pytest worker runs whole.
-ENGINE_FILES = ("tests/test_served.py", "tests/test_vllm.py")
+ENGINE_FILES = ("tests/test_served.py", "tests/test_vllm.py", "tests/test_llmc.py")
 ENGINES = "engines"
 SHARING = ("tests/test_served.py::", "tests/test_vllm.py::test_hf_and_vllm_backends_agree_on_the_same_items[smollm2")
 CALIBRATION = dict(calibration="embedded", calibration_samples=8, calibration_seqlen=128)

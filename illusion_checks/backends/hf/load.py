@@ -354,13 +354,18 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     kwargs = {"trust_remote_code": trust_remote_code}
+    from illusion_checks.backends.hf.compressed import compressed_tensors, simulate_input_quantization
+
+    quantization = compressed_tensors(source, torch_device)
+    if quantization:
+        from transformers import CompressedTensorsConfig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 source, dtype=torch_dtype, use_safetensors=None if allow_pickle else True,
-                **_dequantized(source, torch_device), **kwargs
+                **({"quantization_config": CompressedTensorsConfig(dequantize=True)} if quantization else {}), **kwargs
             )
         except OSError as error:
             if not allow_pickle and "safetensors" in str(error):
@@ -369,27 +374,14 @@ def load_model(
                     "you pass --illusion-allow-pickle (library: allow_pickle=True)"
                 ) from error
             raise
+    if quantization:
+        try:
+            simulate_input_quantization(model, quantization, name)
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from None
     model.to(torch_device).eval()
     prepare_tokenizer(tokenizer)
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, fingerprint=fingerprint, source=source)
-
-
-def _dequantized(source: str, device: Any) -> dict[str, Any]:
-    """On the CPU, a compressed-tensors checkpoint (llm-compressor's) loads dequantized: its packed int4 /
-    int8 / fp8 weights become dense ones in the run's dtype, and activation quantization (W8A8's dynamic
-    per-token int8) still runs, as compressed-tensors simulates it; elsewhere transformers decides."""
-    config = Path(source) / "config.json"
-    if device.type != "cpu" or not config.is_file():
-        return {}
-    try:
-        quantization = json.loads(config.read_text(encoding="utf-8")).get("quantization_config") or {}
-    except (OSError, ValueError):
-        return {}
-    if quantization.get("quant_method") != "compressed-tensors":
-        return {}
-    from transformers import CompressedTensorsConfig
-
-    return {"quantization_config": CompressedTensorsConfig(dequantize=True)}
 
 
 def prepare_tokenizer(tokenizer: Any) -> None:

@@ -45,6 +45,8 @@ default_stage:
       scheme: FP8_DYNAMIC
 """
 # Pruning stays inside the decoder layers, as the tool's own does: embeddings and lm_head are dense.
+# llm-compressor's pruning modifiers name each target Linear `lm_head.` (a trailing dot): a plain
+# `lm_head` in `ignore` misses it and the tied embedding table is pruned too; `re:.*lm_head` does not.
 _PRUNE = """\
 default_stage:
   default_modifiers:
@@ -52,7 +54,7 @@ default_stage:
       sparsity: {sparsity}
       mask_structure: "{mask}"
       targets: [Linear]
-      ignore: [lm_head]
+      ignore: ["re:.*lm_head"]
 """
 _PRUNERS = {"wanda": "WandaPruningModifier", "sparsegpt": "SparseGPTModifier"}
 

@@ -27,43 +27,47 @@ def _quiet() -> None:
     logger.add(sys.stderr, level="WARNING")
 
 
-def _modifier_names(recipe: Any) -> list[str]:
-    """The modifier names a parsed YAML recipe lists: {stage: {group: {Modifier: args}}}, or a top-level
-    {group: {Modifier: args}} as llmcompressor also reads."""
-    names: list[str] = []
-    stages = recipe.values() if isinstance(recipe, dict) else []
-    for stage in stages:
-        groups = stage.values() if isinstance(stage, dict) else []
-        for group in groups:
-            if isinstance(group, dict):
-                names.extend(name for name in group if name.endswith("Modifier"))
-    return names
+def _listed(recipe: Any) -> list[tuple[str, str, str]]:
+    """Every (stage key, group key, modifier name) a parsed YAML recipe lists: {stage: {group: {Modifier: args}}}."""
+    listed = []
+    for stage, groups in (recipe.items() if isinstance(recipe, dict) else []):
+        for group, modifiers in (groups.items() if isinstance(groups, dict) else []):
+            for name in (modifiers if isinstance(modifiers, dict) else []):
+                listed.append((str(stage), str(group), str(name)))
+    return listed
 
 
 def validate(path: str) -> dict[str, Any]:
-    """Every modifier the recipe names exists in this llmcompressor, and llmcompressor's own parser
-    accepts the recipe (its fields validated by each modifier's pydantic model)."""
+    """Every modifier the recipe lists exists in this llmcompressor, sits where llmcompressor reads
+    modifiers (it silently skips any other key: a recipe under `stage: modifiers:` compresses nothing),
+    and llmcompressor's own parser accepts it (each modifier's fields validated by its pydantic model)."""
     import yaml
 
     _quiet()
     from llmcompressor.modifiers.factory import ModifierFactory
     from llmcompressor.recipe import Recipe
 
+    version = metadata.version("llmcompressor")
     with open(path, encoding="utf-8") as handle:
-        parsed = yaml.safe_load(handle)
+        listed = _listed(yaml.safe_load(handle))
     ModifierFactory.refresh()
     known = {**ModifierFactory._main_registry, **ModifierFactory._experimental_registry,
              **ModifierFactory._registered_registry}
-    names = _modifier_names(parsed)
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        return {"ok": False, "error": f"names modifier '{unknown[0]}', which llmcompressor "
-                                      f"{metadata.version('llmcompressor')} does not have", "field": unknown[0]}
+    for stage, group, name in listed:
+        if name not in known:
+            return {"ok": False, "error": f"names modifier '{name}', which llmcompressor {version} does not have"}
+        if not (stage.endswith("_stage") and group.endswith("_modifiers")):
+            return {"ok": False, "error": f"lists {name} under '{stage}: {group}:', where llmcompressor {version} "
+                                          "never looks (it reads modifiers only under '<name>_stage: <name>_modifiers:'),"
+                                          " so it would run without it"}
+    if not listed:
+        return {"ok": False, "error": "lists no modifier under '<name>_stage: <name>_modifiers:', so it would "
+                                      "compress nothing"}
     try:
         recipe = Recipe.create_instance(path)
     except Exception as error:  # noqa: BLE001 - llmcompressor's parse errors are of many types
         first = " ".join(str(error).split())[:300]
-        return {"ok": False, "error": f"llmcompressor cannot parse it ({type(error).__name__}: {first})"}
+        return {"ok": False, "error": f"is refused by llmcompressor's parser ({type(error).__name__}: {first})"}
     return {"ok": True, "modifiers": [type(modifier).__name__ for modifier in recipe.modifiers]}
 
 
