@@ -74,7 +74,7 @@ class HFEngine:
         parsed = parse_spec(spec)
         if parsed.is_llmc:
             folder = self.compress_llmc(source, spec, target, texts, options, load, log)
-            progress(1, 1)
+            progress(0, 0)  # the phase's end time; it counts no layers (oneshot runs elsewhere)
             backend = self.load(str(folder), load)
             backend.checkpoint = folder  # what --illusion-save-compressed ships: the checkpoint, not the dequantized copy
             return backend

@@ -72,7 +72,7 @@ class VLLMEngine:
         its own copy of the weights."""
         if parse_spec(spec).is_llmc:
             folder = self.hf.compress_llmc(source, spec, target, texts, options, load, log)
-            progress(1, 1)
+            progress(0, 0)  # the phase's end time; it counts no layers (oneshot runs elsewhere)
             return _load_compressed_tensors(folder, spec, load, self.version())
         held = self.saved_manifest(target.folder)
         if held is None or held.get("fingerprint") != target.fingerprint:
