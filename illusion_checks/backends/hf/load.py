@@ -361,6 +361,8 @@ def load_model(
         from transformers import CompressedTensorsConfig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        # compressed-tensors: the checkpoint's own config is kept; only `dequantize` is ours, as intended
+        warnings.filterwarnings("ignore", message="You passed `quantization_config`", category=UserWarning)
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         try:
             model = AutoModelForCausalLM.from_pretrained(
