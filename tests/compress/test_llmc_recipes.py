@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from illusion_checks.backends.vllm.engine import _scheme
-from illusion_checks.compress.llmc.recipes import read_recipe_file, recipe_for
+from illusion_checks.compress.llmc.recipes import recipe_for
 from illusion_checks.compress.spec import CompressionSpec, parse_spec
 from illusion_checks.lifecycle import _folder_name, compressed_fingerprint
 from illusion_checks.search import parse_search

@@ -14,11 +14,8 @@ The tokenizer is the model's own, loaded here with transformers (vLLM uses the s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
-import sys
 import threading
 from collections import deque
 from pathlib import Path
@@ -30,6 +27,7 @@ from illusion_checks.backends.base import (
 )
 from illusion_checks.backends.hf.load import prepare_tokenizer
 from illusion_checks.errors import VLLMError, VLLMSetupError
+from illusion_checks.worker_python import worker_python
 
 WORKER = Path(__file__).with_name("worker.py")
 PYTHON_ENV = "ILLUSION_VLLM_PYTHON"
@@ -38,16 +36,8 @@ MAX_MODEL_LEN = 2048  # the longest prompt (1-shot, 1,024 tokens) plus 32 new on
 
 def vllm_python() -> str:
     """The Python that runs the worker: `$ILLUSION_VLLM_PYTHON`, else this one when it has vLLM."""
-    chosen = os.environ.get(PYTHON_ENV)
-    if chosen:
-        if not Path(chosen).exists():
-            raise VLLMSetupError(f"--illusion-backend=vllm: ${PYTHON_ENV} is {chosen!r}, which does not exist")
-        return chosen
-    if importlib.util.find_spec("vllm") is not None:
-        return sys.executable
-    raise VLLMSetupError(f"--illusion-backend=vllm: vLLM is not importable here; install it in its own environment "
-                    f"and set ${PYTHON_ENV} to that environment's python (`make vllm` builds .venv-vllm), "
-                    "or `pip install 'illusion-checks[vllm]'`")
+    return worker_python(PYTHON_ENV, "vllm", "vLLM", "--illusion-backend=vllm",
+                         "`make vllm` builds .venv-vllm; or `pip install 'illusion-checks[vllm]'`", VLLMSetupError)
 
 
 class _Worker:

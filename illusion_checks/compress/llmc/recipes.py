@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from illusion_checks.compress.spec import CompressionSpec, read_recipe_file
+from illusion_checks.compress.spec import CompressionSpec
 
 GROUP_SIZES = (128, 64, 32, 16)
 

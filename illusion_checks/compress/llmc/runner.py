@@ -3,11 +3,8 @@ run `oneshot` there (worker.py) into a folder written atomically. Imports neithe
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
-import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from illusion_checks.compress.save import write_atomically
 from illusion_checks.errors import CompressorError, CompressorSetupError
+from illusion_checks.worker_python import worker_python
 
 WORKER = Path(__file__).with_name("worker.py")
 PYTHON_ENV = "ILLUSION_LLMC_PYTHON"
@@ -23,16 +21,8 @@ _VALIDATE_TIMEOUT_S = 600  # importing llmcompressor takes 5-20 s on a busy CPU;
 
 def llmc_python() -> str:
     """The Python that runs the worker: `$ILLUSION_LLMC_PYTHON`, else this one when it has llmcompressor."""
-    chosen = os.environ.get(PYTHON_ENV)
-    if chosen:
-        if not Path(chosen).exists():
-            raise CompressorSetupError(f"--illusion-compress=llmc:...: ${PYTHON_ENV} is {chosen!r}, which does not exist")
-        return chosen
-    if importlib.util.find_spec("llmcompressor") is not None:
-        return sys.executable
-    raise CompressorSetupError("--illusion-compress=llmc:...: llmcompressor is not importable here; install it in its "
-                               f"own environment and set ${PYTHON_ENV} to that environment's python (`make llmc` "
-                               "builds .venv-llmc)")
+    return worker_python(PYTHON_ENV, "llmcompressor", "llmcompressor", "--illusion-compress=llmc:...",
+                         "`make llmc` builds .venv-llmc", CompressorSetupError)
 
 
 def _call(args: Sequence[str], timeout: float | None) -> dict[str, Any]:
@@ -64,8 +54,12 @@ def llmc_version() -> str:
 
 
 @lru_cache(maxsize=None)
-def _validated(path: str, digest: str) -> tuple[str, ...]:
-    reply = _call(["validate", path], timeout=_VALIDATE_TIMEOUT_S)
+def _validated(text: str) -> tuple[str, ...]:
+    """The modifiers of a recipe text llmcompressor accepts (checked once per text and process)."""
+    with tempfile.TemporaryDirectory(prefix="illusion-llmc-") as folder:
+        path = Path(folder) / "recipe.yaml"
+        path.write_text(text, encoding="utf-8")
+        reply = _call(["validate", str(path)], timeout=_VALIDATE_TIMEOUT_S)
     if not reply["ok"]:
         raise CompressorSetupError(reply["error"])
     return tuple(reply["modifiers"])
@@ -73,17 +67,11 @@ def _validated(path: str, digest: str) -> tuple[str, ...]:
 
 def check_recipe(spec_text: str, text: str) -> tuple[str, ...]:
     """The modifiers of a recipe's `text`, which llmcompressor's own parser accepts; a CompressorSetupError
-    naming the spec and the first modifier (or field) it refuses. Checked once per text and process."""
-    import hashlib
-
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    with tempfile.TemporaryDirectory(prefix="illusion-llmc-") as folder:
-        path = Path(folder) / "recipe.yaml"
-        path.write_text(text, encoding="utf-8")
-        try:
-            return _validated(str(path), digest)
-        except CompressorSetupError as error:
-            raise CompressorSetupError(f"--illusion-compress={spec_text}: the recipe {error}") from None
+    naming the spec and the first modifier (or field) it refuses."""
+    try:
+        return _validated(text)
+    except CompressorSetupError as error:
+        raise CompressorSetupError(f"--illusion-compress={spec_text}: the recipe {error}") from None
 
 
 def run_oneshot(source: str, recipe: str, calibration: list[list[int]] | None, dtype: str, folder: Path,
