@@ -11,7 +11,7 @@ For each model (CPU, the chosen dtype) and N XQuAD English items, one run of the
     - decode        one-token forward passes: their count (steps) and rows per step;
     - score         forward passes continuing a cache with several tokens (MC options, rank row);
     - padding       the share of forward positions that were padding (left pads, finished rows);
-    - kv            KV-cache forks, row drops, reorders and room-making (backends/hf/kv.py);
+    - kv            KV-cache forks, row drops, reorders, joins and room-making (backends/hf/kv.py);
     - softmax       (log-)softmax over the vocabulary outside the model (ranks, beams, nucleus, MC);
     - tokenizer     tokenizer.decode calls (the answer-line check, the answers);
     - other         the probe's wall time less all of the above: Python between steps, the
@@ -44,6 +44,7 @@ from illusion_checks.backends.hf import backend as hf_backend
 from illusion_checks.backends.hf import decode as hf_decode
 from illusion_checks.backends.hf import kv as hf_kv
 from illusion_checks.backends.hf import prefix as hf_prefix
+from illusion_checks.backends.hf import stream as hf_stream
 from illusion_checks.backends.hf.backend import HFBackend
 from illusion_checks.backends.hf.load import load_model
 from illusion_checks.datasets import load_dataset
@@ -61,8 +62,9 @@ PROBES = {
     (hf_prefix, "samples"): "samples",
     (hf_backend.HFBackend, "greedy_tokens"): "greedy prompts",
 }
-KV_CALLS = [(hf_kv, "fork"), (hf_prefix, "fork"), (hf_decode, "fork"), (hf_kv, "keep_rows"), (hf_decode, "keep_rows"),
-            (hf_kv, "reorder_rows"), (hf_decode, "reorder_rows"), (hf_kv, "make_room"), (hf_decode, "make_room")]
+# the KV-cache operations, wherever an HF engine module imported them
+KV_CALLS = [(module, name) for module in (hf_kv, hf_prefix, hf_decode, hf_stream)
+            for name in ("fork", "keep_rows", "reorder_rows", "make_room", "join") if hasattr(module, name)]
 SOFTMAX_CALLS = [(torch, "log_softmax"), (torch, "softmax")]
 
 

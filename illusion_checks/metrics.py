@@ -1,4 +1,4 @@
-"""Summary metrics over probed items: fates, dissociation, ΔPR, recovery, ranks, bootstrap CIs.
+"""Summary metrics over probed items: fates, dissociation, ΔPR, recovery, ranks, McNemar tests, bootstrap CIs.
 
 Every function here is pure and deterministic: the same items (and seed) give the same summary,
 whose values are plain ints/floats/None/lists ready for JSON. The field meanings are the
@@ -19,6 +19,7 @@ from illusion_checks.ranks import answer_start, median_ranks, rank_boundary, ran
 from illusion_checks.records import (ABSENT, BEAM, BOTH_CORRECT, COMPRESSED, CORRECT, CS, FATE, FF, ID, LANG, MC,
                                      MODELS, ONE_SHOT, REACHED, REFERENCE, SAMPLE, TRUNCATION, ZERO_SHOT_SHORT, Absent,
                                      LanguageSummary)
+from illusion_checks.significance import McNemar
 
 # Item and outcome keys come from illusion_checks.records; the Summary is records.LanguageSummary.
 ACC_PROBES = (FF, CS, MC, ONE_SHOT, ZERO_SHOT_SHORT)
@@ -192,6 +193,8 @@ def _point_summary(rows: Sequence[Row]) -> LanguageSummary:
         rank_boundary=rank_boundary(rows),
         prune_gap=gaps,
         truncation=_truncation(rows),
+        # Exact McNemar on every item's pair (reference, compressed): the paired test of each accuracy.
+        mcnemar={p: McNemar.of((r[REFERENCE][p], r[COMPRESSED][p]) for r in rows).to_dict() for p in (FF, MC)},
     )
 
 

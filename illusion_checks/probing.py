@@ -209,28 +209,31 @@ def _generation(output: str, item: QAItem) -> R.Generation:
     return R.Generation(correct=is_correct(output, item.golds), output=output)
 
 
-def _ticker(progress: Progress | None, total: int) -> Callable[[str], Advance]:
-    """Per phase, a callback taking batches done and reporting running totals."""
+def _ticker(progress: Progress | None, total: int) -> Callable[..., Advance]:
+    """Per phase, a callback taking rows done and reporting running totals in items; a phase of
+    `rows` rows (several per item) reports the share of its rows done, in items."""
     counts: dict[str, int] = {}
 
-    def tick(phase: str) -> Advance:
+    def tick(phase: str, rows: int = total) -> Advance:
         def advance(n: int) -> None:
             counts[phase] = counts.get(phase, 0) + n
             if progress:
-                progress(phase, counts[phase], total)
+                progress(phase, counts[phase] * total // max(1, rows), total)
         return advance
     return tick
 
 
-def _greedy(backend: Backend, prompts: Sequence[list[int]], settings: DecodeSettings, advance: Advance) -> list[str]:
-    return answers(backend.tokenizer, backend.greedy_tokens(prompts, settings, advance), settings.stop_at_newline)
-
-
-def _greedy_where(backend: Backend, prompts: Sequence[list[int] | None], settings: DecodeSettings,
-                  advance: Advance) -> list[str | None]:
-    """`_greedy` over the prompts that exist; None where an item has no such prompt."""
-    found = iter(_greedy(backend, [q for q in prompts if q is not None], settings, advance))
-    return [next(found) if q is not None else None for q in prompts]
+def _greedy_all(backend: Backend, kinds: dict[str, list[list[int] | None]], settings: DecodeSettings,
+                tick: Callable[..., Advance]) -> dict[str, list[str | None]]:
+    """Every greedy prompt kind in one call, so an engine keeps one queue (the HF engine's batch
+    stays full across kinds); per kind, the answers, None where an item has no such prompt."""
+    flat = [(kind, i) for kind, prompts in kinds.items() for i, q in enumerate(prompts) if q is not None]
+    phase = "CS, 1-shot, 0-shot short" + (", ablations" if len(kinds) > 3 else "")
+    tokens = backend.greedy_tokens([kinds[kind][i] for kind, i in flat], settings, tick(phase, len(flat)))
+    out: dict[str, list[str | None]] = {kind: [None] * len(prompts) for kind, prompts in kinds.items()}
+    for (kind, i), text in zip(flat, answers(backend.tokenizer, tokens, settings.stop_at_newline)):
+        out[kind][i] = text
+    return out
 
 
 def probe_outcomes(backend: Backend, items: Sequence[PreparedItem], settings: ProbeSettings,
@@ -241,12 +244,12 @@ def probe_outcomes(backend: Backend, items: Sequence[PreparedItem], settings: Pr
     requests = [AnswerRequest(q.ff, tuple(p.item.golds), item_seed(settings.seed, f"{p.item.lang}:{p.item.id}"),
                               settings.reachability) for p, q in zip(items, prompts)]
     ff = backend.answer_probes(requests, decode, tick("FF, MC, rank, beam, samples"))
-    cs = _greedy(backend, [q.cs for q in prompts], decode, tick("CS"))
-    one = _greedy_where(backend, [q.one_shot for q in prompts], decode, tick("1-shot"))
-    zero = _greedy(backend, [q.zero_shot_short for q in prompts], decode, tick("0-shot short"))
-    ablations = {name: _greedy_where(backend, [q.ablations.get(name) for q in prompts], decode, tick(f"CS {name}"))
-                 for name in settings.ablations}
-    return [_outcome(p, q, ff[i], cs[i], one[i], zero[i], {n: out[i] for n, out in ablations.items()})
+    greedy = _greedy_all(backend, {"cs": [q.cs for q in prompts], "one": [q.one_shot for q in prompts],
+                                   "zero": [q.zero_shot_short for q in prompts],
+                                   **{f"ablation {name}": [q.ablations.get(name) for q in prompts]
+                                      for name in settings.ablations}}, decode, tick)
+    return [_outcome(p, q, ff[i], greedy["cs"][i], greedy["one"][i], greedy["zero"][i],
+                     {name: greedy[f"ablation {name}"][i] for name in settings.ablations})
             for i, (p, q) in enumerate(zip(items, prompts))]
 
 

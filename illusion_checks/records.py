@@ -365,6 +365,7 @@ class LanguageSummary(Record):
     rank_boundary: Mapping[str, Any] | Absent = _field(_OBJECT, optional=True)
     prune_gap: Mapping[str, float | None] = _field(_OBJECT)
     truncation: Mapping[str, Mapping[str, Any]] | Absent = _field(_OBJECT, optional=True)
+    mcnemar: Mapping[str, Mapping[str, Any]] | Absent = _field(_OBJECT, optional=True)
     delta_pr_aggregation: str | Absent = _field(_STR, optional=True)
 
 

@@ -13,10 +13,11 @@ from illusion_checks import __version__
 from illusion_checks.fates import Fate
 from illusion_checks.metrics import DEFAULT_RESAMPLES, DEFAULT_SEED, recompute_check, summarize
 from illusion_checks.records import FATE, SCHEMA, ItemRecord, Note, ResultsError
+from illusion_checks.spec_steps import spec_steps
 
 __all__ = ["SCHEMA", "SCHEMA_V2", "ResultsError", "build_results", "checked_summary", "is_multi_run",
            "items_by_fate", "load_results", "multi_results", "note", "primary_run", "run_label", "runs_of",
-           "validate", "validate_multi"]
+           "steps_among", "steps_of", "validate", "validate_multi"]
 SCHEMA_V2 = "illusion-checks/results/v2"
 # What the report, the terminal summary and the gates read besides the items: (field, type or None).
 _READ_FIELDS = (
@@ -180,8 +181,19 @@ def runs_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def multi_results(runs: Sequence[dict[str, Any]], search: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A schema-v2 results object."""
-    return {"schema": SCHEMA_V2, "runs": list(runs), "search": search}
+    """A schema-v2 results object, with each spec's paired step from the next less compressed one."""
+    return {"schema": SCHEMA_V2, "runs": list(runs), "search": search, "steps": steps_among(runs)}
+
+
+def steps_among(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each run's paired step from the next less compressed run of its method (`spec_steps`)."""
+    return spec_steps(runs, [run_label(run) for run in runs])
+
+
+def steps_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A sweep's or search's paired steps, recomputed from its runs (what the readers show: files written
+    before `steps` existed have none); [] for a single run."""
+    return steps_among(runs_of(results)) if is_multi_run(results) else []
 
 
 def run_label(run: Mapping[str, Any]) -> str:

@@ -28,10 +28,11 @@ from illusion_checks.choices import ABLATIONS, DISTRACTORS
 from illusion_checks.compress.calibration import SOURCES
 from illusion_checks.compress.spec import parse_spec, read_recipe_file
 from illusion_checks.gates import (DELTA_PR_BOUNDS, DISSOCIATION_BOUNDS, GATE_ON, METRICS, RETENTION_BOUNDS,
-                                   parse_thresholds)
+                                   check_gate_on, threshold_values)
 from illusion_checks.options import flag
 from illusion_checks.search import parse_search
 from illusion_checks.served import SERVER_OPTIONS, ServerSettings, check_served, env_name
+from illusion_checks.significance import DEFAULT_ALPHA
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total), running totals
 
@@ -192,10 +193,13 @@ class GateSpec:
     max_dissociation: Mapping[str, float] | None = None
     max_delta_pr: Mapping[str, float] | None = None
     min_retention: Mapping[str, float] | None = None
-    gate_on: str = "point"  # or ci95: the conservative end of the 95% CI
+    gate_on: str = "point"  # or ci95: the conservative end of the 95% CI; or mcnemar: the FF drop's test
+    alpha: float = DEFAULT_ALPHA  # the significance level of mcnemar gates and of every gate's MDE
 
     def __post_init__(self) -> None:
         _normalize_fields(self)
+        check_gate_on(self.gate_on, {"dissociation": self.max_dissociation, "delta_pr": self.max_delta_pr,
+                                     "retention": self.min_retention})
 
 
 # -- per-field normalization -------------------------------------------------------------------
@@ -315,24 +319,18 @@ def _backend_args(value: Any) -> BackendArgs:
 
 
 def _thresholds(name: str, bounds: tuple[float, float]) -> Callable[[Any], dict[str, float] | None]:
-    option = METRICS[name].option
+    return partial(threshold_values, METRICS[name].option, bounds=bounds)
 
-    def normal(value: Any) -> dict[str, float] | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            return parse_thresholds(option, value, bounds)
-        pairs = value.items() if isinstance(value, Mapping) else [("*", value)]
-        out = {}
-        for key, number in pairs:
-            if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
-                raise ValueError(f"{option}: {key}={number!r} is not a finite number")
-            if not bounds[0] <= number <= bounds[1]:
-                raise ValueError(f"{option}: {key}={number!r} is out of range; "
-                                 f"values must be within [{bounds[0]:g}, {bounds[1]:g}]")
-            out[str(key)] = float(number)
-        return out
-    return normal
+
+def _alpha(value: Any) -> float:
+    """A significance level strictly between 0 and 1 (CLI text or a number)."""
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0.0 < number < 1.0:  # also rejects nan
+        raise ValueError(f"{flag('alpha')}: {value!r} is not a significance level (a number between 0 and 1)")
+    return number
 
 
 _NORMAL: dict[str, Callable[[Any], Any]] = {
@@ -367,6 +365,7 @@ _NORMAL: dict[str, Callable[[Any], Any]] = {
     "max_delta_pr": _thresholds("delta_pr", DELTA_PR_BOUNDS),
     "min_retention": _thresholds("retention", RETENTION_BOUNDS),
     "gate_on": choice("gate_on", GATE_ON),
+    "alpha": _alpha,
 }
 
 

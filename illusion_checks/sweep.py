@@ -22,7 +22,7 @@ Log = Callable[[str], None]
 def gate_run(run: dict[str, Any], gates: GateSpec) -> list[Gate]:
     """Gate records for one run's summary, also stored in its `gates`."""
     records = evaluate_gates(run["summary"], gates.max_dissociation, gates.max_delta_pr, gates.min_retention,
-                             gates.gate_on)
+                             gates.gate_on, gates.alpha)
     run["gates"] = [gate.to_dict() for gate in records]
     return records
 
@@ -32,6 +32,9 @@ def check_search(spec: EvaluationSpec, gates: GateSpec) -> None:
     pass at low sparsity and fail at high. Retention does fall as sparsity grows; dissociation does
     not: once items are lost rather than demoted, it falls back toward what MC guessing leaves, so a
     destroyed model can pass a dissociation gate. A search therefore needs a retention gate."""
+    if spec.search and gates.gate_on == "mcnemar":
+        raise ValueError("--illusion-search chooses a level by --illusion-min-retention, a threshold compared on "
+                         "point or ci95; --illusion-gate-on=mcnemar takes none: use point or ci95")
     if spec.search and not gates.min_retention:
         raise ValueError("--illusion-search needs --illusion-min-retention: bisection assumes the gates fail from some "
                          "sparsity on, which retention (the share of both-correct items still produced) does as the "

@@ -147,7 +147,7 @@ def test_a_tiny_model_run_without_a_tty_prints_progress_lines(pytester: pytest.P
     assert result.ret == 1  # a random model answers nothing: its gates fail
     out = result.stdout.str()
     for phase in ("probe reference", "probe compressed [magnitude:0.5]"):
-        counts = progress_counts(out, f"{phase}: CS")
+        counts = progress_counts(out, f"{phase}: CS, 1-shot, 0-shot short")
         assert counts == sorted(counts) and len(counts) >= 3 and counts[-1] == 6, (phase, out)
     result.stdout.fnmatch_lines([
         "illusion-checks: load reference: started", "illusion-checks: load reference: done, in *s",

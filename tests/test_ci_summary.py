@@ -222,3 +222,33 @@ def test_append_step_summary_appends_and_a_bad_path_is_one_line(tmp_path: Path) 
         append_step_summary(blocker / "summary.md", "text")
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"GITHUB_STEP_SUMMARY={str(blocker / 'summary.md')!r}: ")
+
+
+def test_gates_decided_by_noise_and_the_paired_tests_are_in_the_summary() -> None:
+    results, gates = gated(GateSpec(max_dissociation=0.15), langs=("en", HOSTILE))
+    markdown = step_summary(results, gates, JSON, REPORT)
+    noisy = [gate.noise_warning() for gate in gates if gate.noise_warning()]
+    assert noisy and "**Decided by noise**" in markdown  # 40 items per language cannot resolve 0.15
+    assert "- en: " in markdown and "the 0.15 gate is decided by noise; about 52 both-correct items would" in markdown
+    assert "<script>" not in markdown and "- &lt;script&gt;&#124;x&lt;/script&gt;: " in markdown
+    rows = {row[0]: row for row in table(markdown, "lang")}
+    tests = results["summary"]["per_language"]["en"]["mcnemar"]
+    assert rows["en"][-2:] == [f"{tests[p]['drops']}/{tests[p]['gains']} p={tests[p]['p_value']:.2g}" for p in ("ff", "mc")]
+    mcnemar, mcnemar_gates = gated(GateSpec(gate_on="mcnemar"))
+    row = table(step_summary(mcnemar, mcnemar_gates, JSON, REPORT), "gate")[0]
+    assert row[0] == "ff\\_drop" and row[4] == "McNemar p > 0.05, or a gain" and "p=" in row[2]
+
+
+def test_a_sweep_lists_each_spec_against_the_next_less_compressed_one() -> None:
+    runs = [copy.deepcopy(_base(spec=spec, severity=severity)) for spec, severity in (("wanda:0.3", 0.3),
+                                                                                    ("wanda:0.6", 1.5))]
+    results = multi_results(runs)
+    markdown = step_summary(results, apply_gates(results, GateSpec(max_dissociation=0.3)), JSON, REPORT)
+    assert "### Each spec against the next less compressed one (paired items, exact McNemar)" in markdown
+    rows = table(markdown, "spec | against")
+    assert [row[:3] for row in rows] == [["wanda:0.6", "wanda:0.3", lang] for lang in (*LANGS, "overall")]
+    overall = results["steps"][0]["overall"]
+    assert rows[-1][3:] == [str(overall["n"]), *(f"{overall[p]['drops']}/{overall[p]['gains']} "
+                                                 f"p={overall[p]['p_value']:.2g}" for p in ("ff", "mc"))]
+    hostile, _ = _sweep()  # a spec that is no pruning level has no step, and no table
+    assert "next less compressed" not in step_summary(hostile, [], JSON, REPORT)

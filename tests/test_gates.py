@@ -204,7 +204,7 @@ def test_missing_interval_fails_only_under_ci95() -> None:
 
 
 def test_bad_gate_on() -> None:
-    with pytest.raises(ValueError, match="gate_on must be one of point, ci95, but is 'mean'"):
+    with pytest.raises(ValueError, match="gate_on must be one of point, ci95, mcnemar, but is 'mean'"):
         evaluate_gates(make_summary(), {"*": 0.1}, None, None, "mean")
 
 
@@ -216,8 +216,12 @@ def test_to_dict_matches_schema() -> None:
     assert gate.to_dict() == {"name": "dissociation", "lang": "sw", "value": 0.12,
                               "ci95": [0.05, 0.21], "threshold": 0.15, "direction": "max",
                               "gate_on": "ci95", "compared": 0.21, "passed": False,
-                              "reason": None}
+                              "reason": None, "mcnemar": None,
+                              "power": {"n": 20, "n_items": 40, "alpha": 0.05,
+                                        "mde": pytest.approx(0.3665, abs=1e-4), "margin": 0.15,
+                                        "items_needed": 52}}
     json.dumps(gate.to_dict())
+    assert Gate.from_dict(json.loads(json.dumps(gate.to_dict()))) == gate
 
 
 def test_describe() -> None:
@@ -264,3 +268,53 @@ def test_gates_on_a_real_summary() -> None:
     ci_gate = by_key(evaluate_gates(summary, {"*": 0.35}, None, None, "ci95"))[
         "dissociation", "sw"]
     assert ci_gate.compared > 0.35 and not ci_gate.passed
+
+
+# --- --illusion-gate-on=mcnemar: the FF drop --------------------------------------------------------
+
+def _ff_pairs(lang: str, drops: int, gains: int, both_right: int = 5) -> list[dict]:
+    """Items whose FF answer the compressed model loses (`drops`), wins (`gains`) or keeps; MC always right."""
+    from tests.helpers.rows import item, outcome
+
+    flips = [(1, 0)] * drops + [(0, 1)] * gains + [(1, 1)] * both_right
+    return [item(lang, f"{lang}-{k}", outcome(ref, 1), outcome(comp, 1)) for k, (ref, comp) in enumerate(flips)]
+
+
+def test_a_significant_ff_drop_fails_under_mcnemar_and_an_insignificant_one_passes() -> None:
+    # en: 9 lost, 1 gained: p = 22/1024 = 0.0215; de: 3 lost, 1 gained: p = 0.625; ar: 1 lost, 9 gained.
+    summary = summarize(_ff_pairs("en", 9, 1) + _ff_pairs("de", 3, 1) + _ff_pairs("ar", 1, 9), n_resamples=0)
+    gates = by_key(evaluate_gates(summary, None, None, None, "mcnemar"))
+    assert sorted(gates) == [("ff_drop", lang) for lang in ("ar", "de", "en", "overall")]
+    en, de, ar = gates["ff_drop", "en"], gates["ff_drop", "de"], gates["ff_drop", "ar"]
+    assert not en.passed and en.compared == 22 / 1024 and (en.mcnemar.drops, en.mcnemar.gains) == (9, 1)
+    assert en.threshold == 0.05 and en.gate_on == "mcnemar" and en.value == pytest.approx(8 / 15)
+    assert en.describe() == ("ff_drop[en] = 0.533 (drops 9, gains 1; McNemar p = 0.0215) <= alpha 0.05 "
+                             "on mcnemar: FAIL")
+    assert de.passed and de.describe().endswith("(drops 3, gains 1; McNemar p = 0.625) > alpha 0.05 on mcnemar: PASS")
+    assert ar.passed and ar.describe().endswith("<= alpha 0.05, a gain on mcnemar: PASS")  # significant, but a gain
+    assert gates["ff_drop", "overall"].mcnemar.drops == 13 and gates["ff_drop", "overall"].passed  # 13 vs 11
+    assert en.noise_warning() is None and en.power.margin is None
+    # A stricter alpha lets en pass; the record survives its JSON.
+    strict = by_key(evaluate_gates(summary, None, None, None, "mcnemar", alpha=0.01))["ff_drop", "en"]
+    assert strict.passed and strict.threshold == 0.01
+    assert Gate.from_dict(json.loads(json.dumps(en.to_dict()))) == en
+
+
+def test_mcnemar_takes_no_threshold_and_alpha_is_checked() -> None:
+    from illusion_checks.spec import GateSpec
+
+    with pytest.raises(ValueError) as caught:
+        GateSpec(gate_on="mcnemar", min_retention=0.5)
+    assert str(caught.value).startswith("--illusion-gate-on=mcnemar gates the FF drop (McNemar's exact test at "
+                                        "--illusion-alpha) and takes no threshold; --illusion-min-retention")
+    with pytest.raises(ValueError, match="--illusion-max-dissociation is compared on point or ci95"):
+        evaluate_gates(make_summary(), {"*": 0.1}, None, None, "mcnemar")
+    assert GateSpec(gate_on="mcnemar", alpha="0.01").alpha == 0.01
+    for bad in (0, 1, 1.5, "x", "nan", True, None):
+        with pytest.raises(ValueError, match=r"^--illusion-alpha: .* is not a significance level"):
+            GateSpec(alpha=bad)
+
+
+def test_a_summary_without_mcnemar_fails_the_mcnemar_gate_with_a_reason() -> None:
+    gate = by_key(evaluate_gates(make_summary(), None, None, None, "mcnemar"))["ff_drop", "sw"]
+    assert not gate.passed and "holds no McNemar test" in gate.reason

@@ -14,7 +14,8 @@ import torch
 from transformers import StoppingCriteriaList
 
 from illusion_checks.backends.base import DecodeSettings, answer_text
-from illusion_checks.backends.hf.decode import answers, beam_search
+from illusion_checks.backends.base import answers
+from illusion_checks.backends.hf.decode import beam_search
 from illusion_checks.backends.hf.kv import make_room
 from illusion_checks.backends.hf.prefix import Prefix, batches, beam, ff_probes, prefill
 from illusion_checks.probing import ProbeSettings, item_prompts, prepare_items

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import StoppingCriteriaList
 
-from illusion_checks.backends.base import answer_text
-from illusion_checks.backends.hf.decode import SeededNucleus, decode, make_room, pick_greedy
+from illusion_checks.backends.hf.decode import SeededNucleus, pick_greedy
+from illusion_checks.backends.hf.kv import make_room
+from illusion_checks.backends.hf.stream import decode
 from illusion_checks.backends.hf.prefix import prefill
 from illusion_checks.prompts import encode_prompt
-from tests.helpers.generate_oracle import PROMPTS, AnswerLineStop
-
-def _generate_alone(model, tokenizer, ids: list[int], max_new_tokens: int) -> str:
-    """The definition: one unpadded prompt through generate, stopping at the answer line."""
-    with torch.no_grad():
-        prompt = torch.tensor([ids])
-        out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                             stopping_criteria=StoppingCriteriaList([AnswerLineStop(tokenizer, prompt.shape[1])]))
-    return answer_text(tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True), True)
-
+from tests.helpers.generate_oracle import PROMPTS, generate_alone
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
 def test_greedy_decode_of_a_ragged_batch_equals_generate_per_prompt(tiny_models, arch):
@@ -34,7 +24,7 @@ def test_greedy_decode_of_a_ragged_batch_equals_generate_per_prompt(tiny_models,
     saved = model.generation_config.eos_token_id
     model.generation_config.eos_token_id = first
     try:
-        expected = [_generate_alone(model, tokenizer, ids, 10) for ids in rows]
+        expected = [generate_alone(model, tokenizer, ids, 10) for ids in rows]
         prefix = prefill(model, rows, tokenizer.pad_token_id)
         got = decode(model, tokenizer, prefix.ids, prefix.mask, prefix.cache, pick_greedy, 10, True)
     finally:

@@ -50,3 +50,16 @@ def test_roomy_layers_select_and_repeat_rows_as_dynamic_layers_do(tiny_models):
         cache.batch_repeat_interleave(3)
         keep_rows(cache, torch.tensor([5, 0, 2]))
     assert all(torch.equal(a, b) for a, b in zip(_states(plain), _states(roomy)))
+
+
+def test_a_roomy_fork_holds_the_rows_a_plain_fork_holds_in_one_copy(tiny_models):
+    """Guards `fork(..., room=)`: selecting, repeating and making room at once gives the plain
+    fork's states, with the room, and leaves the source as it was."""
+    _, prefix = _prefix(tiny_models)
+    before = _states(prefix.cache)
+    rows = torch.tensor([1, 0])
+    plain = fork(prefix.cache, rows, 3)
+    roomy = fork(prefix.cache, rows, 3, room=4)
+    assert all(torch.equal(a, b) for a, b in zip(_states(plain), _states(roomy)))
+    assert all(layer.key_room.shape[-2] == layer.keys.shape[-2] + 4 for layer in roomy.layers)
+    assert all(torch.equal(a, b) for a, b in zip(before, _states(prefix.cache)))

@@ -155,6 +155,31 @@ def test_item_policy_off_collects_gates_only(pytester: pytest.Pytester, crafted:
     result.stdout.fnmatch_lines(["9 tests collected*"])
 
 
+def test_gate_on_mcnemar_gates_every_languages_ff_drop(pytester: pytest.Pytester, crafted: dict) -> None:
+    source = write_results(pytester, crafted)
+    listed = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-gate-on=mcnemar",
+                                "--illusion-item-policy=off", "--collect-only", "-q")
+    assert [line for line in listed.stdout.lines if line.endswith("::ff_drop")] == [
+        f"illusion/{lang}::ff_drop" for lang in ("en", "sw", "overall")]
+    # The crafted run loses one FF answer: no significant drop.
+    kept = pytester.runpytest(f"--illusion-from-results={source}", "--illusion-gate-on=mcnemar",
+                              "--illusion-item-policy=off")
+    assert kept.ret == 0
+    kept.stdout.fnmatch_lines(["PASS ff_drop[[]sw[]] = * (drops 1, gains 0; McNemar p = 1) > alpha 0.05 on mcnemar: PASS"])
+    results = copy.deepcopy(crafted)  # now the compressed model loses every FF answer the reference had
+    for item in results["items"]:
+        item["compressed"]["ff"]["correct"] = False
+        item["fate"] = "mc_only" if item["both_correct"] and item["compressed"]["mc"]["correct"] else item["fate"]
+    results["summary"] = summarize(results["items"], n_resamples=200, seed=SEED)
+    drops = results["summary"]["overall"]["mcnemar"]["ff"]["drops"]
+    assert drops >= 6  # enough for McNemar at 0.05
+    lost = pytester.runpytest(f"--illusion-from-results={write_results(pytester, results)}",
+                              "--illusion-gate-on=mcnemar", "--illusion-item-policy=off")
+    assert lost.ret == 1
+    lost.stdout.fnmatch_lines([f"FAIL ff_drop[[]overall[]] = * (drops {drops}, gains 0; McNemar p = *) <= alpha 0.05 "
+                               "on mcnemar: FAIL", "FAILED illusion/overall::ff_drop - *"])
+
+
 @pytest.mark.parametrize("beam", ["missed", "not probed"])
 def test_reaches_passes_when_only_sampling_reaches_the_gold(pytester: pytest.Pytester, crafted: dict,
                                                               beam: str) -> None:

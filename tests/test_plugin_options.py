@@ -16,6 +16,10 @@ BAD_VALUES = {
     "items=abc": ((*ACTIVE, "--illusion-items=abc"), ("--illusion-items", "'abc'")),
     "distractors": ((*ACTIVE, "--illusion-distractors=odd"), ("--illusion-distractors", "'odd'", "standard, hard")),
     "gate-on": ((*ACTIVE, "--illusion-gate-on=maybe"), ("--illusion-gate-on", "'maybe'", "point, ci95")),
+    "alpha=1.5": ((*ACTIVE, "--illusion-alpha=1.5"), ("--illusion-alpha", "'1.5'", "between 0 and 1")),
+    "alpha=x": ((*ACTIVE, "--illusion-gate-on=mcnemar", "--illusion-alpha=x"), ("--illusion-alpha", "'x'")),
+    "mcnemar with a threshold": ((*ACTIVE, "--illusion-gate-on=mcnemar", "--illusion-max-dissociation=0.1"),
+                                 ("--illusion-gate-on=mcnemar", "--illusion-max-dissociation", "takes no threshold")),
     "item-policy": ((*ACTIVE, "--illusion-item-policy=sometimes"), ("--illusion-item-policy", "'sometimes'", "xfail, fail, off")),
     "device": ((*ACTIVE, "--illusion-device=tpu"), ("--illusion-device", "'tpu'", "cpu")),
     "device=cuda:x": ((*ACTIVE, "--illusion-device=cuda:x"), ("--illusion-device", "'cuda:x'", "cuda:0")),
@@ -80,6 +84,7 @@ def test_bad_option_value_is_a_usage_error(pytester: pytest.Pytester, args: tupl
 @pytest.mark.parametrize("key, value, names", [
     ("illusion_items", "0", ("illusion_items (ini)", "0", "at least 1")),
     ("illusion_gate_on", "maybe", ("illusion_gate_on (ini)", "'maybe'")),
+    ("illusion_alpha", "0", ("illusion_alpha (ini)", "'0'", "significance level")),
     ("illusion_no_cache", "maybe", ("illusion_no_cache (ini)", "'maybe'", "true")),
     ("illusion_backend_args", "4096", ("illusion_backend_args (ini)", "'4096'", "not a JSON object (a JSON number)")),
     ("illusion_backend_args", '{"seed": 1}', ("illusion_backend_args (ini)", "'seed'", "--illusion-seed")),

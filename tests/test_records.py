@@ -156,7 +156,8 @@ def test_gates_round_trip_and_older_gates_without_a_reason_read_as_null(syntheti
         assert Gate.from_dict(gate.to_dict()) == gate
         assert dumped(Gate.from_dict(json.loads(dumped(gate.to_dict()))).to_dict()) == dumped(gate.to_dict())
     older = synthetic["gates"][0]
-    assert "reason" not in older and Gate.from_dict(older).to_dict() == {**older, "reason": None}
+    assert "reason" not in older and Gate.from_dict(older).to_dict() == {**older, "reason": None, "mcnemar": None,
+                                                                         "power": None}
     with pytest.raises(rec.ResultsError, match=r"^gates\[0\]: field 'direction' must be one of max, min, got 'up'"):
         Gate.from_dict({**older, "direction": "up"}, "gates[0]")
     with pytest.raises(rec.ResultsError, match=r"^gate: field 'ci95' must be a \[low, high\] pair of numbers or null"):
@@ -182,7 +183,8 @@ def test_an_early_v1_file_validates_and_still_summarizes(early, tmp_path):
     fresh = R.checked_summary(early, "early.json")
     assert fresh["overall"]["n_items"] == 6 and fresh["overall"]["rank_interpretable"] is None
     for stored, recomputed in zip(summary_blocks(early["summary"]), summary_blocks(fresh)):
-        assert {k: v for k, v in recomputed.items() if k not in ("answer_start", "rank_interpretable", "rank_boundary")} == stored
+        assert {k: v for k, v in recomputed.items() if k not in ("answer_start", "rank_interpretable", "rank_boundary",
+                                                                "mcnemar")} == stored
     assert R.load_results(EARLY)["items"] == early["items"]
 
 

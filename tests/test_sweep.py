@@ -152,3 +152,11 @@ def test_the_search_on_smollm2_finds_the_highest_passing_magnitude_level(pyteste
                                 "--illusion-cache-dir=cache")
     assert strict.ret == 1 and _written(pytester)["search"]["best"] is None
     strict.stdout.fnmatch_lines(["*FAILED illusion[[]search[]]::best*no level of magnitude:0.1..0.7 passes*"])
+
+
+def test_a_search_refuses_the_mcnemar_gate_which_has_no_retention_threshold() -> None:
+    from illusion_checks.sweep import check_search
+
+    with pytest.raises(ValueError, match="--illusion-search chooses a level by --illusion-min-retention.*"
+                                         "--illusion-gate-on=mcnemar takes none"):
+        check_search(EvaluationSpec(model="m", search="wanda:0.3..0.5"), GateSpec(gate_on="mcnemar"))

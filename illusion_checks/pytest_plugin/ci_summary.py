@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from illusion_checks.gates import Gate
-from illusion_checks.pytest_plugin.terminal import rate, summary_rows, sweep_rows
-from illusion_checks.results import is_multi_run, primary_run, run_label, runs_of
+from illusion_checks.pytest_plugin.terminal import PAIRED_HEADERS, paired, rate, summary_rows, sweep_rows
+from illusion_checks.results import is_multi_run, primary_run, run_label, runs_of, steps_of
 from illusion_checks.sweep import passed
 
 ERROR_TITLE = "illusion-checks gate failed"
@@ -58,6 +58,8 @@ def _run_gates(run: Mapping[str, Any]) -> list[Gate]:
 
 def _threshold(gate: Gate) -> str:
     """'≤ 0.15', '≥ 0.6'; on ci95 the interval's conservative end is what is compared."""
+    if gate.gate_on == "mcnemar":
+        return f"McNemar p > {gate.threshold:g}, or a gain"
     rule = f"{'≤' if gate.direction == 'max' else '≥'} {gate.threshold:g}"
     if gate.gate_on == "ci95":
         rule += " (CI upper end)" if gate.direction == "max" else " (CI lower end)"
@@ -75,15 +77,37 @@ def gate_table(gates: Sequence[Gate]) -> list[str]:
         verdict = "pass" if gate.passed else "**FAIL**"
         if gate.reason:
             verdict += f" ({_md(gate.reason)})"
-        rows.append([_md(gate.name), _md(gate.lang), rate(gate.value), ci, _threshold(gate), verdict])
+        value = rate(gate.value) + (f" ({paired(gate.mcnemar.to_dict())})" if gate.mcnemar is not None else "")
+        rows.append([_md(gate.name), _md(gate.lang), value, ci, _threshold(gate), verdict])
     return _table(("gate", "language", "value", "95% CI", "threshold", "verdict"), rows)
+
+
+def noise_section(gates: Sequence[Gate]) -> list[str]:
+    """The gates whose item count cannot detect an effect within their margin, one bullet each."""
+    warnings = [warning for warning in (gate.noise_warning() for gate in gates) if warning]
+    if not warnings:
+        return []
+    return ["", "**Decided by noise** (minimum detectable effect at 80% power above the gate's margin):", "",
+            *(f"- {_md(warning)}" for warning in warnings)]
+
+
+def steps_table(results: Mapping[str, Any]) -> list[str]:
+    """A sweep's paired steps, per language and overall: each spec against the next less compressed one."""
+    rows = [[_md(step["spec"]), _md(step["against"]), _md(lang), str(block["n"]), paired(block["ff"]),
+             paired(block["mc"])]
+            for step in steps_of(results)
+            for lang, block in [*step["per_language"].items(), ("overall", step["overall"])]]
+    if not rows:
+        return []
+    return ["", "### Each spec against the next less compressed one (paired items, exact McNemar)", "",
+            *_table(("spec", "against", "lang", "n", *PAIRED_HEADERS), rows)]
 
 
 def fates_table(run: Mapping[str, Any], gates: Sequence[Gate]) -> list[str]:
     """The terminal's rows (per language, then overall) without its gates column."""
     rows = [[_md(row[0]), *row[1:-1]] for row in summary_rows(run, list(gates))]
-    return _table(("lang", "n both-correct", *FATE_HEADER, "dissociation [95% CI]", "ΔPR [95% CI]", "retention"),
-                  rows)
+    return _table(("lang", "n both-correct", *FATE_HEADER, "dissociation [95% CI]", "ΔPR [95% CI]", "retention",
+                   *PAIRED_HEADERS), rows)
 
 
 def findings_lines(run: Mapping[str, Any]) -> list[str]:
@@ -149,7 +173,7 @@ def _single(results: Mapping[str, Any], gates: Sequence[Gate]) -> list[str]:
     config = results["config"]
     return [f"## illusion-checks: {_verdict(results, gates)} — {_md(config['reference']['name'])} vs "
             f"{_md(run_label(results))}", "", _compared(results), "",
-            "### Gates", "", *gate_table(gates), "",
+            "### Gates", "", *gate_table(gates), *noise_section(gates), "",
             "### Fates per language", "", *fates_table(results, gates), "",
             "### Findings", "", *findings_lines(results)]
 
@@ -163,11 +187,13 @@ def _multi(results: Mapping[str, Any], gates: Sequence[Gate]) -> list[str]:
     rows = [[_md(row[0]), *row[1:-1], _sweep_verdict(row[-1])] for row in sweep_rows(results)]
     lines = [f"## illusion-checks: {_verdict(results, gates)} — {_md(runs[0]['config']['reference']['name'])} "
              f"vs {target}", "", _compared(runs[0], len(runs)), "", "### Specs (overall)", "", *_table(header, rows)]
+    lines += steps_table(results)
     if search is not None:
         lines += ["", "### Search", "", *search_lines(search)]
     which = "the chosen level" if search is not None and search.get("best") is not None else "the first spec"
     primary_gates = _run_gates(primary)
-    return lines + ["", f"### Gates of {_md(run_label(primary))} ({which})", "", *gate_table(primary_gates), "",
+    return lines + ["", f"### Gates of {_md(run_label(primary))} ({which})", "", *gate_table(primary_gates),
+                    *noise_section(primary_gates), "",
                     "### Fates per language", "", *fates_table(primary, primary_gates), "",
                     "### Findings", "", *findings_lines(primary)]
 

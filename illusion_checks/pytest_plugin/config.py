@@ -156,7 +156,11 @@ OPTIONS = (
     Option("--illusion-max-dissociation", "gate: max dissociation rate, FLOAT or LANG=FLOAT,...,*=FLOAT"),
     Option("--illusion-max-delta-pr", "gate: max delta_PR, FLOAT or LANG=FLOAT,..."),
     Option("--illusion-min-retention", "gate: min share of both-correct items still produced"),
-    Option("--illusion-gate-on", "gate on the point estimate or the conservative end of the 95% CI"),
+    Option("--illusion-gate-on", "point: gate on the point estimate; ci95: on the conservative end of the 95% CI; "
+                                 "mcnemar: fail each language (and overall) whose FF drop is significant by McNemar's "
+                                 "exact test at --illusion-alpha (takes no threshold)"),
+    Option("--illusion-alpha", "significance level of --illusion-gate-on=mcnemar and of each gate's minimum detectable "
+                               "effect (80% power)"),
     Option("--illusion-item-policy", "item checks: xfail (default), fail, or off", choice("item_policy", ITEM_POLICIES)),
     Option("--illusion-report", "HTML fate report path", is_path=True),
     Option("--illusion-json", "results JSON path", is_path=True),
@@ -226,7 +230,10 @@ def read_config(config: pytest.Config) -> IllusionConfig:
             if where.endswith("(ini)"):
                 message = f"{where}: {message.split(': ', 1)[-1]}"
             raise pytest.UsageError(message) from None
-    cfg = make_config(values)
+    try:
+        cfg = make_config(values)
+    except ValueError as error:  # a check across options (GateSpec: mcnemar takes no threshold)
+        raise pytest.UsageError(str(error)) from None
     if not hasattr(config, "workerinput"):  # the xdist controller has checked these for its workers
         _check_combination(cfg, on_cli)
     return cfg

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import pytest
 
-from illusion_checks.gates import METRICS, OVERALL, Gate
+from illusion_checks.gates import FF_DROP, METRICS, OVERALL, Gate
 from illusion_checks.results import is_multi_run, run_label, runs_of
 
 ITEM_CHECKS = ("produces", "recognizes", "reaches")
@@ -166,12 +166,18 @@ def build_groups(session: pytest.Session, results: Mapping[str, Any], gates: lis
         block = results["summary"]["overall"] if lang == OVERALL else per_language.get(lang)
         # A language missing from the results has only the gates asked for: each fails, naming it.
         metrics = [m for m in METRICS if block is not None or (m, lang) in by_key]
+        metrics += [FF_DROP] if (FF_DROP, lang) in by_key else []  # --illusion-gate-on=mcnemar
         children = [(metric, (GateCheck, {"gate": by_key.get((metric, lang)), "metric": metric, "lang": lang,
-                                          "value": (block or {}).get(METRICS[metric].value_key), "spec": spec,
-                                          "as_result": as_result}))
+                                          "value": _gate_value(by_key.get((metric, lang)), metric, block),
+                                          "spec": spec, "as_result": as_result}))
                     for metric in metrics]
         name = f"{root(spec)}/{lang_names[lang]}"
         yield IllusionGroup.from_parent(session, name=name, nodeid=name, children=children)
+
+
+def _gate_value(gate: Gate | None, metric: str, block: Mapping[str, Any] | None) -> Any:
+    """The gated value (a JUnit property; the skip message of a metric without a threshold)."""
+    return gate.value if gate is not None else (block or {}).get(METRICS[metric].value_key)
 
 
 SEARCH = "search"

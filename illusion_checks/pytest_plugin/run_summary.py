@@ -28,7 +28,7 @@ def write_summary(reporter: Any, illusion: IllusionSession) -> None:
     results, gates = illusion.results, illusion.gates
     assert results is not None
     if is_multi_run(results):
-        sweep_table(reporter, results)
+        sweep_table(reporter, results, illusion.cfg.gates.alpha)
     else:
         summary_table(reporter, results, gates)
     # `::error` lines for failed gates (GitHub turns them into annotations) and the job summary.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from illusion_checks.datasets import load_dataset, sample_items, select_langs
-from illusion_checks.gates import DEFAULT_KEY, METRICS, OVERALL
+from illusion_checks.gates import DEFAULT_KEY, FF_DROP, METRICS, OVERALL
 from illusion_checks.spec import EvaluationSpec, GateSpec
 
 ROOT = "illusion"
@@ -80,6 +80,7 @@ def plan_tests(spec: EvaluationSpec, gates: GateSpec = GateSpec()) -> Plan:
     thresholds = {"dissociation": gates.max_dissociation, "delta_pr": gates.max_delta_pr, "retention": gates.min_retention}
     # A gate on a language the run lacks is collected too (it fails, naming the language).
     missing = sorted({lang for spec in thresholds.values() for lang in spec or ()} - {DEFAULT_KEY, OVERALL} - set(chosen))
-    gates = [(lang, tuple(METRICS)) for lang in chosen]
-    gates += [(lang, tuple(m for m in METRICS if lang in (thresholds[m] or ()))) for lang in missing]
-    return Plan(tuple(items), (*sorted(gates), (OVERALL, tuple(METRICS))))
+    metrics = (*METRICS, FF_DROP) if gates.gate_on == "mcnemar" else tuple(METRICS)  # mcnemar: every language
+    planned = [(lang, metrics) for lang in chosen]
+    planned += [(lang, tuple(m for m in METRICS if lang in (thresholds[m] or ()))) for lang in missing]
+    return Plan(tuple(items), (*sorted(planned), (OVERALL, metrics)))

@@ -1,5 +1,6 @@
-"""The terminal summary: one rich table of fates, rates and gate verdicts per language, then the
-run's notes and the languages whose gold rank is not interpretable."""
+"""The terminal summary: one rich table of fates, rates, McNemar's paired tests and gate verdicts per
+language, then the gates, the gates an item count too small decides by noise, the run's notes and
+the languages whose gold rank is not interpretable; for a sweep, a row per spec and its paired steps."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any, Mapping
 from illusion_checks.fates import FATE_ORDER
 from illusion_checks.gates import Gate
 from illusion_checks.ranks import RANK_INTERPRETABLE_SHARE
-from illusion_checks.results import run_label, runs_of
+from illusion_checks.results import run_label, runs_of, steps_of
+from illusion_checks.significance import DEFAULT_ALPHA, McNemar
 
 TABLE_MAX_WIDTH = 1000  # the table is not expanded, so it takes its natural width up to this
 
@@ -20,6 +22,22 @@ def rate(value: float | None, ci: list[float] | None = None) -> str:
         return "-"
     text = f"{value:.2f}"
     return f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
+
+
+def paired(block: Mapping[str, Any] | None) -> str:
+    """`9/1 p=0.021`: the items right only before / only after compression, and McNemar's exact p;
+    `-` where the results hold no test."""
+    if block is None:
+        return "-"
+    return f"{block['drops']}/{block['gains']} p={block['p_value']:.2g}"
+
+
+PAIRED_HEADERS = ("FF drops/gains (McNemar)", "MC drops/gains (McNemar)")
+
+
+def _paired_cells(block: Mapping[str, Any]) -> list[str]:
+    tests = block.get("mcnemar") or {}
+    return [paired(tests.get("ff")), paired(tests.get("mc"))]
 
 
 def _verdicts(gates: list[Gate], lang: str) -> str:
@@ -38,7 +56,8 @@ def summary_rows(results: Mapping[str, Any], gates: list[Gate]) -> list[list[str
         rows.append([
             lang, str(block["n_both_correct"]), *(str(block["fates"][fate.value]) for fate in FATE_ORDER),
             rate(block["dissociation_rate"], block["dissociation_ci95"]),
-            rate(block["delta_pr"], block["delta_pr_ci95"]), rate(block["retention"]), _verdicts(gates, lang),
+            rate(block["delta_pr"], block["delta_pr_ci95"]), rate(block["retention"]), *_paired_cells(block),
+            _verdicts(gates, lang),
         ])
     return rows
 
@@ -84,18 +103,27 @@ def summary_table(reporter: Any, results: Mapping[str, Any], gates: list[Gate]) 
              "(n = reference-both-correct items)")
     table = Table(title=title, title_justify="left")
     for header in ("lang", "n", "kept", "mc_only", "prod_only", "lost",
-                   "dissociation [95% CI]", "ΔPR [95% CI]", "retention", "gates"):
+                   "dissociation [95% CI]", "ΔPR [95% CI]", "retention", *PAIRED_HEADERS, "gates"):
         table.add_column(header, justify="left" if header in ("lang", "gates") else "right", no_wrap=True)
     for row in summary_rows(results, gates):
         table.add_row(*row)
     _print_table(reporter, table)
     for gate in gates:
         reporter.write_line(("PASS " if gate.passed else "FAIL ") + gate.describe())
+    for line in noise_lines(gates):
+        reporter.write_line(line)
     for line in note_lines(results):
         reporter.write_line(line)
 
 
-def _print_table(reporter: Any, table: Any) -> None:
+def noise_lines(gates: list[Gate]) -> list[str]:
+    """A warning per gate whose minimum detectable effect exceeds its margin (the item count cannot
+    tell a model at the threshold from a clean one)."""
+    return [f"illusion-checks: warning: {_printable(warning)}"
+            for warning in (gate.noise_warning() for gate in gates) if warning]
+
+
+def _print_table(reporter: Any, table: Any, separator: str | None = "illusion-checks summary") -> None:
     from rich.console import Console
 
     buffer = io.StringIO()
@@ -104,7 +132,8 @@ def _print_table(reporter: Any, table: Any) -> None:
     console = Console(file=buffer, width=TABLE_MAX_WIDTH, force_terminal=reporter.hasmarkup,
                       color_system="standard" if reporter.hasmarkup else None)
     console.print(table)
-    reporter.write_sep("=", "illusion-checks summary")
+    if separator is not None:
+        reporter.write_sep("=", separator)
     reporter.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
 
 
@@ -127,8 +156,38 @@ def sweep_rows(results: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-def sweep_table(reporter: Any, results: Mapping[str, Any]) -> None:
-    """One table for a sweep or search: a row per spec (overall), then the search's verdict."""
+def step_rows(results: Mapping[str, Any], alpha: float) -> list[list[str]]:
+    """A row per paired step (a spec against the next less compressed one of its method), overall, with
+    the languages whose FF drop is significant at alpha."""
+    rows = []
+    for step in steps_of(results):
+        overall = step["overall"]
+        flagged = [lang for lang, block in step["per_language"].items() if McNemar(**block["ff"]).significant_drop(alpha)]
+        rows.append([_printable(f"{step['against']} -> {step['spec']}"), str(overall["n"]), paired(overall["ff"]),
+                     paired(overall["mc"]), _printable(", ".join(flagged) or "none")])
+    return rows
+
+
+def _steps_table(reporter: Any, results: Mapping[str, Any], alpha: float) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = step_rows(results, alpha)
+    if not rows:
+        return
+    table = Table(title="illusion-checks: each spec against the next less compressed one (paired items, exact "
+                        f"McNemar; overall, and the languages whose FF drop is significant at {alpha:g})",
+                  title_justify="left")
+    for header in ("step", "n", *PAIRED_HEADERS, "significant FF drop"):
+        table.add_column(header, justify="right" if header == "n" else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    _print_table(reporter, table, separator=None)
+
+
+def sweep_table(reporter: Any, results: Mapping[str, Any], alpha: float = DEFAULT_ALPHA) -> None:
+    """One table for a sweep or search: a row per spec (overall), then its paired steps, the search's
+    verdict and each spec's gates decided by noise."""
     from rich.table import Table
 
     first = runs_of(results)[0]["config"]
@@ -142,6 +201,7 @@ def sweep_table(reporter: Any, results: Mapping[str, Any]) -> None:
     for row in sweep_rows(results):
         table.add_row(*(escape(cell) for cell in row))  # "[en]" is text, not rich markup
     _print_table(reporter, table)
+    _steps_table(reporter, results, alpha)
     search = results.get("search")
     if search is not None:
         best = search.get("best")
@@ -150,5 +210,9 @@ def sweep_table(reporter: Any, results: Mapping[str, Any]) -> None:
                             f"highest passing level: {best or 'none, even the lowest fails'}")
         for violation in search.get("monotonicity_violations", []):
             reporter.write_line(f"illusion-checks: warning: {violation}")
+    # Every spec counts the reference's items, so its gates resolve what the others' do: said once.
+    for line in dict.fromkeys(line for run in runs_of(results) for line in noise_lines([Gate.from_dict(g)
+                                                                                       for g in run["gates"]])):
+        reporter.write_line(line)
     for line in dict.fromkeys(line for run in runs_of(results) for line in note_lines(run)):
         reporter.write_line(f"{line}")

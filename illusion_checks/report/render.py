@@ -15,6 +15,8 @@ from markupsafe import Markup
 
 from illusion_checks import __version__
 from illusion_checks.atomic import write_text_atomic
+from illusion_checks.gates import Gate
+from illusion_checks.power import UNITS, Power
 from illusion_checks.ranks import RANK_INTERPRETABLE_SHARE
 from illusion_checks.records import SCHEMA
 import illusion_checks.report.explorer as explorer
@@ -73,16 +75,41 @@ def report_langs(results: Mapping[str, Any]) -> list[str]:
     return declared + sorted(set(per) - set(declared))
 
 
+def _detectable(name: str, power: Power | None) -> str:
+    """A gate's minimum detectable effect at 80% power, and the items it counts: `36.7% (20 both-correct items)`."""
+    if power is None:
+        return "n/a"
+    effect = "none" if power.mde is None else spec_value(power.mde, name)
+    return f"{'loss ' if name == 'retention' else ''}{effect} ({power.n} {UNITS[name]})"
+
+
 def gate_rows(gates: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each gate's verdict with its numbers in the metric's format."""
+    """Each gate's verdict with its numbers in the metric's format, its minimum detectable effect and,
+    when that exceeds the gate's margin, the warning that noise decides it."""
     rows = []
-    for g in gates:
-        fmt = functools.partial(spec_value, name=g["name"])
-        rows.append({"name": g["name"], "lang": g["lang"], "value": fmt(g["value"]),
-                     "ci": interval(g["ci95"], fmt), "compared": fmt(g["compared"]),
-                     "rule": f"{'≤' if g['direction'] == 'max' else '≥'} {fmt(g['threshold'])}",
-                     "gate_on": g["gate_on"], "passed": bool(g["passed"])})
+    for n, g in enumerate(gates):
+        gate = Gate.from_dict(g, f"gates[{n}]")
+        fmt = functools.partial(spec_value, name=gate.name)
+        test = gate.mcnemar
+        rows.append({"name": gate.name, "lang": gate.lang, "value": fmt(gate.value), "ci": interval(gate.ci95, fmt),
+                     "compared": fmt(gate.compared) if test is None else f"p = {test.p_value:.2g}",
+                     "rule": (f"{'≤' if gate.direction == 'max' else '≥'} {fmt(gate.threshold)}" if test is None
+                              else f"p > {gate.threshold:g}, or a gain"),
+                     "gate_on": gate.gate_on, "passed": gate.passed,
+                     "detectable": _detectable(gate.name, gate.power), "warning": gate.noise_warning()})
     return rows
+
+
+def mcnemar_rows(summary: Mapping[str, Any], langs: Sequence[str]) -> list[dict[str, Any]]:
+    """McNemar's exact test per language and overall, FF and MC (absent in results written before it)."""
+    blocks = [(lang, summary["per_language"][lang]) for lang in langs] + [("overall", summary["overall"])]
+    return [{"lang": lang, "cells": [{"metric": f"mcnemar.{probe}.{key}", "text": _test_text(block["mcnemar"][probe], key)}
+                                     for probe in ("ff", "mc") for key in ("drops", "gains", "p_value")]}
+            for lang, block in blocks if isinstance(block.get("mcnemar"), Mapping)]
+
+
+def _test_text(test: Mapping[str, Any], key: str) -> str:
+    return f"{test[key]:.2g}" if key == "p_value" else str(test[key])
 
 
 def note_rows(results: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -145,6 +172,7 @@ def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] =
         langs=langs,
         n_items=len(results["items"]),
         gates=gate_rows(results["gates"]),
+        mcnemar=mcnemar_rows(results["summary"], langs),
         verdict_class=verdict_class,
         verdict_text=verdict_text,
         notes=note_rows(results),

@@ -10,6 +10,7 @@ from typing import Any
 import illusion_checks.report.svg as svg
 from illusion_checks.report.charts import IntervalRow, interval_rows
 from illusion_checks.report.formats import interval, pct, signed
+from illusion_checks.results import steps_among
 
 Results = Mapping[str, Any]
 
@@ -82,6 +83,18 @@ def _rows(runs: Sequence[Results], labels: Sequence[str], order: Sequence[int],
     return rows
 
 
+def _steps(runs: Sequence[Results]) -> list[dict[str, Any]]:
+    """Each spec against the next less compressed one of its method: one row per language and overall,
+    McNemar's exact test of FF and MC on the paired items (`results.steps_among`)."""
+    rows = []
+    for step in sorted(steps_among(runs), key=lambda step: _natural_key(step["spec"])):
+        for lang, block in [*step["per_language"].items(), ("overall", step["overall"])]:
+            rows.append({"spec": step["spec"], "against": step["against"], "lang": lang, "n": block["n"],
+                         "tests": [f"{block[p]['drops']}/{block[p]['gains']}, p = {block[p]['p_value']:.2g}"
+                                   for p in ("ff", "mc")]})
+    return rows
+
+
 def _metric_charts(runs: Sequence[Results], labels: Sequence[str], order: Sequence[int]) -> list[svg.Chart]:
     """Dissociation, ΔPR and retention with their 95% intervals, one row per spec."""
     charts = []
@@ -145,4 +158,5 @@ def sweep_section(results: Results, sweep: Sequence[Results],
     order = sorted(range(len(runs)), key=lambda i: _natural_key(labels[i]))
     block = None if search is None else search_block(search)
     charts = _metric_charts(runs, labels, order) + _accuracy_charts(runs, labels, order)
-    return {"rows": _rows(runs, labels, order, block and block["best"]), "charts": charts, "search": block}
+    return {"rows": _rows(runs, labels, order, block and block["best"]), "charts": charts, "search": block,
+            "steps": _steps(runs)}

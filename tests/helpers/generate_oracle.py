@@ -5,9 +5,9 @@ share (several scripts, one very short)."""
 from __future__ import annotations
 
 import torch
-from transformers import StoppingCriteria
+from transformers import StoppingCriteria, StoppingCriteriaList
 
-from illusion_checks.backends.base import answer_line_done
+from illusion_checks.backends.base import answer_line_done, answer_text
 from illusion_checks.prompts import ff_prompt
 
 PROMPTS = [
@@ -29,3 +29,13 @@ class AnswerLineStop(StoppingCriteria):
     def __call__(self, input_ids, scores, **kwargs):
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
         return torch.tensor([answer_line_done(t) for t in texts], dtype=torch.bool, device=input_ids.device)
+
+
+def generate_alone(model, tokenizer, ids: list[int], max_new_tokens: int) -> str:
+    """The definition of a greedy answer: one unpadded prompt through generate, stopping at the answer line."""
+    with torch.no_grad():
+        prompt = torch.tensor([ids])
+        out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                             stopping_criteria=StoppingCriteriaList([AnswerLineStop(tokenizer, prompt.shape[1])]))
+    return answer_text(tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True), True)

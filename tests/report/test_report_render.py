@@ -126,6 +126,12 @@ def test_sweep_section_only_with_a_sweep(small_results):
     assert table.index("wanda:0.3") < table.index("wanda:0.5") < table.index("wanda:0.7")
     for n in range(3):
         assert f'id="fig-sweep-{n}"' in html
+    # Each spec against the next less compressed one: 0.5 against 0.3, 0.7 against 0.5, per language and overall.
+    steps = html[html.index('id="sweep-steps"'):html.index("</table>", html.index('id="sweep-steps"'))]
+    assert steps.count('<th scope="row">wanda:0.5</th><td>wanda:0.3</td>') == 4
+    assert steps.count('<th scope="row">wanda:0.7</th><td>wanda:0.5</td>') == 4
+    quantized = make_results(("ar", "en", "sw"), 60, n_resamples=10, spec="rtn-int4")
+    assert 'id="sweep-steps"' not in make_report(small_results, [quantized])  # no sparsity to step along
 
 
 def test_sweep_must_share_reference_and_dataset(small_results):
@@ -246,3 +252,22 @@ def _without_truncation(results):
         for role in ("reference", "compressed"):
             item[role].pop("truncation", None)
     return {**results, "summary": summarize(results["items"], n_resamples=10)}
+
+
+def test_paired_tests_and_gates_decided_by_noise():
+    from illusion_checks.api import apply_gates
+    from illusion_checks.spec import GateSpec
+
+    hostile = XSS_PAYLOADS[0]
+    results = make_results(("en", hostile), items_per_language=30, n_resamples=10, gates=False)
+    gates = apply_gates(results, GateSpec(max_dissociation=0.15, min_retention=0.1))
+    html = make_report(results)
+    tests = results["summary"]["per_language"]["en"]["mcnemar"]["ff"]
+    assert f'<td data-metric="mcnemar.ff.drops" data-lang="en">{tests["drops"]}</td>' in html
+    assert f'<td data-metric="mcnemar.ff.p_value" data-lang="en">{tests["p_value"]:.2g}</td>' in html
+    assert html.count('class="detectable"') == len(gates)
+    warnings = [gate.noise_warning() for gate in gates if gate.noise_warning()]
+    start = html.index('id="noise-warnings"')
+    listed = html[start:html.index("</ul>", start)]
+    assert listed.count("<li>") == len(warnings) == 3  # dissociation in en, the hostile language and overall
+    assert "<script>window" not in listed and "&lt;script&gt;window.__pwned=1&lt;/script&gt;: " in listed

@@ -1,6 +1,6 @@
 """The in-process Hugging Face transformers backend: one prefill per FF prompt serves greedy,
 MC scoring, the answer-start rank, beam-5 and the samples (`prefix.ff_probes`); the other
-prompts are decoded greedily token by token (`decode.py`)."""
+prompts are decoded greedily token by token through one continuously refilled batch (`stream.py`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from illusion_checks.backends.base import (
     Advance, AnswerProbes, AnswerRequest, Capabilities, DecodeSettings, Scores, answers,
 )
 from illusion_checks.backends.hf import prefix as P
-from illusion_checks.backends.hf.decode import decode_tokens, pick_greedy
 
 
 class HFBackend:
@@ -35,21 +34,10 @@ class HFBackend:
         loaded = load_model(source, device, dtype, trust_remote_code, allow_pickle)
         return cls(loaded.model, loaded.tokenizer)
 
-    @torch.no_grad()
     def greedy_tokens(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
                       advance: Advance | None = None) -> list[list[int]]:
-        """Batched over length-sorted prompts; finished rows leave the batch."""
-        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-        out: list[list[int]] = [[] for _ in prompts]
-        for batch in P.batches(order, settings.batch_size):
-            prefix = P.prefill(self.model, [prompts[i] for i in batch], self.tokenizer.pad_token_id)
-            tokens = decode_tokens(self.model, self.tokenizer, prefix.ids, prefix.mask, prefix.cache, pick_greedy,
-                                   settings.max_new_tokens, settings.stop_at_newline)
-            for i, row in zip(batch, tokens):
-                out[i] = row
-            if advance:
-                advance(len(batch))
-        return out
+        """Through one continuously refilled batch of `batch_size` rows (`prefix.greedy_tokens`)."""
+        return P.greedy_tokens(self.model, self.tokenizer, prompts, settings, advance)
 
     def greedy(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
                advance: Advance | None = None) -> list[str]:

@@ -1,10 +1,8 @@
-"""Token-by-token decoding from a cached prefix: greedy, seeded nucleus sampling and beam search.
+"""What token-by-token decoding picks (greedy, seeded nucleus sampling), when a row ends, and beam
+search from a cached prefix. The decoding loop itself is stream.py's.
 
-transformers' `generate` keeps every row of a batch until the slowest one ends, so one row that
-runs to `max_new_tokens` makes all its neighbours pay for 32 steps. Here a row leaves the batch
-(and its KV cache) the step it finishes, so later steps run only the rows still going. Beam
-search is the exception: the search itself (backends/hf/beam.py, a port of generate's) is shared with
-the vLLM engine; here it is fed from the forked cache, and its stop is batch-wide, as generate's.
+Beam search keeps its batch whole: the search (backends/hf/beam.py, a port of generate's) is shared
+with the vLLM engine; here it is fed from the forked cache, and its stop is batch-wide, as generate's.
 """
 
 from __future__ import annotations
@@ -13,11 +11,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from illusion_checks.backends.base import answer_line_done, answers
 from illusion_checks.backends.hf.beam import beam_rule, search
-from illusion_checks.backends.hf.kv import fork, keep_rows, make_room, reorder_rows
+from illusion_checks.backends.hf.kv import fork, reorder_rows
 
-# (last-position logits of the rows still going, those rows' indices in the batch) -> next tokens
+# (last-position logits of the rows still going, those rows' keys: their places in the caller's output) -> next tokens
 Picker = Callable[[torch.Tensor, list[int]], torch.Tensor]
 
 
@@ -39,7 +36,7 @@ def pick_greedy(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
     return logits.argmax(-1)
 
 
-class _NewlineTokens:
+class NewlineTokens:
     """Remembers which token ids decode to text holding a newline: only such a token can finish
     an answer line, so the full row is decoded only then."""
 
@@ -51,55 +48,6 @@ class _NewlineTokens:
         if token not in self.known:
             self.known[token] = "\n" in self.tokenizer.decode([token])
         return self.known[token]
-
-
-@torch.no_grad()
-def decode(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, cache: Any, pick: Picker,
-           max_new_tokens: int, stop_at_newline: bool) -> list[str]:
-    """The answers of `decode_tokens` (see there), as text."""
-    produced = decode_tokens(model, tokenizer, ids, mask, cache, pick, max_new_tokens, stop_at_newline)
-    return answers(tokenizer, produced, stop_at_newline)
-
-
-@torch.no_grad()
-def decode_tokens(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, cache: Any, pick: Picker,
-                  max_new_tokens: int, stop_at_newline: bool) -> list[list[int]]:
-    """Continue left-padded rows whose KV cache holds every token but the last (the cache is
-    consumed); returns each row's new token ids. A row ends at an end-of-sequence token (kept as
-    its last id), after `max_new_tokens`, or, when `stop_at_newline`, once it has produced a
-    non-empty line; ended rows leave the batch. `pick` sees raw logits: a model's
-    generation-config extras (repetition penalty and the like) are not applied, so every model
-    gets the same probe."""
-    device = ids.device
-    eos, newline = eos_token_ids(model, tokenizer), _NewlineTokens(tokenizer)
-    produced: list[list[int]] = [[] for _ in range(ids.shape[0])]
-    live = list(range(ids.shape[0]))
-    step_ids, pos = ids[:, -1:], positions(mask)[:, -1:]
-    make_room(cache, max_new_tokens)
-    for step in range(max_new_tokens):
-        logits = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, cache=cache,
-                       use_cache=True).logits[:, -1]
-        chosen = pick(logits, live)
-        keep = []
-        for j, token in enumerate(chosen.tolist()):
-            row = produced[live[j]]
-            row.append(token)
-            finished = token in eos or (stop_at_newline and token in newline
-                                        and answer_line_done(tokenizer.decode(row, skip_special_tokens=True)))
-            if not finished:
-                keep.append(j)
-        if not keep or step + 1 == max_new_tokens:
-            break
-        if len(keep) < len(live):
-            # Drop finished rows everywhere: the cache, the mask and the positions.
-            index = torch.tensor(keep, device=device)
-            keep_rows(cache, index)
-            mask, pos, chosen = mask[index], pos[index], chosen[index]
-            live = [live[j] for j in keep]
-        step_ids = chosen[:, None]
-        mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
-        pos = pos + 1
-    return produced
 
 
 class SeededNucleus:
@@ -162,21 +110,32 @@ def beam_search(model: Any, tokenizer: Any, ids: torch.Tensor, mask: torch.Tenso
     eos = config.eos_token_id
     eos = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
     rule = beam_rule(config, eos, num_beams, max_new_tokens, stop_at_newline, ids.device)
-    cache = fork(cache, None, num_beams)
-    make_room(cache, max_new_tokens)  # steps write in place; reordering keeps the room
+    cache = fork(cache, None, num_beams, room=max_new_tokens)  # steps write in place; reordering keeps the room
     mask = mask.repeat_interleave(num_beams, 0)
     pos = positions(mask)[:, -1:]
+    live = list(range(ids.shape[0]))  # the prompts whose beams the cache holds, in its row order
 
     def next_log_probs(step: int, rows: torch.Tensor | None, so_far: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        nonlocal mask, pos
+        nonlocal mask, pos, live
         step_ids = ids[:, -1:].repeat_interleave(num_beams, 0)
         if rows is not None:  # the cache follows the beams chosen at the last step
-            reorder_rows(cache, rows.reshape(-1))
-            step_ids = so_far[:, -1:]
+            # A prompt that can no longer change its result leaves the batch: its rows get -inf.
+            going = [j for j in live if active[j]]
+            where = {j: k for k, j in enumerate(live)}
+            parents = rows.view(-1, num_beams)
+            local = torch.cat([parents[j] - j * num_beams + where[j] * num_beams for j in going])
+            reorder_rows(cache, local)
+            mask, pos = mask[local], pos[local] + 1
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
-            pos = pos + 1
+            step_ids = so_far.view(-1, num_beams, so_far.shape[-1])[going].reshape(-1, so_far.shape[-1])[:, -1:]
+            live = going
         logits = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, cache=cache,
                        use_cache=True).logits[:, -1].to(copy=True, dtype=torch.float32)
-        return torch.log_softmax(logits, dim=-1)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        if len(live) == ids.shape[0]:
+            return log_probs
+        every = log_probs.new_full((ids.shape[0] * num_beams, log_probs.shape[-1]), float("-inf"))
+        every.view(ids.shape[0], num_beams, -1)[live] = log_probs.view(len(live), num_beams, -1)
+        return every
 
     return search(tokenizer, ids.shape[0], rule, next_log_probs)

@@ -20,15 +20,27 @@ from transformers.cache_utils import DummyLayer, DynamicIndexedLayer, DynamicLay
 _REBINDING = (DynamicLayer, DynamicSlidingWindowLayer, DynamicIndexedLayer, DummyLayer)
 
 
-def fork(cache: Any, rows: torch.Tensor | None = None, repeat: int = 1) -> Any:
+def fork(cache: Any, rows: torch.Tensor | None = None, repeat: int = 1, room: int | None = None) -> Any:
     """A cache holding `rows` (all when None), each repeated `repeat` times, that can grow or be
-    re-indexed without touching `cache`; copies no tensor of a dynamic layer until it changes."""
-    if isinstance(getattr(cache, "layers", None), list):
-        twin = copy.copy(cache)
-        twin.layers = [copy.copy(layer) if type(layer) in _REBINDING else copy.deepcopy(layer)
-                       for layer in cache.layers]
-    else:  # a cache without layer objects (remote-code models): copied whole
+    re-indexed without touching `cache`; copies no tensor of a dynamic layer until it changes.
+    With `room`, its full-attention layers come roomy (`make_room`), built by the one copy that
+    selects and repeats their rows."""
+    if not isinstance(getattr(cache, "layers", None), list):  # no layer objects (remote-code models): copied whole
         twin = copy.deepcopy(cache)
+        if rows is not None:
+            twin.batch_select_indices(rows)
+        if repeat > 1:
+            twin.batch_repeat_interleave(repeat)
+        return twin
+    twin = copy.copy(cache)
+    twin.layers = [_forked(layer, rows, repeat, room) for layer in cache.layers]
+    return twin
+
+
+def _forked(layer: Any, rows: torch.Tensor | None, repeat: int, room: int | None) -> Any:
+    if room is not None and type(layer) is DynamicLayer and layer.is_initialized:
+        return _RoomyLayer.of(layer, rows, repeat, room)
+    twin = copy.copy(layer) if type(layer) in _REBINDING else copy.deepcopy(layer)
     if rows is not None:
         twin.batch_select_indices(rows)
     if repeat > 1:
@@ -60,6 +72,14 @@ def make_room(cache: Any, room: int) -> None:
                         for layer in cache.layers]
 
 
+def _repeated(states: torch.Tensor, repeat: int, capacity: int) -> torch.Tensor:
+    """A [rows * repeat, heads, capacity, dim] buffer starting with each row of `states` `repeat` times."""
+    rows, heads, length, dim = states.shape
+    buffer = states.new_empty(rows * repeat, heads, capacity, dim)
+    buffer.view(rows, repeat, heads, capacity, dim)[:, :, :, :length] = states[:, None]
+    return buffer
+
+
 def _buffer(states: torch.Tensor, capacity: int) -> torch.Tensor:
     """A [rows, heads, capacity, dim] buffer that starts with `states`."""
     buffer = states.new_empty(*states.shape[:2], capacity, states.shape[-1])
@@ -75,9 +95,22 @@ class _RoomyLayer(DynamicLayer):
 
     def __init__(self, layer: DynamicLayer, room: int) -> None:
         super().__init__()
-        self.dtype, self.device, self.is_initialized = layer.keys.dtype, layer.keys.device, True
+        self._hold(_buffer(layer.keys, layer.keys.shape[-2] + room), _buffer(layer.values, layer.values.shape[-2] + room),
+                   layer.keys.shape[-2])
+
+    @classmethod
+    def of(cls, layer: DynamicLayer, rows: torch.Tensor | None, repeat: int, room: int) -> "_RoomyLayer":
+        """`layer`'s `rows` (all when None), each repeated `repeat` times, with room for `room` more tokens."""
         length = layer.keys.shape[-2]
-        self.key_room, self.value_room = _buffer(layer.keys, length + room), _buffer(layer.values, length + room)
+        roomy = cls.__new__(cls)
+        DynamicLayer.__init__(roomy)
+        roomy._hold(*(_repeated(states if rows is None else states.index_select(0, rows), repeat, length + room)
+                      for states in (layer.keys, layer.values)), length)
+        return roomy
+
+    def _hold(self, key_room: torch.Tensor, value_room: torch.Tensor, length: int) -> None:
+        self.dtype, self.device, self.is_initialized = key_room.dtype, key_room.device, True
+        self.key_room, self.value_room = key_room, value_room
         self._show(length)
 
     def _show(self, length: int) -> None:
@@ -105,3 +138,49 @@ class _RoomyLayer(DynamicLayer):
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Beam search's per-step reordering, kept on the roomy buffers."""
         self.batch_select_indices(beam_idx.to(self.key_room.device))
+
+
+def joinable(cache: Any) -> bool:
+    """Whether `join` can merge this cache with another: full-attention and sliding-window layers only."""
+    layers = getattr(cache, "layers", None)
+    return isinstance(layers, list) and all(
+        type(layer) in (DynamicLayer, _RoomyLayer, DynamicSlidingWindowLayer) and layer.is_initialized
+        for layer in layers)
+
+
+def join(first: Any, second: Any, room: int, keep: torch.Tensor | None = None) -> Any:
+    """One cache holding `first`'s rows (only `keep`, when given) then `second`'s (continuous
+    batching: rows joining a decoding batch), each left-padded with zeros to the longer one's
+    length, full-attention layers with room for `room` more tokens; both inputs are left as they
+    were. The caller pads the attention masks the same way, so a padded position is never attended."""
+    length = max(first.get_seq_length(), second.get_seq_length())
+    twin = copy.copy(first)
+    twin.layers = [_join_layer(a, b, length, room, keep) for a, b in zip(first.layers, second.layers)]
+    return twin
+
+
+def _join_layer(a: Any, b: Any, length: int, room: int, keep: torch.Tensor | None) -> Any:
+    def kept(states: torch.Tensor) -> torch.Tensor:
+        return states if keep is None else states.index_select(0, keep)
+
+    if isinstance(a, DynamicSlidingWindowLayer):
+        held = min(length, a.sliding_window - 1)  # what the layer holds after `length` tokens
+        layer = copy.copy(a)
+        layer.keys, layer.values = (_stack(kept(x), y, held, held) for x, y in ((a.keys, b.keys), (a.values, b.values)))
+        layer.cumulative_length = length
+        return layer
+    layer = _RoomyLayer.__new__(_RoomyLayer)
+    DynamicLayer.__init__(layer)
+    layer._hold(_stack(kept(a.keys), b.keys, length, length + room), _stack(kept(a.values), b.values, length, length + room),
+                length)
+    return layer
+
+
+def _stack(a: torch.Tensor, b: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
+    """[rows_a + rows_b, heads, capacity, dim]: each part's last states end at `length`, zeros before them."""
+    out = a.new_empty(a.shape[0] + b.shape[0], a.shape[1], capacity, a.shape[-1])
+    for start, part in ((0, a), (a.shape[0], b)):
+        rows, have = part.shape[0], min(part.shape[-2], length)
+        out[start:start + rows, :, :length - have] = 0
+        out[start:start + rows, :, length - have:length] = part[:, :, part.shape[-2] - have:]
+    return out

@@ -10,12 +10,12 @@ import torch
 from illusion_checks.answer_start import RankTarget, rank_target
 from illusion_checks.backends.base import DecodeSettings, answers
 from illusion_checks.prompts import Encoded
-from illusion_checks.backends.hf.decode import (
-    SeededNucleus, beam_search, decode, decode_tokens, pick_greedy, positions,
-)
+from illusion_checks.backends.hf.decode import SeededNucleus, beam_search, pick_greedy, positions
 from illusion_checks.backends.hf.kv import fork
+from illusion_checks.backends.hf.stream import Chunk, decode_stream, decode_tokens
 
-__all__ = ["FFProbes", "MCResult", "Prefix", "batches", "beam", "ff_probes", "greedy", "prefill", "samples", "score_rows"]
+__all__ = ["FFProbes", "MCResult", "Prefix", "batches", "beam", "ff_probes", "greedy", "greedy_tokens", "prefill", "samples",
+           "score_rows"]
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,12 +42,16 @@ class Prefix:
     mask: torch.Tensor
     cache: Any
 
-    def rows(self, index: Sequence[int], repeat: int = 1) -> "Prefix":
-        """A fork holding `index` rows, each repeated `repeat` times (as generate expands them)."""
+    def rows(self, index: Sequence[int], repeat: int = 1, room: int | None = None) -> "Prefix":
+        """A fork holding `index` rows, each repeated `repeat` times (as generate expands them; the
+        ids and mask too), its full-attention layers with room for `room` decoded tokens when given."""
         select = torch.tensor(list(index), device=self.ids.device)
         every_row = list(index) == list(range(self.ids.shape[0]))  # then the fork shares every tensor
-        cache = fork(self.cache, None if every_row else select, repeat)
-        return Prefix(self.ids[select], self.mask[select], cache)
+        cache = fork(self.cache, None if every_row else select, repeat, room)
+        ids, mask = self.ids[select], self.mask[select]
+        if repeat > 1:
+            ids, mask = ids.repeat_interleave(repeat, 0), mask.repeat_interleave(repeat, 0)
+        return Prefix(ids, mask, cache)
 
 
 @torch.no_grad()
@@ -60,26 +64,31 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> Prefix:
     return Prefix(ids, mask, out.cache)
 
 
-def _continue(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings,
-              pick: Callable[[torch.Tensor, list[int]], torch.Tensor] = pick_greedy) -> list[str]:
-    """Decode a prefix token by token (its cache is consumed), finished rows leaving the batch."""
-    return decode(model, tokenizer, prefix.ids, prefix.mask, prefix.cache, pick, settings.max_new_tokens,
-                  settings.stop_at_newline)
-
-
 @torch.no_grad()
+def greedy_tokens(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
+                  advance: Callable[[int], None] | None = None) -> list[list[int]]:
+    """Greedy continuations' token ids through one continuously refilled batch of `batch_size`
+    rows (`stream.decode_stream`): the prompts queue shortest first, and each refill prefills the
+    next ones. `advance(1)` hears each prompt finish."""
+    queue = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+
+    def refill(free: int) -> Chunk | None:
+        take = queue[:free]
+        del queue[:len(take)]
+        if not take:
+            return None
+        prefix = prefill(model, [prompts[i] for i in take], tokenizer.pad_token_id)
+        return Chunk(prefix.ids, prefix.mask, prefix.cache, take)
+
+    produced = decode_stream(model, tokenizer, refill, settings.batch_size, pick_greedy, settings.max_new_tokens,
+                             settings.stop_at_newline, advance and (lambda key: advance(1)))
+    return [produced[i] for i in range(len(prompts))]
+
+
 def greedy(model: Any, tokenizer: Any, prompts: Sequence[list[int]], settings: DecodeSettings,
-           progress: Callable[[int], None] | None = None) -> list[str]:
-    """Greedy continuations, batched over length-sorted prompts."""
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-    outputs: list[str] = [""] * len(prompts)
-    for batch in batches(order, settings.batch_size):
-        prefix = prefill(model, [prompts[i] for i in batch], tokenizer.pad_token_id)
-        for i, text in zip(batch, _continue(model, tokenizer, prefix, settings)):
-            outputs[i] = text
-        if progress:
-            progress(len(batch))
-    return outputs
+           advance: Callable[[int], None] | None = None) -> list[str]:
+    """Greedy answers (`greedy_tokens`, the answer-line rule applied)."""
+    return answers(tokenizer, greedy_tokens(model, tokenizer, prompts, settings, advance), settings.stop_at_newline)
 
 
 def beam(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings) -> list[list[str]]:
@@ -90,12 +99,26 @@ def beam(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings) -
     return [answers(tokenizer, beams, settings.stop_at_newline) for beams in tokens]
 
 
-def samples(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings, seeds: Sequence[int]) -> list[list[str]]:
+def samples(model: Any, tokenizer: Any, prefix: Prefix, settings: DecodeSettings, seeds: Sequence[int],
+            width: int | None = None) -> list[list[str]]:
+    """`num_samples` seeded nucleus samples per prompt of `prefix`, decoded in one continuously
+    refilled batch of `width` rows (default: all of them), each prompt's rows forked from its cache
+    when they join; a row's draws depend only on its seed (`seeds[j] * 1000 + k`)."""
     n, rows = settings.num_samples, prefix.ids.shape[0]
-    part = prefix.rows(range(rows), repeat=n)
-    part = Prefix(part.ids.repeat_interleave(n, 0), part.mask.repeat_interleave(n, 0), part.cache)
+    queue = list(range(rows))
+
+    def refill(free: int) -> Chunk | None:
+        take = queue[:max(1, free // n)] if queue else []
+        del queue[:len(take)]
+        if not take:
+            return None
+        part = prefix.rows(take, repeat=n, room=settings.max_new_tokens)
+        return Chunk(part.ids, part.mask, part.cache, [j * n + k for j in take for k in range(n)])
+
     row_seeds = [seeds[j] * 1000 + k for j in range(rows) for k in range(n)]
-    texts = _continue(model, tokenizer, part, settings, SeededNucleus(settings.top_p, row_seeds))
+    produced = decode_stream(model, tokenizer, refill, width or rows * n, SeededNucleus(settings.top_p, row_seeds),
+                             settings.max_new_tokens, settings.stop_at_newline)
+    texts = answers(tokenizer, [produced[r] for r in range(rows * n)], settings.stop_at_newline)
     return [texts[j * n:(j + 1) * n] for j in range(rows)]
 
 
@@ -186,9 +209,9 @@ def ff_probes(model: Any, tokenizer: Any, encoded: Sequence[Encoded], golds: Seq
         # so beam and sampling calls take as many items as fill `decode_rows`.
         for part in batches(reached, max(1, settings.decode_rows // settings.num_beams)):
             beams.update(zip(part, beam(model, tokenizer, prefix.rows(part), settings)))
-        for part in batches(reached, max(1, settings.decode_rows // settings.num_samples)):
-            sampled.update(zip(part, samples(model, tokenizer, prefix.rows(part), settings,
-                                              [seeds[batch[j]] for j in part])))
+        if reached:
+            sampled.update(zip(reached, samples(model, tokenizer, prefix.rows(reached), settings,
+                                                [seeds[batch[j]] for j in reached], settings.decode_rows)))
         for j, i in enumerate(batch):
             results[i] = FFProbes(greedy_out[j], mc[j], targets[j], beams.get(j), sampled.get(j))
         if progress:
