@@ -17,6 +17,7 @@ from illusion_checks.fates import gold_cut
 from illusion_checks.datasets import Dataset, DatasetError, golds_not_in_context, load_dataset
 from illusion_checks.lifecycle import Calibration, Compression, Log, Models, RunStats
 from illusion_checks.options import flag
+from illusion_checks.noise_floor import ORDER, noise_floor, other_batch_size
 from illusion_checks.probing import PreparedItem, paired_item, prepare_items, probe_settings
 from illusion_checks.records import ItemRecord, Outcome
 from illusion_checks.results import build_results, note
@@ -103,13 +104,23 @@ class Evaluation:
         comp_key = {**setup.base, "role": "compressed", "model": compression.fingerprint}
         reference = self._outcomes("reference", ref_key, setup.ids,
                                    lambda: self.models.probe(self.models.reference(), setup.prepared, "probe reference"))
+        floor = self._noise_floor(setup, ref_key, reference) if self.cfg.noise_floor else None
         compressed = self._outcomes("compressed", comp_key, setup.ids,
                                     lambda: self.models.probe_compressed(setup.prepared, compression))
         if self.cfg.save_compressed and compress:
             self.models.save_unsaved(compression)
         items = [paired_item(p, r, c) for p, r, c in zip(setup.prepared, reference, compressed)]
         self._note_gold_cut(items)
-        return build_results(self._config(setup, compression), items, notes=list(self.notes))
+        return build_results(self._config(setup, compression), items, notes=list(self.notes), noise_floor=floor)
+
+    def _noise_floor(self, setup: _Setup, ref_key: dict[str, Any], reference: list[Outcome]) -> dict[str, Any]:
+        """The reference probed again, at another batch size with the items reversed, read against
+        its first run (`noise_floor.py`); cached like any run, so a sweep probes it once."""
+        size = other_batch_size(self.settings.decode.batch_size)
+        key = {**ref_key, "role": "reference again", "batch_size": size, "order": ORDER}
+        again = self._outcomes("reference", key, setup.ids[::-1], lambda: self.models.probe(
+            self.models.reference(), setup.prepared[::-1], "probe reference again (noise floor)", size))[::-1]
+        return noise_floor([paired_item(p, r, a) for p, r, a in zip(setup.prepared, reference, again)], size)
 
     def _note_gold_cut(self, items: list[ItemRecord]) -> None:
         """A note per language whose FF prompts lost gold spans to the token cap (Appendix B(6))."""

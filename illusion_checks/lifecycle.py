@@ -163,10 +163,14 @@ class Models:
             self._reference.close()
             self._reference = None
 
-    def probe(self, backend: Backend, prepared: list[PreparedItem], phase: str) -> list[Outcome]:
-        """Every probe of `prepared` on `backend`, as the phase `phase`. With --illusion-batch-size=auto,
-        running out of memory halves the batch size and starts again."""
+    def probe(self, backend: Backend, prepared: list[PreparedItem], phase: str,
+              batch_size: int | None = None) -> list[Outcome]:
+        """Every probe of `prepared` on `backend`, as the phase `phase` (at `batch_size`, else the
+        option's). With --illusion-batch-size=auto, running out of memory halves the batch size and
+        starts again."""
         settings = self.settings
+        if batch_size is not None:
+            settings = replace(settings, decode=replace(settings.decode, batch_size=batch_size))
         self.progress(phase, 0, len(prepared))  # starts the phase's clock before the first batch; ends below
         while True:
             try:

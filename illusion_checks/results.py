@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 from illusion_checks import __version__
 from illusion_checks.fates import Fate
 from illusion_checks.metrics import DEFAULT_RESAMPLES, DEFAULT_SEED, recompute_check, summarize
+from illusion_checks.noise_floor import check as check_noise_floor
 from illusion_checks.records import FATE, SCHEMA, ItemRecord, Note, ResultsError
 from illusion_checks.spec_steps import spec_steps
 
@@ -38,8 +39,10 @@ def note(kind: str, lang: str | None, message: str) -> dict[str, Any]:
 
 
 def build_results(config: dict[str, Any], items: Sequence[ItemRecord | Mapping[str, Any]], n_resamples: int = 1000,
-                  notes: Sequence[Note | Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """The full results object: config, items sorted by (lang, id), their summary and the run's notes.
+                  notes: Sequence[Note | Mapping[str, Any]] = (), noise_floor: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """The full results object: config, items sorted by (lang, id), their summary, the run's notes
+    and, when measured, the A/A noise floor (`noise_floor.py`).
 
     Items and notes are records or their dicts (read with `from_dict`: a malformed one is a ResultsError)."""
     records = sorted((_record(ItemRecord, item, f"items[{n}]") for n, item in enumerate(items)),
@@ -48,8 +51,9 @@ def build_results(config: dict[str, Any], items: Sequence[ItemRecord | Mapping[s
     config = {"package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               **config}
     summary = summarize(rows, n_resamples=n_resamples, seed=config.get("seed", 42))
-    return {"schema": SCHEMA, "config": config, "items": rows, "summary": summary,
-            "notes": [_record(Note, n, f"notes[{k}]").to_dict() for k, n in enumerate(notes)], "gates": []}
+    results = {"schema": SCHEMA, "config": config, "items": rows, "summary": summary,
+               "notes": [_record(Note, n, f"notes[{k}]").to_dict() for k, n in enumerate(notes)], "gates": []}
+    return results if noise_floor is None else {**results, "noise_floor": dict(noise_floor)}
 
 
 def _record(cls: type[ItemRecord] | type[Note], value: Any, where: str) -> Any:
@@ -81,6 +85,8 @@ def validate(results: Any, where: str = "results") -> list[str]:
         return errors + [f"{where}: field 'notes' must be a list of objects with a 'message' string"]
     for k, entry in enumerate(notes):
         errors.extend(_problems(Note, entry, f"{where}: notes[{k}]"))
+    if results.get("noise_floor") is not None:
+        errors.extend(check_noise_floor(results["noise_floor"], f"{where}: noise_floor"))
     return errors
 
 

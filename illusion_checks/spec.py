@@ -106,6 +106,7 @@ class EvaluationSpec:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     no_reachability: bool = False
+    noise_floor: bool = False  # probe the reference again (another batch size and order): the A/A fate changes
     cache_dir: str | None = None  # None: $ILLUSION_CHECKS_CACHE/results
     no_cache: bool = False
     backend: str = "hf"
@@ -337,7 +338,7 @@ _NORMAL: dict[str, Callable[[Any], Any]] = {
     **{name: _text(name) for name in ("model", "compress", "compressed", "save_compressed", "cache_dir")},
     **{name: _text(name, optional=False) for name in ("calibration", "dataset")},
     **{name: _boolean(name) for name in ("strict_data", "chat_template", "trust_remote_code", "allow_pickle",
-                                        "no_reachability", "no_cache")},
+                                        "no_reachability", "noise_floor", "no_cache")},
     "calibration_samples": _integer("calibration_samples", 1),
     "calibration_seqlen": _integer("calibration_seqlen", 8),
     "items": _integer("items", 1),

@@ -173,6 +173,8 @@ OPTIONS = (
     Option("--illusion-trust-remote-code", "allow model code from the hub (off by default)", is_flag=True),
     Option("--illusion-allow-pickle", "allow pickle (.bin) checkpoints (off by default: they can run code)", is_flag=True),
     Option("--illusion-no-reachability", "skip beam-5 and sampling probes", is_flag=True),
+    Option("--illusion-noise-floor", "probe the reference a second time at another batch size and item order, and "
+                                     "record the fate changes it makes against itself (the A/A noise floor)", is_flag=True),
 )
 # One option per field: a field without an option (or an option without a field) is a bug.
 assert sorted(option.name for option in OPTIONS) == sorted(DEFAULTS), "OPTIONS and the spec fields disagree"

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from illusion_checks.fates import FATE_ORDER
 from illusion_checks.gates import Gate
+from illusion_checks.noise_floor import describe as describe_noise_floor
 from illusion_checks.ranks import RANK_INTERPRETABLE_SHARE
 from illusion_checks.results import run_label, runs_of, steps_of
 from illusion_checks.significance import DEFAULT_ALPHA, McNemar
@@ -112,6 +113,9 @@ def summary_table(reporter: Any, results: Mapping[str, Any], gates: list[Gate]) 
         reporter.write_line(("PASS " if gate.passed else "FAIL ") + gate.describe())
     for line in noise_lines(gates):
         reporter.write_line(line)
+    floor = describe_noise_floor(results.get("noise_floor"))
+    if floor:
+        reporter.write_line(f"illusion-checks: {floor}")
     for line in note_lines(results):
         reporter.write_line(line)
 

@@ -108,6 +108,27 @@ def mcnemar_rows(summary: Mapping[str, Any], langs: Sequence[str]) -> list[dict[
             for lang, block in blocks if isinstance(block.get("mcnemar"), Mapping)]
 
 
+def noise_floor_rows(results: Mapping[str, Any], langs: Sequence[str]) -> list[dict[str, str]]:
+    """The A/A noise floor beside the run's dissociation, per language and overall (none when the
+    run did not measure it: `--illusion-noise-floor`)."""
+    floor = results.get("noise_floor")
+    if not floor:
+        return []
+    summary = results["summary"]
+    rows = []
+    for lang, block, stats in [*((lang, floor["per_language"].get(lang), summary["per_language"][lang]) for lang in langs),
+                               ("overall", floor, summary["overall"])]:
+        if block is None:
+            continue
+        dissociation = stats.get("dissociation_rate")
+        ci = stats.get("dissociation_ci95")
+        rows.append({"lang": lang, "dissociation": pct(dissociation) + ("" if ci is None else f" {interval(ci)}"),
+                     "changed": f"{block['changed']} of {block['n']}",
+                     "rate": "n/a" if block["rate"] is None else pct(block["rate"]),
+                     "outputs": f"{block['outputs_changed']} of {block['items']}"})
+    return rows
+
+
 def _test_text(test: Mapping[str, Any], key: str) -> str:
     return f"{test[key]:.2g}" if key == "p_value" else str(test[key])
 
@@ -173,6 +194,8 @@ def make_report(results: Mapping[str, Any], sweep: Sequence[Mapping[str, Any]] =
         n_items=len(results["items"]),
         gates=gate_rows(results["gates"]),
         mcnemar=mcnemar_rows(results["summary"], langs),
+        noise_floor=noise_floor_rows(results, langs),
+        noise_floor_run=results.get("noise_floor"),
         verdict_class=verdict_class,
         verdict_text=verdict_text,
         notes=note_rows(results),
